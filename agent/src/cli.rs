@@ -1,0 +1,270 @@
+//! The command line: clap types, then `run`, which maps every outcome to an exit code.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::engine::{self, Options, ShowOptions};
+use crate::error::{Error, Result};
+use crate::host::Host;
+use crate::report::Command;
+use crate::source::{self, SourceOptions};
+use crate::state;
+
+/// Where the document is read from when no STATE is given.
+pub const DEFAULT_STATE: &str = "/etc/hostguard/state.json";
+
+const EXAMPLES: &str = "\
+Examples:
+  hostguard validate examples/host.json      check a document, touch nothing
+  hostguard plan examples/host.json          show drift (exit 2 when there is some)
+  hostguard apply --format json state.json   converge and print the JSON report
+  cat state.json | hostguard plan -          read the document from standard input
+  hostguard show --sysctl net.ipv4           current values as a state document
+
+Exit codes: 0 in sync / converged, 2 drift found / changes made, 4 some changes failed,
+6 some changes made and some failed, 1 the document or the host could not be read.";
+
+#[derive(Debug, Parser)]
+#[command(name = "hostguard", version, about = "Converge a Linux container host to a desired state and report drift",
+          after_help = EXAMPLES, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Output format; human on a terminal, json otherwise.
+    #[arg(long, global = true, value_enum)]
+    pub format: Option<Format>,
+    /// Prefix every host path (/proc/sys, /sys/fs/cgroup, /etc, /var/lib/lxc, /run) with DIR.
+    #[arg(long, global = true, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// Seconds to wait for another hostguard run to finish.
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 60)]
+    pub lock_timeout: u64,
+    /// In human output, list resources that are in sync too.
+    #[arg(long, short, global = true)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Read the host, print drift, change nothing (exit 0 in sync, 2 drift).
+    #[command(after_help = "Example:\n  hostguard plan examples/host.json")]
+    Plan(RunArgs),
+    /// Converge the host; print what changed (exit 0, 2, 4 or 6).
+    #[command(after_help = "Example:\n  hostguard apply --backup-dir /var/backups/hostguard state.json")]
+    Apply(ApplyArgs),
+    /// Hardening findings for the host.
+    #[command(after_help = "Example:\n  hostguard audit --fail-on medium")]
+    Audit(AuditArgs),
+    /// The host's current state, as a state document.
+    #[command(after_help = "Example:\n  hostguard show --sysctl net.ipv4 --sysctl vm")]
+    Show(ShowArgs),
+    /// Check a document, touch nothing (exit 0 valid, 1 invalid).
+    #[command(after_help = "Example:\n  hostguard validate state.json")]
+    Validate(SourceArgs),
+    /// Keep a change made with `apply --confirm`.
+    Confirm,
+}
+
+#[derive(Debug, Args)]
+pub struct SourceArgs {
+    /// The state document: a path, - for standard input, or an https:// URL.
+    #[arg(value_name = "STATE", default_value = DEFAULT_STATE)]
+    pub state: String,
+    /// Refuse the document unless its SHA-256 is HEX.
+    #[arg(long, value_name = "HEX")]
+    pub sha256: Option<String>,
+    /// Allow a plain http:// URL.
+    #[arg(long)]
+    pub allow_insecure_http: bool,
+    /// PEM file of a private CA to trust for an https:// STATE.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Also POST the JSON report to URL.
+    #[arg(long, value_name = "URL")]
+    pub report_url: Option<String>,
+    /// An extra header for --report-url, as 'Name: value'.
+    #[arg(long, value_name = "HEADER")]
+    pub report_header: Vec<String>,
+    /// Also write the report as Prometheus text to FILE (node_exporter textfile collector).
+    #[arg(long, value_name = "FILE")]
+    pub metrics: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Restore the previous firewall rules unless `hostguard confirm` runs within SECONDS.
+    #[arg(long, value_name = "SECONDS")]
+    pub confirm: Option<u64>,
+    /// Apply even a ruleset that would drop the SSH session this runs from.
+    #[arg(long)]
+    pub force: bool,
+    /// Keep the replaced version of every file rewritten, in DIR.
+    #[arg(long, value_name = "DIR")]
+    pub backup_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Optional document: also tells whether applying it closes each finding.
+    #[arg(value_name = "STATE")]
+    pub state: Option<String>,
+    /// Exit 2 when a finding at or above this severity remains.
+    #[arg(long, value_enum, default_value = "low")]
+    pub fail_on: Severity,
+    /// Print the fixes merged into one state document.
+    #[arg(long)]
+    pub emit_state: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Only sysctl keys under this prefix (repeatable), e.g. net.ipv4; all writable keys by default.
+    #[arg(long = "sysctl", value_name = "PREFIX")]
+    pub sysctl_prefixes: Vec<String>,
+    /// Show limits of cgroups under this path (repeatable), e.g. hostguard.
+    #[arg(long = "cgroup", value_name = "PREFIX")]
+    pub cgroup_prefixes: Vec<String>,
+    /// Where LXC containers live.
+    #[arg(long, value_name = "DIR")]
+    pub lxcpath: Option<String>,
+}
+
+/// Parse `args`, run the command, and return the process exit code.
+pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            // clap's own usage-error code is 2, which here means drift: usage errors exit 1.
+            return code;
+        }
+    };
+    match dispatch(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hostguard: error: {e}");
+            1
+        }
+    }
+}
+
+fn format(global: &Global) -> Format {
+    global.format.unwrap_or_else(|| {
+        // SAFETY: isatty only inspects a file descriptor.
+        if unsafe { libc::isatty(1) } == 1 { Format::Human } else { Format::Json }
+    })
+}
+
+fn options(global: &Global) -> Options {
+    Options {
+        lock_timeout: Duration::from_secs(global.lock_timeout),
+        ..Options::default()
+    }
+}
+
+fn load(args: &SourceArgs) -> Result<state::Document> {
+    let opts = SourceOptions {
+        sha256: args.sha256.clone(),
+        allow_insecure_http: args.allow_insecure_http,
+        ca_file: args.ca_file.clone(),
+    };
+    let bytes = source::read(&args.state, &opts)?;
+    state::load(&bytes, &args.state)
+}
+
+fn dispatch(cli: &Cli) -> Result<i32> {
+    let g = &cli.global;
+    match &cli.command {
+        Cmd::Validate(src) => {
+            let doc = load(src)?;
+            match format(g) {
+                Format::Json => print(&serde_json::json!({ "valid": true, "state_sha256": doc.sha256 }).to_string()),
+                Format::Human => print(&format!("{}: valid (sha256 {})", src.state, doc.sha256)),
+            }
+            Ok(0)
+        }
+        Cmd::Plan(args) => converge(g, args, Options { ..options(g) }, None, Command::Plan),
+        Cmd::Apply(a) => {
+            let opts = Options {
+                force: a.force,
+                confirm: a.confirm,
+                ..options(g)
+            };
+            converge(g, &a.run, opts, a.backup_dir.clone(), Command::Apply)
+        }
+        Cmd::Show(s) => {
+            let host = Host::new(&g.root);
+            let doc = engine::show(
+                &host,
+                &options(g),
+                &ShowOptions {
+                    sysctl_prefixes: s.sysctl_prefixes.clone(),
+                    cgroup_prefixes: s.cgroup_prefixes.clone(),
+                    lxcpath: s.lxcpath.clone(),
+                },
+            )?;
+            print(&serde_json::to_string_pretty(&doc).expect("a document always serialises"));
+            Ok(0)
+        }
+        Cmd::Audit(_) => Err(Error::Unsupported("audit is not implemented yet".into())),
+        Cmd::Confirm => Err(Error::Unsupported("confirm is not implemented yet".into())),
+    }
+}
+
+fn converge(g: &Global, args: &RunArgs, opts: Options, backup_dir: Option<PathBuf>, command: Command) -> Result<i32> {
+    if args.report.report_url.is_some() || args.report.metrics.is_some() {
+        return Err(Error::Unsupported("--report-url and --metrics are not implemented yet".into()));
+    }
+    let doc = load(&args.source)?;
+    let host = Host::new(&g.root).with_backup_dir(backup_dir);
+    let report = engine::converge(&host, &opts, &doc, command)?;
+    match format(g) {
+        Format::Json => print(&report.to_json()),
+        Format::Human => print(report.to_human(g.verbose).trim_end()),
+    }
+    Ok(report.exit_code())
+}
+
+fn print(s: &str) {
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`hostguard plan | head`) is not an error worth a panic.
+    let _ = writeln!(out, "{s}");
+}

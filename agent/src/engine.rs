@@ -1,0 +1,115 @@
+//! How a run behaves (SPEC section 5): validate, lock, read everything, diff, then apply.
+//!
+//! Every resource kind exposes `plan(ctx, desired) -> Result<impl Resources>`: reading and
+//! diffing, no writes. `apply` consumes exactly what `plan` produced, so `plan` and `apply` cannot
+//! disagree. All kinds are read before any is applied: a host that cannot be read exits 1 with
+//! nothing touched.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::error::Result;
+use crate::host::Host;
+use crate::report::{Command, Report, ResourceReport};
+use crate::state::Document;
+use crate::{cgroup, iptables, lxc, sysctl};
+
+/// Run-wide settings that modules may consult.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Apply a ruleset even when it would drop the SSH session the command runs from.
+    pub force: bool,
+    /// `apply --confirm SECONDS`: roll firewall changes back unless `hostguard confirm` runs.
+    pub confirm: Option<u64>,
+    /// How long to wait for another run's lock.
+    pub lock_timeout: Duration,
+}
+
+/// What a module needs from the run: the host and the options.
+pub struct Ctx<'a> {
+    pub host: &'a Host,
+    pub opts: &'a Options,
+}
+
+/// The planned state of one resource kind.
+pub trait Resources {
+    /// What `plan` reports: every resource once, `in_sync` or `drift`.
+    fn reports(&self) -> Vec<ResourceReport>;
+    /// Make the planned changes and read them back: every resource once, `in_sync`, `changed`
+    /// or `failed`. A write that did not take is `failed`, never `changed`.
+    fn apply(self: Box<Self>, ctx: &Ctx) -> Vec<ResourceReport>;
+}
+
+/// Read and diff every kind the document names, in a fixed order.
+pub fn plan_all(ctx: &Ctx, doc: &Document) -> Result<Vec<Box<dyn Resources>>> {
+    let mut plans: Vec<Box<dyn Resources>> = Vec::new();
+    if let Some(s) = &doc.sysctl {
+        plans.push(Box::new(sysctl::plan(ctx, s)?));
+    }
+    if let Some(c) = &doc.cgroups {
+        plans.push(Box::new(cgroup::plan(ctx, c)?));
+    }
+    if let Some(i) = &doc.iptables {
+        plans.push(Box::new(iptables::plan(ctx, i)?));
+    }
+    if let Some(l) = &doc.lxc {
+        plans.push(Box::new(lxc::plan(ctx, l)?));
+    }
+    Ok(plans)
+}
+
+/// `plan` or `apply` of a validated document, under the run lock.
+pub fn converge(host: &Host, opts: &Options, doc: &Document, command: Command) -> Result<Report> {
+    let started_at = SystemTime::now();
+    let started = Instant::now();
+    let _lock = host.lock(opts.lock_timeout)?;
+    let ctx = Ctx { host, opts };
+    let plans = plan_all(&ctx, doc)?;
+    let resources = match command {
+        Command::Plan => plans.iter().flat_map(|p| p.reports()).collect(),
+        Command::Apply => plans.into_iter().flat_map(|p| p.apply(&ctx)).collect(),
+    };
+    let mut report = Report::new(command, hostname(), doc.sha256.clone(), started_at);
+    report.finish(resources, started);
+    Ok(report)
+}
+
+/// What `show` reads besides sysctl: limits the scope of a potentially large dump.
+#[derive(Debug, Clone, Default)]
+pub struct ShowOptions {
+    /// Only sysctl keys starting with one of these (`net.ipv4`); all writable keys when empty.
+    pub sysctl_prefixes: Vec<String>,
+    /// Cgroups below these paths are shown.
+    pub cgroup_prefixes: Vec<String>,
+    /// Where LXC containers live.
+    pub lxcpath: Option<String>,
+}
+
+/// The host's current state as a state document.
+pub fn show(host: &Host, opts: &Options, show: &ShowOptions) -> Result<serde_json::Value> {
+    let ctx = Ctx { host, opts };
+    let mut doc = serde_json::Map::new();
+    doc.insert("version".into(), 1.into());
+    doc.insert("sysctl".into(), sysctl::show(&ctx, &show.sysctl_prefixes)?);
+    if let Some(c) = cgroup::show(&ctx, &show.cgroup_prefixes)? {
+        doc.insert("cgroups".into(), c);
+    }
+    if let Some(i) = iptables::show(&ctx)? {
+        doc.insert("iptables".into(), i);
+    }
+    if let Some(l) = lxc::show(&ctx, show.lxcpath.as_deref())? {
+        doc.insert("lxc".into(), l);
+    }
+    Ok(serde_json::Value::Object(doc))
+}
+
+/// The name this host reports under.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "unknown".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}

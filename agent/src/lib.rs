@@ -1,0 +1,14 @@
+//! hostguard: converges a Linux container host (sysctl, cgroups, iptables, LXC) to a desired
+//! state and reports drift.
+
+pub mod cgroup;
+pub mod cli;
+pub mod engine;
+pub mod error;
+pub mod host;
+pub mod iptables;
+pub mod lxc;
+pub mod report;
+pub mod source;
+pub mod state;
+pub mod sysctl;

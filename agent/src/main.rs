@@ -1,0 +1,5 @@
+//! Parse arguments, run, exit with the run's code — nothing else.
+
+fn main() {
+    std::process::exit(hostguard::cli::run(std::env::args_os()));
+}

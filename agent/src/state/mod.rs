@@ -1,0 +1,279 @@
+//! The state document: serde types that only read, then validation into typed values.
+//!
+//! Loading never touches the host. Every error is collected (not just the first) and names the
+//! JSON path it concerns, so an operator can fix a document in one pass.
+
+pub mod cgroup;
+pub mod iptables;
+pub mod lxc;
+pub mod sysctl;
+pub mod types;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use sha2::{Digest, Sha256};
+
+use crate::error::Error;
+
+/// Documents larger than this are refused before parsing: a state document is a few kilobytes,
+/// and an endless stream from a broken URL must not exhaust memory.
+pub const MAX_DOCUMENT_BYTES: usize = 16 * 1024 * 1024;
+
+/// The document as serde reads it. Unknown fields are errors at every level.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDocument {
+    pub version: serde_json::Value,
+    #[serde(default)]
+    pub sysctl: Option<sysctl::RawSysctl>,
+    #[serde(default)]
+    pub cgroups: Option<cgroup::RawCgroups>,
+    #[serde(default)]
+    pub iptables: Option<iptables::RawIptables>,
+    #[serde(default)]
+    pub lxc: Option<lxc::RawLxc>,
+}
+
+/// A validated document: nothing in it needs checking again.
+#[derive(Debug, Clone, Default)]
+pub struct Document {
+    pub sysctl: Option<sysctl::SysctlState>,
+    pub cgroups: Option<cgroup::CgroupsState>,
+    pub iptables: Option<iptables::IptablesState>,
+    pub lxc: Option<lxc::LxcState>,
+    /// Hex SHA-256 of the bytes the document was read from.
+    pub sha256: String,
+}
+
+/// One validation problem: where in the document, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationError {
+    pub path: String,
+    pub message: String,
+}
+
+/// Every problem found in a document.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ValidationErrors(pub Vec<ValidationError>);
+
+impl ValidationErrors {
+    pub fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ValidationError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok(value)` when nothing was pushed, else every error.
+    pub fn into_result<T>(self, value: T) -> Result<T, ValidationErrors> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(self)
+        }
+    }
+}
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        write!(
+            f,
+            "the state document is invalid ({n} error{}); nothing was touched:",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for e in &self.0 {
+            write!(f, "\n  {}: {}", e.path, e.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// A JSON path for messages: `sysctl.values["vm.swappiness"]`.
+pub fn key_path(parent: &str, key: &str) -> String {
+    let quoted = serde_json::to_string(key).unwrap_or_else(|_| format!("{key:?}"));
+    format!("{parent}[{quoted}]")
+}
+
+/// A JSON object read into a sorted map that refuses duplicate keys. serde_json's own maps keep
+/// the last of two equal keys, which would let a document say two things and mean one silently.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UniqueMap<V>(pub BTreeMap<String, V>);
+
+impl<V> Default for UniqueMap<V> {
+    fn default() -> Self {
+        UniqueMap(BTreeMap::new())
+    }
+}
+
+impl<V> UniqueMap<V> {
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &V)> {
+        self.0.iter()
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for UniqueMap<V> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V_<V>(std::marker::PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> Visitor<'de> for V_<V> {
+            type Value = UniqueMap<V>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if out.contains_key(&key) {
+                        return Err(serde::de::Error::custom(format!(
+                            "duplicate key {key:?}: a document must say each thing once"
+                        )));
+                    }
+                    let value = map.next_value()?;
+                    out.insert(key, value);
+                }
+                Ok(UniqueMap(out))
+            }
+        }
+        d.deserialize_map(V_(std::marker::PhantomData))
+    }
+}
+
+/// Parse and validate a document from its bytes. `source` names where it came from, for messages.
+pub fn load(bytes: &[u8], source: &str) -> Result<Document, Error> {
+    if bytes.len() > MAX_DOCUMENT_BYTES {
+        return Err(Error::Load(format!(
+            "{source}: the document is {} bytes, over the limit of {MAX_DOCUMENT_BYTES} bytes (16 MiB)",
+            bytes.len()
+        )));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        Error::Load(format!(
+            "{source}: not valid UTF-8 at byte {}; a state document is UTF-8 JSON",
+            e.valid_up_to()
+        ))
+    })?;
+    let raw = parse(text, source)?;
+    let sha256 = hex::encode(Sha256::digest(bytes));
+    validate(raw, sha256).map_err(Error::Invalid)
+}
+
+fn parse(text: &str, source: &str) -> Result<RawDocument, Error> {
+    if text.trim().is_empty() {
+        return Err(Error::Load(format!("{source}: the document is empty; expected a JSON object with \"version\": 1")));
+    }
+    let de = &mut serde_json::Deserializer::from_str(text);
+    let raw: RawDocument = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let at = if inner.line() > 0 {
+            format!(" (line {}, column {})", inner.line(), inner.column())
+        } else {
+            String::new()
+        };
+        let path = if path == "." || path.is_empty() { "document".to_string() } else { path };
+        Error::Load(format!("{source}: {path}: {inner}{at}"))
+    })?;
+    Ok(raw)
+}
+
+/// Turn the raw document into typed values, collecting every error.
+pub fn validate(raw: RawDocument, sha256: String) -> Result<Document, ValidationErrors> {
+    let mut errs = ValidationErrors::default();
+    if raw.version != serde_json::json!(1) {
+        errs.push(
+            "version",
+            format!("unsupported version {}; this hostguard reads version 1", raw.version),
+        );
+    }
+    let sysctl = raw.sysctl.map(|s| sysctl::validate(s, &mut errs));
+    let cgroups = raw.cgroups.map(|c| cgroup::validate(c, &mut errs));
+    let iptables = raw.iptables.map(|i| iptables::validate(i, &mut errs));
+    let lxc = raw.lxc.map(|l| lxc::validate(l, &mut errs));
+    errs.into_result(Document {
+        sysctl,
+        cgroups,
+        iptables,
+        lxc,
+        sha256,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(s: &str) -> Result<Document, Error> {
+        load(s.as_bytes(), "test.json")
+    }
+
+    #[test]
+    fn minimal_document_is_valid() {
+        let d = load_str(r#"{"version": 1}"#).unwrap();
+        assert!(d.sysctl.is_none());
+        assert_eq!(d.sha256.len(), 64);
+    }
+
+    #[test]
+    fn version_two_is_refused_with_its_path() {
+        let e = load_str(r#"{"version": 2}"#).unwrap_err().to_string();
+        assert!(e.contains("version: unsupported version 2"), "{e}");
+    }
+
+    #[test]
+    fn unknown_top_level_field_is_refused() {
+        let e = load_str(r#"{"version": 1, "sysctls": {}}"#).unwrap_err().to_string();
+        assert!(e.contains("unknown field `sysctls`"), "{e}");
+    }
+
+    #[test]
+    fn unknown_nested_field_names_its_path() {
+        let e = load_str(r#"{"version": 1, "sysctl": {"value": {}}}"#).unwrap_err().to_string();
+        assert!(e.contains("sysctl"), "{e}");
+        assert!(e.contains("unknown field `value`"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_not_last_wins() {
+        let e = load_str(r#"{"version": 1, "sysctl": {"values": {"vm.swappiness": 1, "vm.swappiness": 2}}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("duplicate key \"vm.swappiness\""), "{e}");
+    }
+
+    #[test]
+    fn invalid_utf8_is_refused() {
+        let e = load(b"{\"version\": 1, \"x\": \"\xff\"}", "t").unwrap_err().to_string();
+        assert!(e.contains("not valid UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn oversized_document_is_refused_before_parsing() {
+        let big = vec![b' '; MAX_DOCUMENT_BYTES + 1];
+        let e = load(&big, "t").unwrap_err().to_string();
+        assert!(e.contains("over the limit"), "{e}");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        let doc = format!(r#"{{"version": {deep}}}"#);
+        assert!(load_str(&doc).is_err());
+    }
+
+    #[test]
+    fn key_path_quotes_keys() {
+        assert_eq!(key_path("sysctl.values", "kernel..x"), r#"sysctl.values["kernel..x"]"#);
+    }
+}

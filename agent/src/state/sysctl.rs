@@ -1,0 +1,276 @@
+//! The `sysctl` section: kernel parameter keys, their desired values, and the persisted file.
+
+use std::fmt;
+
+use super::types::control_char_problem;
+use super::{key_path, UniqueMap, ValidationErrors};
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSysctl {
+    #[serde(default)]
+    pub persist: Option<String>,
+    #[serde(default)]
+    pub ignore_missing: bool,
+    #[serde(default)]
+    pub values: UniqueMap<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SysctlState {
+    /// Absolute host path of the persisted file, always `/etc/sysctl.d/NAME.conf`.
+    pub persist: Option<String>,
+    pub ignore_missing: bool,
+    /// Sorted by the key as written, so reports come in a stable order.
+    pub values: Vec<(SysctlKey, SysctlValue)>,
+}
+
+/// A kernel parameter name, as sysctl(8) accepts it: `.`-separated (`vm.swappiness`) or
+/// `/`-separated, where a component may itself hold dots (`net/ipv4/conf/eth0.100/forwarding`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SysctlKey {
+    name: String,
+    rel_path: String,
+}
+
+impl SysctlKey {
+    pub fn parse(name: &str) -> Result<SysctlKey, String> {
+        if name.is_empty() {
+            return Err("a key may not be empty".into());
+        }
+        if let Some(p) = control_char_problem(name) {
+            return Err(format!("the key {p}"));
+        }
+        let sep = if name.contains('/') { '/' } else { '.' };
+        let parts: Vec<&str> = name.split(sep).collect();
+        if parts.len() < 2 {
+            return Err(format!("{name:?} is not a sysctl key: expected at least two components such as vm.swappiness"));
+        }
+        for part in &parts {
+            if part.is_empty() {
+                return Err(format!("{name:?} has an empty component (a leading, trailing or doubled {sep:?})"));
+            }
+            if *part == "." || *part == ".." {
+                return Err(format!("{name:?} has the component {part:?}; keys may not walk out of /proc/sys"));
+            }
+            if let Some(c) = part
+                .chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '@' | '+')))
+            {
+                return Err(format!("{name:?} contains {c:?}; a key holds letters, digits and _ - . : @ +"));
+            }
+        }
+        Ok(SysctlKey {
+            name: name.to_string(),
+            rel_path: parts.join("/"),
+        })
+    }
+
+    /// The key as the document wrote it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The path below `/proc/sys`, `/`-separated: the key's identity whatever its spelling.
+    pub fn rel_path(&self) -> &str {
+        &self.rel_path
+    }
+
+    /// The key in sysctl.d syntax: the document's own spelling, which sysctl(8) reads back as is.
+    pub fn conf_name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl fmt::Display for SysctlKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+/// A desired value. Compared the way the kernel prints values: whitespace-separated tokens,
+/// numbers as numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SysctlValue(String);
+
+impl SysctlValue {
+    pub fn from_json(v: &serde_json::Value) -> Result<SysctlValue, String> {
+        let s = match v {
+            serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
+            serde_json::Value::Number(n) => {
+                return Err(format!("{n} is not an integer; sysctl numbers are whole numbers"))
+            }
+            serde_json::Value::String(s) => s.clone(),
+            other => {
+                return Err(format!("{other} is not a sysctl value: use a number or a string"))
+            }
+        };
+        if let Some(p) = control_char_problem(&s) {
+            return Err(format!("the value {p}"));
+        }
+        if s.trim().is_empty() {
+            return Err("the value is empty".into());
+        }
+        Ok(SysctlValue(s))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Tokens separated by single spaces: the form written to files and shown in reports.
+    pub fn normalized(&self) -> String {
+        normalize(&self.0)
+    }
+
+    /// Whether the kernel's current text means this value.
+    pub fn matches(&self, current: &str) -> bool {
+        values_equal(&self.0, current)
+    }
+}
+
+impl fmt::Display for SysctlValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.normalized())
+    }
+}
+
+/// `"32768   60999"` -> `"32768 60999"`.
+pub fn normalize(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Token by token, numbers compared as numbers (`010` = `10`, `+1` = `1`), the rest as text.
+pub fn values_equal(a: &str, b: &str) -> bool {
+    let (ta, tb): (Vec<&str>, Vec<&str>) = (a.split_whitespace().collect(), b.split_whitespace().collect());
+    ta.len() == tb.len()
+        && ta.iter().zip(&tb).all(|(x, y)| match (x.parse::<i128>(), y.parse::<i128>()) {
+            (Ok(m), Ok(n)) => m == n,
+            _ => x == y,
+        })
+}
+
+pub fn validate(raw: RawSysctl, errs: &mut ValidationErrors) -> SysctlState {
+    let persist = raw.persist.and_then(|p| match persist_problem(&p) {
+        None => Some(p),
+        Some(msg) => {
+            errs.push("sysctl.persist", msg);
+            None
+        }
+    });
+    let mut values = Vec::new();
+    for (name, value) in raw.values.iter() {
+        let path = key_path("sysctl.values", name);
+        let key = SysctlKey::parse(name).map_err(|m| errs.push(&path, m));
+        let value = SysctlValue::from_json(value).map_err(|m| errs.push(&path, m));
+        if let (Ok(k), Ok(v)) = (key, value) {
+            values.push((k, v));
+        }
+    }
+    // Two spellings of one key (`a.b.c` and `a/b/c`) would fight each other.
+    let mut seen = std::collections::BTreeMap::new();
+    for (k, _) in &values {
+        if let Some(first) = seen.insert(k.rel_path().to_string(), k.name().to_string()) {
+            errs.push(
+                key_path("sysctl.values", k.name()),
+                format!("names the same kernel parameter as {first:?}; write it once"),
+            );
+        }
+    }
+    SysctlState {
+        persist,
+        ignore_missing: raw.ignore_missing,
+        values,
+    }
+}
+
+fn persist_problem(p: &str) -> Option<String> {
+    let name = match p.strip_prefix("/etc/sysctl.d/") {
+        Some(n) => n,
+        None => return Some(format!("{p:?}: the persisted file must be /etc/sysctl.d/NAME.conf")),
+    };
+    if !name.ends_with(".conf") || name.len() <= ".conf".len() {
+        return Some(format!("{p:?}: the file name must end in .conf, or sysctl --system ignores it"));
+    }
+    super::types::plain_name_problem(name).map(|m| format!("{p:?}: the file name {m}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn dotted_and_slashed_keys_name_the_same_path() {
+        let a = SysctlKey::parse("net.ipv4.ip_forward").unwrap();
+        let b = SysctlKey::parse("net/ipv4/ip_forward").unwrap();
+        assert_eq!(a.rel_path(), b.rel_path());
+        assert_eq!(a.rel_path(), "net/ipv4/ip_forward");
+    }
+
+    #[test]
+    fn slashed_keys_keep_dots_inside_interface_names() {
+        let k = SysctlKey::parse("net/ipv4/conf/eth0.100/forwarding").unwrap();
+        assert_eq!(k.rel_path(), "net/ipv4/conf/eth0.100/forwarding");
+    }
+
+    #[test]
+    fn escaping_keys_are_refused() {
+        for bad in ["kernel..x", "../../etc/shadow", "", "vm", ".vm.swappiness", "vm.swappiness.",
+                    "net/ipv4/../../x", "vm.swap piness", "vm.a=b", "vm.\nx", "/proc/sys/vm/swappiness"] {
+            assert!(SysctlKey::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn values_compare_as_the_kernel_prints_them() {
+        assert!(values_equal("32768 60999", "32768\t60999"));
+        assert!(values_equal("  10 ", "10"));
+        assert!(values_equal("010", "10"));
+        assert!(!values_equal("4096 87380 6291456", "4096 87380"));
+        assert!(!values_equal("1", "0"));
+        assert!(values_equal("cubic", "cubic"));
+    }
+
+    #[test]
+    fn values_accept_numbers_and_strings_only() {
+        assert_eq!(SysctlValue::from_json(&json!(10)).unwrap().as_str(), "10");
+        assert_eq!(SysctlValue::from_json(&json!("32768   60999")).unwrap().normalized(), "32768 60999");
+        for bad in [json!(1.5), json!(true), json!(null), json!([1]), json!("a\nb"), json!(""), json!("x\u{0}")] {
+            assert!(SysctlValue::from_json(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn validation_names_every_bad_key_by_path() {
+        let raw: RawSysctl = serde_json::from_value(json!({
+            "persist": "/etc/shadow",
+            "values": { "kernel..x": 1, "vm.swappiness": "a\nb", "vm.ok": 1 }
+        }))
+        .unwrap();
+        let mut errs = ValidationErrors::default();
+        let s = validate(raw, &mut errs);
+        let paths: Vec<_> = errs.0.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, vec!["sysctl.persist", r#"sysctl.values["kernel..x"]"#, r#"sysctl.values["vm.swappiness"]"#]);
+        assert_eq!(s.values.len(), 1);
+    }
+
+    #[test]
+    fn two_spellings_of_one_key_are_refused() {
+        let raw: RawSysctl = serde_json::from_value(json!({
+            "values": { "vm.swappiness": 1, "vm/swappiness": 1 }
+        }))
+        .unwrap();
+        let mut errs = ValidationErrors::default();
+        validate(raw, &mut errs);
+        assert_eq!(errs.0.len(), 1);
+    }
+
+    #[test]
+    fn persist_path_must_be_a_conf_file_in_sysctl_d() {
+        for bad in ["/etc/sysctl.d/../shadow.conf", "/etc/sysctl.d/x", "/etc/sysctl.conf", "/etc/sysctl.d/.conf", "/etc/sysctl.d/a/b.conf"] {
+            assert!(persist_problem(bad).is_some(), "{bad}");
+        }
+        assert!(persist_problem("/etc/sysctl.d/60-hostguard.conf").is_none());
+    }
+}

@@ -1,0 +1,197 @@
+//! The `sysctl` resource kind: runtime values under `/proc/sys`, and one persisted file.
+//!
+//! Every key is one resource (`sysctl/vm.swappiness`); the persisted file is one more
+//! (`sysctl-file/etc/sysctl.d/60-hostguard.conf`).
+
+mod persist;
+
+use std::path::Path;
+
+use crate::engine::{Ctx, Resources};
+use crate::error::{HostError, Result};
+use crate::host::Host;
+use crate::report::{ResourceReport, Status};
+use crate::state::sysctl::{normalize, SysctlKey, SysctlState, SysctlValue};
+
+pub use persist::{render, BootOverride};
+
+const KIND: &str = "sysctl";
+
+/// What one key holds now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Current {
+    Value(String),
+    Missing,
+}
+
+#[derive(Debug)]
+struct Key {
+    key: SysctlKey,
+    desired: SysctlValue,
+    current: Current,
+}
+
+#[derive(Debug)]
+pub struct Plan {
+    ignore_missing: bool,
+    keys: Vec<Key>,
+    persist: Option<persist::Plan>,
+}
+
+fn proc_path(key: &SysctlKey) -> String {
+    format!("/proc/sys/{}", key.rel_path())
+}
+
+fn read_key(host: &Host, key: &SysctlKey) -> Result<Current, HostError> {
+    match host.read_to_string(proc_path(key)) {
+        Ok(s) => Ok(Current::Value(normalize(&s))),
+        Err(e) if e.is_not_found() => Ok(Current::Missing),
+        Err(e) => Err(e),
+    }
+}
+
+pub fn plan(ctx: &Ctx, desired: &SysctlState) -> Result<Plan> {
+    let mut keys = Vec::new();
+    for (key, value) in &desired.values {
+        keys.push(Key {
+            key: key.clone(),
+            desired: value.clone(),
+            current: read_key(ctx.host, key)?,
+        });
+    }
+    let persist = match &desired.persist {
+        Some(path) => Some(persist::plan(ctx.host, path, desired)?),
+        None => None,
+    };
+    Ok(Plan {
+        ignore_missing: desired.ignore_missing,
+        keys,
+        persist,
+    })
+}
+
+impl Key {
+    fn id(&self) -> String {
+        format!("sysctl/{}", self.key)
+    }
+
+    fn report(&self, ignore_missing: bool) -> ResourceReport {
+        let desired = Some(self.desired.normalized());
+        match &self.current {
+            Current::Value(v) if self.desired.matches(v) => {
+                ResourceReport::new(KIND, self.id(), Status::InSync).values(Some(v.clone()), desired)
+            }
+            Current::Value(v) => ResourceReport::new(KIND, self.id(), Status::Drift).values(Some(v.clone()), desired),
+            Current::Missing if ignore_missing => ResourceReport::new(KIND, self.id(), Status::InSync)
+                .values(None, desired)
+                .message(format!("{} does not exist on this host; skipped (ignore_missing)", self.key)),
+            Current::Missing => ResourceReport::new(KIND, self.id(), Status::Drift)
+                .values(None, desired)
+                .message(missing_message(&self.key)),
+        }
+    }
+
+    fn apply(&self, host: &Host, ignore_missing: bool) -> ResourceReport {
+        let before = self.report(ignore_missing);
+        if before.status == Status::InSync {
+            return before;
+        }
+        if self.current == Current::Missing {
+            return before.after(Status::Failed, missing_message(&self.key));
+        }
+        let old = before.current.clone().unwrap_or_default();
+        if let Err(e) = host.write_value(proc_path(&self.key), &self.desired.normalized()) {
+            return before.after(Status::Failed, format!("the kernel refused {} = {}: {}", self.key, self.desired, io_reason(&e)));
+        }
+        // Read back: the kernel may accept a write and keep (or clamp to) another value.
+        match read_key(host, &self.key) {
+            Ok(Current::Value(now)) if self.desired.matches(&now) => {
+                let mut r = before.after(Status::Changed, format!("set {} {} -> {}", self.key, old, now));
+                r.current = Some(now);
+                r
+            }
+            Ok(Current::Value(now)) => {
+                let mut r = before.after(
+                    Status::Failed,
+                    format!("wrote {} = {} but the kernel holds {}; it did not take the value", self.key, self.desired, now),
+                );
+                r.current = Some(now);
+                r
+            }
+            Ok(Current::Missing) => before.after(Status::Failed, missing_message(&self.key)),
+            Err(e) => before.after(Status::Failed, format!("wrote {} but could not read it back: {e}", self.key)),
+        }
+    }
+}
+
+fn missing_message(key: &SysctlKey) -> String {
+    format!(
+        "{key} does not exist on this host (no /proc/sys/{}): a module not loaded, or a wrong name; \
+         set ignore_missing to skip keys that only some hosts have",
+        key.rel_path()
+    )
+}
+
+/// The OS reason alone ("Invalid argument"), without repeating the path.
+fn io_reason(e: &HostError) -> String {
+    match e {
+        HostError::Io { source, .. } => source.to_string(),
+        other => other.to_string(),
+    }
+}
+
+impl Resources for Plan {
+    fn reports(&self) -> Vec<ResourceReport> {
+        let mut out: Vec<_> = self.keys.iter().map(|k| k.report(self.ignore_missing)).collect();
+        out.extend(self.persist.as_ref().map(persist::Plan::report));
+        out
+    }
+
+    fn apply(self: Box<Self>, ctx: &Ctx) -> Vec<ResourceReport> {
+        let mut out: Vec<_> = self.keys.iter().map(|k| k.apply(ctx.host, self.ignore_missing)).collect();
+        out.extend(self.persist.map(|p| p.apply(ctx.host)));
+        out
+    }
+}
+
+/// The current values of writable keys as the `sysctl` section of a state document.
+pub fn show(ctx: &Ctx, prefixes: &[String]) -> Result<serde_json::Value> {
+    let prefixes: Vec<String> = prefixes
+        .iter()
+        .map(|p| if p.contains('/') { p.trim_matches('/').to_string() } else { p.replace('.', "/") })
+        .collect();
+    let mut values = serde_json::Map::new();
+    let root = ctx.host.path("/proc/sys");
+    walk(&root, &root, &prefixes, &mut values);
+    Ok(serde_json::json!({ "values": values }))
+}
+
+fn walk(root: &Path, dir: &Path, prefixes: &[String], out: &mut serde_json::Map<String, serde_json::Value>) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let mut entries: Vec<_> = entries.filter_map(|e| e.ok()).collect();
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+        let rel = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned();
+        let wanted = prefixes.is_empty()
+            || prefixes.iter().any(|p| rel.starts_with(p.as_str()) || p.starts_with(&format!("{rel}/")));
+        if !wanted {
+            continue;
+        }
+        if meta.is_dir() {
+            walk(root, &path, prefixes, out);
+        } else if meta.is_file() && meta.permissions().mode() & 0o200 != 0 {
+            // Write-only keys (vm.drop_caches) and keys the kernel refuses to print are skipped.
+            let Ok(text) = std::fs::read_to_string(&path) else { continue };
+            let text = normalize(&text);
+            let name = if rel.split('/').any(|c| c.contains('.')) { rel.clone() } else { rel.replace('/', ".") };
+            let value = match text.parse::<i64>() {
+                Ok(n) => serde_json::Value::from(n),
+                Err(_) => serde_json::Value::from(text),
+            };
+            out.insert(name, value);
+        }
+    }
+}

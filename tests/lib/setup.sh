@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs what the whole-system suite needs, only what is missing: Debian packages, and a Salt
+# virtualenv. Safe to run again; prints what it installs.
+set -euo pipefail
+
+PACKAGES=(iptables iproute2 lxc busybox-static uidmap ruby puppet prometheus prometheus-node-exporter
+          openssl cpio xz-utils kmod curl python3-venv)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+
+apt_updated=""
+apt_install() {
+  if [ -z "$apt_updated" ]; then apt-get update -qq; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  apt_install "${missing[@]}"
+fi
+
+# qemu for the cgroup v2 kernel: this image ships qemu-utils from bookworm-backports, which
+# conflicts with bookworm's own qemu-system-common, so take qemu-system-x86 from the same suite.
+if ! command -v qemu-system-x86_64 >/dev/null; then
+  if dpkg-query -W -f='${Version}' qemu-utils 2>/dev/null | grep -q bpo; then
+    . /etc/os-release
+    if ! grep -rqs "${VERSION_CODENAME}-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+      echo "deb http://deb.debian.org/debian ${VERSION_CODENAME}-backports main" > /etc/apt/sources.list.d/hostguard-tests-backports.list
+      apt_updated=""
+    fi
+    echo "setup: installing qemu-system-x86 from ${VERSION_CODENAME}-backports"
+    apt_install -t "${VERSION_CODENAME}-backports" qemu-system-x86
+  else
+    echo "setup: installing qemu-system-x86"
+    apt_install qemu-system-x86
+  fi
+fi
+
+# Salt, pinned: 3008.5 does not install here (certifi), 3008.4 does.
+SALT_VENV=${SALT_VENV:-/opt/hostguard-tests/salt-venv}
+if [ ! -x "$SALT_VENV/bin/salt-call" ]; then
+  echo "setup: creating the Salt virtualenv in $SALT_VENV"
+  mkdir -p "$(dirname "$SALT_VENV")"
+  python3 -m venv "$SALT_VENV"
+  "$SALT_VENV/bin/pip" install -q 'salt==3008.4'
+fi
