@@ -1,0 +1,297 @@
+//! The sysctl resource end to end: the built binary against a fake root, and against the real
+//! kernel inside a private network namespace.
+
+mod util;
+
+use util::{hostguard, run_with, FakeRoot, Netns};
+
+fn fake_host() -> FakeRoot {
+    let r = FakeRoot::new();
+    r.sysctl("vm.swappiness", "60");
+    r.sysctl("net.ipv4.ip_forward", "0");
+    r.sysctl("net.ipv4.ip_local_port_range", "32768\t60999");
+    r
+}
+
+const DOC: &str = r#"{"version": 1, "sysctl": {
+    "persist": "/etc/sysctl.d/60-hostguard.conf",
+    "values": {"vm.swappiness": 10, "net.ipv4.ip_forward": 1, "net.ipv4.ip_local_port_range": "32768 60999"}}}"#;
+
+#[test]
+fn drift_then_apply_then_in_sync() {
+    let r = fake_host();
+    let doc = r.doc("state", DOC);
+    let root = r.arg();
+
+    let plan = hostguard(&["plan", "--format", "json", "--root", &root, &doc]);
+    plan.expect(2);
+    assert_eq!(plan.status("sysctl/vm.swappiness"), "drift");
+    assert_eq!(plan.resource("sysctl/vm.swappiness")["current"], "60");
+    assert_eq!(plan.resource("sysctl/vm.swappiness")["desired"], "10");
+    assert_eq!(plan.status("sysctl/net.ipv4.ip_local_port_range"), "in_sync");
+    assert_eq!(plan.status("sysctl-file/etc/sysctl.d/60-hostguard.conf"), "drift");
+    assert_eq!(r.sysctl_value("vm.swappiness"), "60", "plan changed nothing");
+
+    let apply = hostguard(&["apply", "--format", "json", "--root", &root, &doc]);
+    apply.expect(2);
+    assert_eq!(apply.status("sysctl/vm.swappiness"), "changed");
+    assert_eq!(apply.json()["summary"]["changed"], 3);
+    assert_eq!(r.sysctl_value("vm.swappiness"), "10");
+    assert_eq!(r.sysctl_value("net.ipv4.ip_forward"), "1");
+    let persisted = r.read("/etc/sysctl.d/60-hostguard.conf");
+    assert!(persisted.starts_with("# Managed by hostguard"), "{persisted}");
+    assert!(persisted.ends_with(
+        "net.ipv4.ip_forward = 1\nnet.ipv4.ip_local_port_range = 32768 60999\nvm.swappiness = 10\n"
+    ), "{persisted}");
+
+    let again = hostguard(&["apply", "--format", "json", "--root", &root, &doc]);
+    again.expect(0);
+    assert_eq!(again.json()["summary"]["in_sync"], 4);
+    hostguard(&["plan", "--format", "json", "--root", &root, &doc]).expect(0);
+}
+
+#[test]
+fn report_lists_every_resource_once_in_a_stable_order() {
+    let r = fake_host();
+    let doc = r.doc("state", DOC);
+    let ids = |run: &util::Run| -> Vec<String> {
+        run.json()["resources"].as_array().unwrap().iter().map(|x| x["id"].as_str().unwrap().to_string()).collect()
+    };
+    let a = hostguard(&["plan", "--format", "json", "--root", &r.arg(), &doc]);
+    let b = hostguard(&["apply", "--format", "json", "--root", &r.arg(), &doc]);
+    assert_eq!(ids(&a), ids(&b));
+    assert_eq!(
+        ids(&a),
+        vec![
+            "sysctl/net.ipv4.ip_forward",
+            "sysctl/net.ipv4.ip_local_port_range",
+            "sysctl/vm.swappiness",
+            "sysctl-file/etc/sysctl.d/60-hostguard.conf"
+        ]
+    );
+    let j = a.json();
+    assert_eq!(j["version"], 1);
+    assert_eq!(j["command"], "plan");
+    assert_eq!(j["state_sha256"].as_str().unwrap().len(), 64);
+}
+
+#[test]
+fn human_plan_shows_old_and_new_values_and_a_summary() {
+    let r = fake_host();
+    let doc = r.doc("state", DOC);
+    let plan = hostguard(&["plan", "--format", "human", "--root", &r.arg(), &doc]);
+    plan.expect(2);
+    assert!(plan.stdout.contains("sysctl/vm.swappiness: 60 -> 10"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("plan: 1 in sync, 3 drift, 0 changed, 0 failed"), "{}", plan.stdout);
+}
+
+#[test]
+fn missing_key_fails_unless_ignore_missing() {
+    let r = fake_host();
+    let doc = r.doc("state", r#"{"version": 1, "sysctl": {"values": {"net.netfilter.nf_conntrack_max": 262144, "vm.swappiness": 10}}}"#);
+    let apply = hostguard(&["apply", "--format", "json", "--root", &r.arg(), &doc]);
+    apply.expect(6);
+    let missing = apply.resource("sysctl/net.netfilter.nf_conntrack_max");
+    assert_eq!(missing["status"], "failed");
+    assert!(missing["message"].as_str().unwrap().contains("net.netfilter.nf_conntrack_max does not exist"), "{missing}");
+
+    let doc = r.doc("ignore", r#"{"version": 1, "sysctl": {"ignore_missing": true, "values": {"net.netfilter.nf_conntrack_max": 262144}}}"#);
+    let apply = hostguard(&["apply", "--format", "json", "--root", &r.arg(), &doc]);
+    apply.expect(0);
+    let skipped = apply.resource("sysctl/net.netfilter.nf_conntrack_max");
+    assert_eq!(skipped["status"], "in_sync");
+    assert!(skipped["message"].as_str().unwrap().contains("skipped"), "{skipped}");
+}
+
+#[test]
+fn a_write_the_host_refuses_is_failed_not_changed() {
+    let r = fake_host();
+    // A directory where the key's file should be: the write fails as a refused kernel write does.
+    std::fs::create_dir_all(r.host_path("/proc/sys/vm/overcommit_memory")).unwrap();
+    let doc = r.doc("state", r#"{"version": 1, "sysctl": {"values": {"vm.overcommit_memory": 2}}}"#);
+    let apply = hostguard(&["apply", "--format", "json", "--root", &r.arg(), &doc]);
+    apply.expect(4);
+    let res = apply.resource("sysctl/vm.overcommit_memory");
+    assert_eq!(res["status"], "failed");
+    assert!(res["message"].as_str().unwrap().contains("the kernel refused vm.overcommit_memory = 2"), "{res}");
+}
+
+#[test]
+fn slash_keys_reach_interface_names_with_dots() {
+    let r = fake_host();
+    r.write("/proc/sys/net/ipv4/conf/eth0.100/forwarding", "0\n");
+    let doc = r.doc("state", r#"{"version": 1, "sysctl": {"values": {"net/ipv4/conf/eth0.100/forwarding": 1}}}"#);
+    hostguard(&["apply", "--format", "json", "--root", &r.arg(), &doc]).expect(2);
+    assert_eq!(r.read("/proc/sys/net/ipv4/conf/eth0.100/forwarding").trim(), "1");
+}
+
+#[test]
+fn persisted_file_drift_is_detected_and_repaired() {
+    let r = fake_host();
+    let doc = r.doc("state", DOC);
+    hostguard(&["apply", "--format", "json", "--root", &r.arg(), &doc]).expect(2);
+    r.write("/etc/sysctl.d/60-hostguard.conf", "vm.swappiness = 99\n");
+    let plan = hostguard(&["plan", "--format", "json", "--root", &r.arg(), &doc]);
+    plan.expect(2);
+    let file = plan.resource("sysctl-file/etc/sysctl.d/60-hostguard.conf");
+    assert_eq!(file["status"], "drift");
+    assert!(file["diff"].as_array().unwrap().iter().any(|l| l == "- vm.swappiness = 99"), "{file}");
+    hostguard(&["apply", "--format", "json", "--root", &r.arg(), &doc]).expect(2);
+    hostguard(&["plan", "--format", "json", "--root", &r.arg(), &doc]).expect(0);
+}
+
+#[test]
+fn a_later_boot_file_that_overrides_a_key_is_drift_naming_the_file() {
+    let r = fake_host();
+    r.write("/etc/sysctl.conf", "# distro defaults\nvm.swappiness = 60\n");
+    r.write("/usr/lib/sysctl.d/10-early.conf", "vm.swappiness = 1\n");
+    let doc = r.doc("state", DOC);
+    let apply = hostguard(&["apply", "--format", "json", "--root", &r.arg(), &doc]);
+    apply.expect(6);
+    let file = apply.resource("sysctl-file/etc/sysctl.d/60-hostguard.conf");
+    assert_eq!(file["status"], "failed");
+    let msg = file["message"].as_str().unwrap();
+    assert!(msg.contains("/etc/sysctl.conf:2 sets 60"), "{msg}");
+    assert!(!msg.contains("10-early.conf"), "an earlier file does not win: {msg}");
+    // The runtime values are right; only the reboot would undo them.
+    assert_eq!(apply.status("sysctl/vm.swappiness"), "changed");
+    let plan = hostguard(&["plan", "--format", "json", "--root", &r.arg(), &doc]);
+    plan.expect(2);
+    assert_eq!(plan.status("sysctl-file/etc/sysctl.d/60-hostguard.conf"), "drift");
+    assert_eq!(plan.status("sysctl/vm.swappiness"), "in_sync");
+}
+
+#[test]
+fn backup_dir_keeps_the_replaced_file() {
+    let r = fake_host();
+    r.write("/etc/sysctl.d/60-hostguard.conf", "vm.swappiness = 99\n");
+    let backups = r.path().join("backups");
+    let doc = r.doc("state", DOC);
+    hostguard(&["apply", "--format", "json", "--root", &r.arg(), "--backup-dir", backups.to_str().unwrap(), &doc]).expect(2);
+    let kept: Vec<_> = std::fs::read_dir(&backups).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(std::fs::read_to_string(&kept[0]).unwrap(), "vm.swappiness = 99\n");
+}
+
+#[test]
+fn the_document_can_come_from_stdin() {
+    let r = fake_host();
+    let run = run_with(&[], &["plan", "--format", "json", "--root", &r.arg(), "-"], Some(DOC.as_bytes()), &[]);
+    run.expect(2);
+    assert_eq!(run.status("sysctl/vm.swappiness"), "drift");
+}
+
+#[test]
+fn show_prints_current_values_as_a_valid_document() {
+    let r = fake_host();
+    let show = hostguard(&["show", "--root", &r.arg(), "--sysctl", "vm"]);
+    show.expect(0);
+    let j = show.json();
+    assert_eq!(j["version"], 1);
+    assert_eq!(j["sysctl"]["values"]["vm.swappiness"], 60);
+    assert!(j["sysctl"]["values"].get("net.ipv4.ip_forward").is_none(), "prefix filter: {j}");
+    let doc = r.doc("shown", &show.stdout);
+    hostguard(&["plan", "--format", "json", "--root", &r.arg(), &doc]).expect(0);
+}
+
+#[test]
+fn a_second_run_waits_for_the_lock_then_names_the_holder() {
+    let r = fake_host();
+    let lock = r.host_path("/run/hostguard.lock");
+    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    // Hold the lock from another process, as a concurrent run would.
+    let holder = std::process::Command::new("flock")
+        .args(["--no-fork", lock.to_str().unwrap(), "sleep", "30"])
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let holder = Kill(holder);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let doc = r.doc("state", DOC);
+    let run = hostguard(&["apply", "--format", "json", "--lock-timeout", "1", "--root", &r.arg(), &doc]);
+    run.expect(1);
+    assert!(run.stderr.contains("holds"), "{}", run.stderr);
+    assert_eq!(r.sysctl_value("vm.swappiness"), "60", "nothing touched while locked");
+    drop(holder);
+    hostguard(&["apply", "--format", "json", "--lock-timeout", "5", "--root", &r.arg(), &doc]).expect(2);
+}
+
+#[test]
+fn concurrent_applies_do_not_interleave() {
+    let r = fake_host();
+    let doc = r.doc("state", DOC);
+    let root = r.arg();
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            let (root, doc) = (root.clone(), doc.clone());
+            std::thread::spawn(move || hostguard(&["apply", "--format", "json", "--root", &root, &doc]).code)
+        })
+        .collect();
+    let mut codes: Vec<i32> = runs.into_iter().map(|t| t.join().unwrap()).collect();
+    codes.sort();
+    // Exactly one run changed things; the others found them converged.
+    assert_eq!(codes, vec![0, 0, 0, 2]);
+}
+
+/// The real kernel, in a namespace of the test's own: `net.*` keys are per namespace.
+#[test]
+fn real_kernel_net_keys_converge_in_a_private_namespace() {
+    let host_before: Vec<String> = ["net/ipv4/ip_forward", "net/ipv4/conf/all/rp_filter", "net/ipv4/ip_local_port_range"]
+        .iter()
+        .map(|k| std::fs::read_to_string(format!("/proc/sys/{k}")).unwrap())
+        .collect();
+    let ns = Netns::new("sysctl");
+    let r = FakeRoot::new();
+    let doc = r.doc(
+        "state",
+        r#"{"version": 1, "sysctl": {"values": {
+            "net.ipv4.ip_forward": 1, "net.ipv4.conf.all.rp_filter": 2,
+            "net.ipv4.ip_local_port_range": "20000 30000"}}}"#,
+    );
+    let plan = ns.hostguard(&["plan", "--format", "json", &doc]);
+    plan.expect(2);
+    assert_eq!(plan.json()["summary"]["drift"], 3);
+    let apply = ns.hostguard(&["apply", "--format", "json", &doc]);
+    apply.expect(2);
+    assert_eq!(apply.json()["summary"]["changed"], 3);
+    assert_eq!(ns.cat("/proc/sys/net/ipv4/ip_forward"), "1");
+    assert_eq!(ns.cat("/proc/sys/net/ipv4/conf/all/rp_filter"), "2");
+    assert_eq!(ns.cat("/proc/sys/net/ipv4/ip_local_port_range"), "20000 30000");
+    ns.hostguard(&["apply", "--format", "json", &doc]).expect(0);
+    ns.hostguard(&["plan", "--format", "json", &doc]).expect(0);
+
+    let host_after: Vec<String> = ["net/ipv4/ip_forward", "net/ipv4/conf/all/rp_filter", "net/ipv4/ip_local_port_range"]
+        .iter()
+        .map(|k| std::fs::read_to_string(format!("/proc/sys/{k}")).unwrap())
+        .collect();
+    assert_eq!(host_before, host_after, "the machine's own values are untouched");
+}
+
+#[test]
+fn real_kernel_value_that_does_not_take_is_failed_with_what_it_holds() {
+    let ns = Netns::new("readback");
+    let r = FakeRoot::new();
+    // The kernel accepts "1 2" for a single-value key and keeps only 1: a read-back must catch it.
+    let doc = r.doc("state", r#"{"version": 1, "sysctl": {"values": {"net.ipv4.ip_forward": "1 2"}}}"#);
+    let apply = ns.hostguard(&["apply", "--format", "json", &doc]);
+    apply.expect(4);
+    let res = apply.resource("sysctl/net.ipv4.ip_forward");
+    assert_eq!(res["status"], "failed");
+    assert_eq!(res["current"], "1");
+    assert!(res["message"].as_str().unwrap().contains("the kernel holds 1"), "{res}");
+
+    // A value the kernel refuses outright is failed with its reason.
+    let before = ns.cat("/proc/sys/net/ipv4/ip_local_port_range");
+    let doc = r.doc("bad", r#"{"version": 1, "sysctl": {"values": {"net.ipv4.ip_local_port_range": "2000 1000"}}}"#);
+    let apply = ns.hostguard(&["apply", "--format", "json", &doc]);
+    apply.expect(4);
+    let res = apply.resource("sysctl/net.ipv4.ip_local_port_range");
+    assert!(res["message"].as_str().unwrap().contains("Invalid argument"), "{res}");
+    assert_eq!(ns.cat("/proc/sys/net/ipv4/ip_local_port_range"), before);
+}

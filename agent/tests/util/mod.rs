@@ -1,0 +1,182 @@
+//! Small helpers shared by the integration tests: run the built binary, fake host roots, and
+//! private network namespaces that are removed even when a test fails.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_hostguard")
+}
+
+/// How one run of hostguard ended.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+    }
+
+    /// The report entry with this id.
+    pub fn resource(&self, id: &str) -> serde_json::Value {
+        let j = self.json();
+        j["resources"]
+            .as_array()
+            .expect("resources")
+            .iter()
+            .find(|r| r["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no resource {id} in {}", self.stdout))
+    }
+
+    pub fn status(&self, id: &str) -> String {
+        self.resource(id)["status"].as_str().unwrap().to_string()
+    }
+
+    #[track_caller]
+    pub fn expect(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "exit code\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+}
+
+/// Run `prefix... hostguard args...` with optional stdin.
+pub fn run_with(prefix: &[&str], args: &[&str], stdin: Option<&[u8]>, env: &[(&str, &str)]) -> Run {
+    let mut argv: Vec<&str> = prefix.to_vec();
+    argv.push(bin());
+    argv.extend_from_slice(args);
+    let mut cmd = Command::new(argv[0]);
+    cmd.args(&argv[1..])
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env_remove("SSH_CONNECTION");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn hostguard");
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+pub fn hostguard(args: &[&str]) -> Run {
+    run_with(&[], args, None, &[])
+}
+
+/// A temp directory standing in for `/`, with helpers to plant fake kernel files.
+pub struct FakeRoot {
+    pub dir: tempfile::TempDir,
+}
+
+impl FakeRoot {
+    pub fn new() -> FakeRoot {
+        FakeRoot { dir: tempfile::tempdir().unwrap() }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn arg(&self) -> String {
+        self.dir.path().to_string_lossy().into_owned()
+    }
+
+    /// The real path of a host path under this root.
+    pub fn host_path(&self, abs: &str) -> PathBuf {
+        self.dir.path().join(abs.trim_start_matches('/'))
+    }
+
+    pub fn write(&self, abs: &str, content: &str) {
+        let p = self.host_path(abs);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+
+    pub fn read(&self, abs: &str) -> String {
+        std::fs::read_to_string(self.host_path(abs)).unwrap_or_else(|e| panic!("{abs}: {e}"))
+    }
+
+    /// A fake `/proc/sys` key holding `value` as the kernel prints it (with a newline).
+    pub fn sysctl(&self, key: &str, value: &str) {
+        self.write(&format!("/proc/sys/{}", key.replace('.', "/")), &format!("{value}\n"));
+    }
+
+    pub fn sysctl_value(&self, key: &str) -> String {
+        self.read(&format!("/proc/sys/{}", key.replace('.', "/"))).trim().to_string()
+    }
+
+    /// Every file under the root with its content, to show a run touched nothing. The run lock
+    /// is left out: taking it is not a change to the host.
+    pub fn snapshot(&self) -> BTreeMap<PathBuf, Vec<u8>> {
+        let mut out = BTreeMap::new();
+        let mut stack = vec![self.dir.path().to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if !p.ends_with("run/hostguard.lock") {
+                    out.insert(p.clone(), std::fs::read(&p).unwrap_or_default());
+                }
+            }
+        }
+        out
+    }
+
+    /// Write a state document into the root's parent temp dir and return its path.
+    pub fn doc(&self, name: &str, json: &str) -> String {
+        let p = self.dir.path().join(format!("{name}.json"));
+        std::fs::write(&p, json).unwrap();
+        p.to_string_lossy().into_owned()
+    }
+}
+
+/// A named network namespace, deleted on drop (so also when the test panics).
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(tag: &str) -> Netns {
+        let name = format!("hg-{tag}-{}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        let ok = Command::new("ip").args(["netns", "add", &name]).status().expect("ip netns add");
+        assert!(ok.success(), "ip netns add {name} failed");
+        Netns { name }
+    }
+
+    pub fn prefix(&self) -> Vec<&str> {
+        vec!["ip", "netns", "exec", &self.name]
+    }
+
+    pub fn hostguard(&self, args: &[&str]) -> Run {
+        run_with(&self.prefix(), args, None, &[])
+    }
+
+    /// Read a file as seen from inside the namespace (`/proc/sys/net/...`).
+    pub fn cat(&self, path: &str) -> String {
+        let out = Command::new("ip").args(["netns", "exec", &self.name, "cat", path]).output().unwrap();
+        assert!(out.status.success(), "cat {path}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
