@@ -1,0 +1,120 @@
+# Runs the hostguard binary as an argument vector and reads its JSON report (SPEC sections 2 and 4).
+#
+# Thin on purpose: no comparison of values happens here. Exit codes decide success; the report's
+# resources decide what Puppet shows.
+
+require 'json'
+require 'open3'
+require 'fileutils'
+
+module PuppetX
+  module Hostguard
+    class Error < StandardError; end
+
+    # The outcome of one hostguard command.
+    class Result
+      attr_reader :command, :exitstatus, :report, :stderr
+
+      def initialize(command, exitstatus, report, stderr)
+        @command = command
+        @exitstatus = exitstatus
+        @report = report
+        @stderr = stderr
+      end
+
+      def resources
+        (report && report['resources']) || []
+      end
+
+      # Resources hostguard would change (plan) or did touch (apply).
+      def not_in_sync
+        resources.reject { |r| r['status'] == 'in_sync' }
+      end
+
+      def find(id)
+        resources.find { |r| r['id'] == id }
+      end
+
+      # 0 and 2 are success; 4, 6 (some changes failed) and 1 (document or host unreadable) are not.
+      def ok?
+        [0, 2].include?(exitstatus) && !report.nil?
+      end
+
+      # What to tell the user when the run did not succeed: hostguard's own words.
+      def error_message
+        failed = resources.select { |r| r['status'] == 'failed' }
+        detail = if failed.any?
+                   failed.map { |r| "#{r['id']}: #{r['message']}" }.join('; ')
+                 elsif !stderr.to_s.strip.empty?
+                   stderr.strip
+                 else
+                   'no report on standard output'
+                 end
+        "hostguard #{command} exited #{exitstatus}: #{detail}"
+      end
+    end
+
+    # Builds argv and runs one command.
+    class Runner
+      attr_reader :binary
+
+      def initialize(binary:, root: nil, extra_args: [])
+        @binary = binary
+        @root = root
+        @extra_args = Array(extra_args).map(&:to_s)
+      end
+
+      def argv(command, state)
+        args = [@binary, command, '--format', 'json']
+        args += ['--root', @root] if @root
+        args + @extra_args + [state].compact
+      end
+
+      # Runs `command` over `document` (a Hash). With `state_file`, the document is first written
+      # there (only when its content differs) and hostguard reads that file; without, it reads
+      # standard input, which writes nothing (what dry runs use).
+      def run(command, document, state_file: nil)
+        json = JSON.pretty_generate(document) + "\n"
+        if state_file
+          write_if_changed(state_file, json)
+          execute(command, argv(command, state_file), nil)
+        else
+          execute(command, argv(command, '-'), json)
+        end
+      end
+
+      # `hostguard --version`, or nil when the binary cannot run.
+      def version
+        out, _err, status = Open3.capture3(@binary, '--version')
+        status.success? ? out.strip.sub(/\Ahostguard\s+/, '') : nil
+      rescue SystemCallError
+        nil
+      end
+
+      private
+
+      def execute(command, args, stdin)
+        out, err, status = Open3.capture3(*args, stdin_data: stdin.to_s)
+        report = begin
+          out.strip.empty? ? nil : JSON.parse(out)
+        rescue JSON::ParserError
+          nil
+        end
+        Result.new(command, status.exitstatus, report, err)
+      rescue SystemCallError => e
+        raise Error, "cannot run hostguard binary #{@binary}: #{e.message}"
+      end
+
+      def write_if_changed(path, content)
+        return if File.file?(path) && File.read(path) == content
+        FileUtils.mkdir_p(File.dirname(path))
+        tmp = "#{path}.tmp.#{Process.pid}"
+        File.open(tmp, 'w', 0o600) do |f|
+          f.write(content)
+          f.fsync
+        end
+        File.rename(tmp, path)
+      end
+    end
+  end
+end

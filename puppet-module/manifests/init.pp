@@ -1,0 +1,63 @@
+# @summary Converges the host with hostguard: sysctl, cgroups, iptables and LXC from class parameters.
+#
+# Each section parameter is that section of the hostguard state document (SPEC section 3), as a
+# hash; unset sections are not managed. Drift shows as one Hostguard_resource event per hostguard
+# resource, and `puppet agent --noop` shows it without changing anything.
+#
+# @example
+#   class { 'hostguard':
+#     sysctl   => { 'values' => { 'net.ipv4.ip_forward' => 1 } },
+#     iptables => { 'ipv4' => { 'filter' => { 'FORWARD' => { 'policy' => 'DROP' } } } },
+#   }
+#
+# @param sysctl The `sysctl` section.
+# @param cgroups The `cgroups` section.
+# @param iptables The `iptables` section.
+# @param lxc The `lxc` section.
+# @param binary Path of the hostguard binary.
+# @param download_url When set, the binary is downloaded from here (https) to `binary`...
+# @param download_sha256 ...and must have this SHA-256, or the download fails.
+# @param root Passed as `--root`: the prefix of every host path. Unset means /.
+# @param extra_args More arguments for `hostguard plan` and `hostguard apply`.
+# @param state_file Where the document is saved on real runs.
+class hostguard (
+  Optional[Hash] $sysctl = undef,
+  Optional[Hash] $cgroups = undef,
+  Optional[Hash] $iptables = undef,
+  Optional[Hash] $lxc = undef,
+  Pattern[/\A\//] $binary = '/usr/local/bin/hostguard',
+  Optional[String[1]] $download_url = undef,
+  Optional[Pattern[/\A[0-9a-fA-F]{64}\z/]] $download_sha256 = undef,
+  Optional[String[1]] $root = undef,
+  Array[String] $extra_args = [],
+  String[1] $state_file = '/etc/hostguard/state.json',
+) {
+  if $download_url {
+    unless $download_sha256 {
+      fail('hostguard: download_url needs download_sha256, so an altered binary is never run')
+    }
+    file { $binary:
+      ensure         => file,
+      source         => $download_url,
+      checksum       => 'sha256',
+      checksum_value => $download_sha256,
+      mode           => '0755',
+      before         => Hostguard_state['hostguard'],
+    }
+  }
+
+  $document = { 'version' => 1 } + {
+    'sysctl'   => $sysctl,
+    'cgroups'  => $cgroups,
+    'iptables' => $iptables,
+    'lxc'      => $lxc,
+  }.filter |$section, $value| { $value != undef }
+
+  hostguard_state { 'hostguard':
+    document   => $document,
+    binary     => $binary,
+    root       => $root,
+    extra_args => $extra_args,
+    state_file => $state_file,
+  }
+}

@@ -1,0 +1,60 @@
+# Sourced by the wrapper system tests (tests/system/puppet, salt, chef-lib): a sandbox of a named
+# network namespace (so net.* sysctls and iptables are private to the test) and a temp --root whose
+# /proc is the real one, so reads and writes of /proc/sys/net reach the namespace's own values.
+# Everything is removed on exit, failure included.
+
+REPO=${REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+HOSTGUARD=${HOSTGUARD:-$REPO/target/debug/hostguard}
+SALT_VENV=${SALT_VENV:-/opt/hostguard-tests/salt-venv}
+
+failures=0
+checks=0
+
+# sandbox_init NAME: sets TMP, ROOT and NS, and the cleanup trap.
+sandbox_init() {
+  [ -x "$HOSTGUARD" ] || { echo "FAIL: no hostguard binary at $HOSTGUARD (cargo build first)"; exit 1; }
+  TMP=$(mktemp -d "/tmp/hostguard-$1.XXXXXX")
+  NS="hg-$1-$$"
+  ROOT=$TMP/root
+  mkdir -p "$ROOT/etc"
+  ln -s /proc "$ROOT/proc"
+  ip netns add "$NS"
+  trap sandbox_cleanup EXIT
+}
+
+sandbox_cleanup() {
+  ip netns del "$NS" 2>/dev/null || true
+  if [ -n "${KEEP_TMP:-}" ]; then echo "kept $TMP"; else rm -rf "$TMP"; fi
+}
+
+# in_ns CMD...: runs CMD inside the test's network namespace.
+in_ns() { ip netns exec "$NS" "$@"; }
+
+# ns_sysctl KEY: the namespace's value of a net.* key.
+ns_sysctl() { in_ns cat "/proc/sys/${1//.//}"; }
+ns_sysctl_set() { in_ns sh -c "echo '$2' > /proc/sys/${1//.//}"; }
+
+check() { # check DESCRIPTION EXPECTED ACTUAL
+  checks=$((checks+1))
+  if [ "$2" == "$3" ]; then
+    echo "ok: $1"
+  else
+    failures=$((failures+1))
+    echo "FAIL: $1: expected [$2], got [$3]"
+  fi
+}
+
+check_contains() { # check_contains DESCRIPTION NEEDLE FILE
+  checks=$((checks+1))
+  if grep -qF -- "$2" "$3"; then
+    echo "ok: $1"
+  else
+    failures=$((failures+1))
+    echo "FAIL: $1: [$2] not in $3:"; sed 's/^/    /' "$3" | tail -n 40
+  fi
+}
+
+finish() {
+  echo "$((checks-failures)) passed, $failures failed"
+  [ "$failures" = 0 ]
+}
