@@ -1,25 +1,430 @@
-//! The `lxc` resource kind: read, diff, apply.
+//! The `lxc` resource kind: the managed keys of named containers' configs
+//! (`<lxcpath>/<name>/config`), and the live cgroup limits of the running ones.
+//!
+//! Each container is one resource (`lxc/NAME`): its config converges key by key, keeping every
+//! line the document does not manage. A container with `live: true` and limits is one more
+//! (`lxc-live/NAME`): the limits of its running cgroup. Every config is read, rendered and
+//! diffed in `plan`, before `apply` writes any.
+
+pub mod cgroupmap;
+pub mod config;
+pub mod converge;
+pub mod legacy;
+pub mod live;
+pub mod render;
+mod show;
 
 use crate::engine::{Ctx, Resources};
-use crate::error::{Error, Result};
-use crate::report::ResourceReport;
-use crate::state::lxc::LxcState;
+use crate::error::{Error, HostError, Result};
+use crate::host::Host;
+use crate::report::{ResourceReport, Status};
+use crate::state::lxc::{Container, Dialect as DocDialect, LxcState};
 
-pub struct Plan;
+use cgroupmap::CgroupVersion;
+use config::Config;
+use converge::{converge, Class, Dialect, Env, Outcome, Setting};
+use live::Want;
+use render::{Omit, Renderer};
+
+pub use show::show;
+
+const KIND: &str = "lxc";
+
+/// Which cgroup version holds the host's controllers: v2 when `/sys/fs/cgroup` is the unified
+/// hierarchy itself; a hybrid host (v1 controllers, an empty unified mount) is v1.
+pub fn cgroup_version(host: &Host) -> CgroupVersion {
+    if host.exists("/sys/fs/cgroup/cgroup.controllers") {
+        CgroupVersion::V2
+    } else {
+        CgroupVersion::V1
+    }
+}
+
+/// Whether a v1 kernel accounts swap (booted without `swapaccount=0`): without it there is no
+/// `memory.memsw.*`, and LXC refuses to start a container whose config sets one. Unknown (no v1
+/// memory controller under the root) counts as yes.
+pub fn swap_accounting(host: &Host, v: CgroupVersion) -> bool {
+    match v {
+        CgroupVersion::V2 => true,
+        CgroupVersion::V1 => {
+            !host.exists("/sys/fs/cgroup/memory/memory.limit_in_bytes")
+                || host.exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes")
+        }
+    }
+}
+
+fn resolve_dialect(host: &Host, d: DocDialect) -> Result<Dialect> {
+    Ok(match d {
+        DocDialect::Modern => Dialect::Modern,
+        DocDialect::Legacy => Dialect::Legacy,
+        DocDialect::Auto => {
+            let (major, minor) = live::version(host).map_err(|e| {
+                Error::Host(HostError::Other(format!(
+                    "lxc.dialect is \"auto\" but the LXC version could not be read ({e}); install LXC, or set \
+                     lxc.dialect to \"modern\" (LXC 2.1 and later) or \"legacy\""
+                )))
+            })?;
+            if (major, minor) >= (2, 1) {
+                Dialect::Modern
+            } else {
+                Dialect::Legacy
+            }
+        }
+    })
+}
+
+#[derive(Debug)]
+struct LiveFile {
+    file: &'static str,
+    want: Want,
+    current: std::result::Result<String, String>,
+}
+
+#[derive(Debug)]
+struct LivePlan {
+    running: bool,
+    files: Vec<LiveFile>,
+}
+
+#[derive(Debug)]
+struct Ready {
+    before: Config,
+    settings: Vec<Setting>,
+    outcome: Outcome,
+    /// What the host cannot take; the container is `failed` while any remains.
+    problems: Vec<String>,
+    running: bool,
+    live: bool,
+}
+
+#[derive(Debug)]
+struct ContainerPlan {
+    name: String,
+    /// Host path of the config file.
+    config: String,
+    state: std::result::Result<Ready, String>,
+    live: Option<LivePlan>,
+}
+
+pub struct Plan {
+    env: Env,
+    /// The real path LXC's own commands are given (the host path under `--root`).
+    lxcpath: String,
+    containers: Vec<ContainerPlan>,
+}
+
+/// The container with the `config` keys the host cannot take left out, and why.
+fn host_problems(c: &Container, env: Env, swap_ok: bool) -> (Container, Omit, Vec<String>) {
+    let mut problems = Vec::new();
+    let mut c = c.clone();
+    let omit = Omit { memory_swap: c.memory_swap_limit.is_some() && !swap_ok };
+    if omit.memory_swap {
+        problems.push(
+            "memory_swap_limit: swap accounting is off on this kernel (no memory.memsw.limit_in_bytes under \
+             /sys/fs/cgroup/memory) and LXC refuses to start a container whose config sets it; boot with \
+             swapaccount=1 or drop memory_swap_limit (it was not written)"
+                .to_string(),
+        );
+    }
+    if env.dialect == Dialect::Legacy
+        && env.cgroup == CgroupVersion::V2
+        && (c.memory_limit.is_some() || c.cpu_shares.is_some())
+    {
+        problems.push("LXC 1.x/2.0 (dialect legacy) has no lxc.cgroup2 keys, so limits cannot be set on this cgroup v2 host".into());
+    }
+    c.config.retain(|(k, _)| {
+        if converge::wrong_version_key(k.as_str(), env.cgroup).is_some() {
+            problems.push(format!(
+                "config[{:?}]: LXC ignores this key on a cgroup v{} host; write it for that version (it was not written)",
+                k.as_str(),
+                env.cgroup.number()
+            ));
+            return false;
+        }
+        if env.dialect == Dialect::Modern && legacy::is_legacy_key(k.as_str()) {
+            problems.push(format!(
+                "config[{:?}]: a legacy key that LXC 2.1 and later refuse; write its modern name (see lxc-update-config) \
+                 (it was not written)",
+                k.as_str()
+            ));
+            return false;
+        }
+        true
+    });
+    (c, omit, problems)
+}
+
+pub fn plan(ctx: &Ctx, desired: &LxcState) -> Result<Plan> {
+    let host = ctx.host;
+    let env = Env { dialect: resolve_dialect(host, desired.dialect)?, cgroup: cgroup_version(host) };
+    let swap_ok = swap_accounting(host, env.cgroup);
+    let renderer = Renderer::new(env);
+    let lxcpath = host.path(&desired.lxcpath).to_string_lossy().into_owned();
+    let mut containers = Vec::new();
+    for c in &desired.containers {
+        let name = c.name.as_str().to_string();
+        let dir = format!("{}/{name}", desired.lxcpath.trim_end_matches('/'));
+        let config_path = format!("{dir}/config");
+        let (cut, omit, problems) = host_problems(c, env, swap_ok);
+        // Rendered for every container before anything is written; a template failure stops
+        // the run with nothing touched.
+        let settings = renderer.settings(&cut, omit).map_err(|e| Error::Refused(e.to_string()))?;
+        let text = if host.is_dir(&dir) { host.read_optional(&config_path)? } else { None };
+        let Some(text) = text else {
+            let what = if host.is_dir(&dir) { format!("{config_path} does not exist") } else { format!("{dir} does not exist") };
+            containers.push(ContainerPlan {
+                name: name.clone(),
+                config: config_path,
+                state: Err(format!(
+                    "{what}: create the container first (lxc-create -n {name} -t TEMPLATE{}); hostguard manages the \
+                     config of an existing container and does not build root filesystems",
+                    if desired.lxcpath == crate::state::lxc::DEFAULT_LXCPATH { String::new() } else { format!(" -P {}", desired.lxcpath) }
+                )),
+                live: None,
+            });
+            continue;
+        };
+        let before = Config::parse(&text);
+        let outcome = converge(&before, &settings, env);
+        let running = (c.live || !outcome.changes.is_empty()) && live::is_running(host, &lxcpath, &name);
+        let wanted = live::wanted(c, env.cgroup, swap_ok);
+        let live = (c.live && !wanted.is_empty()).then(|| LivePlan {
+            running,
+            files: if running {
+                wanted
+                    .into_iter()
+                    .map(|(file, want)| LiveFile {
+                        file,
+                        want,
+                        current: live::read(host, &lxcpath, &name, file).map_err(|e| e.to_string()),
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
+        });
+        containers.push(ContainerPlan {
+            name,
+            config: config_path,
+            state: Ok(Ready { before, settings, outcome, problems, running, live: c.live }),
+            live,
+        });
+    }
+    Ok(Plan { env, lxcpath, containers })
+}
+
+fn joined(lines: impl Iterator<Item = String>) -> Option<String> {
+    let v: Vec<String> = lines.collect();
+    Some(v.join("; "))
+}
+
+impl Ready {
+    fn current(&self) -> Option<String> {
+        joined(
+            self.before
+                .lines
+                .iter()
+                .filter(|l| l.entry.as_ref().is_some_and(|e| self.settings.iter().any(|s| s.owns.matches(&e.key))))
+                .map(|l| l.shown().trim().to_string()),
+        )
+    }
+
+    fn desired(&self) -> Option<String> {
+        joined(self.settings.iter().flat_map(|s| s.lines.iter().map(|l| l.shown().to_string())))
+    }
+
+    /// Whether the changes only take effect when a running container restarts.
+    fn restart_required(&self) -> bool {
+        self.running
+            && self.outcome.changes.iter().any(|c| match c.class {
+                Class::Restart | Class::Config | Class::CgroupVersion => true,
+                Class::Limit => !self.live,
+                Class::Migration => false,
+            })
+    }
+
+    fn diff(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for c in &self.outcome.changes {
+            out.push(format!("[{}]", c.what));
+            out.extend(c.diff.iter().cloned());
+        }
+        out
+    }
+
+    fn what(&self) -> String {
+        self.outcome.changes.iter().map(|c| c.what.as_str()).collect::<Vec<_>>().join(", ")
+    }
+}
+
+impl ContainerPlan {
+    fn id(&self) -> String {
+        format!("lxc/{}", self.name)
+    }
+
+    fn report(&self) -> ResourceReport {
+        let r = match &self.state {
+            Err(msg) => return ResourceReport::new(KIND, self.id(), Status::Failed).message(msg.clone()),
+            Ok(r) => r,
+        };
+        let base = ResourceReport::new(KIND, self.id(), Status::InSync)
+            .values(r.current(), r.desired())
+            .restart_required(r.restart_required())
+            .with_diff(r.diff());
+        let mut msg = Vec::new();
+        if !r.outcome.changes.is_empty() {
+            msg.push(format!("{} differs in: {}", self.config, r.what()));
+        }
+        if r.outcome.migrated_legacy() {
+            msg.push("legacy keys that this LXC refuses: apply renames them and keeps the old file as a backup".into());
+        }
+        msg.extend(r.problems.iter().cloned());
+        let status = match (r.problems.is_empty(), r.outcome.changes.is_empty()) {
+            (true, true) => Status::InSync,
+            (true, false) => Status::Drift,
+            (false, _) => Status::Failed,
+        };
+        ResourceReport { status, ..base }.message(msg.join("; "))
+    }
+
+    fn apply(&self, host: &Host, env: Env) -> ResourceReport {
+        let before = self.report();
+        let r = match &self.state {
+            Ok(r) if !r.outcome.changes.is_empty() => r,
+            _ => return before,
+        };
+        let failed = |m: String| before.after(Status::Failed, m);
+        let mut notes = Vec::new();
+        if r.outcome.migrated_legacy() {
+            match backup(host, &self.config, &r.before.text()) {
+                Ok(path) => notes.push(format!("the file with legacy keys is kept as {path}")),
+                Err(e) => return failed(format!("could not keep a backup before migrating legacy keys: {e}; nothing written")),
+            }
+        }
+        let want = r.outcome.config.text();
+        if let Err(e) = host.write_file(&self.config, want.as_bytes()) {
+            return failed(format!("could not write {}: {e}", self.config));
+        }
+        // Read back and converge again: what was written must need nothing more.
+        match host.read_to_string(&self.config) {
+            Ok(now) if now == want && converge(&Config::parse(&now), &r.settings, env).changes.is_empty() => {}
+            Ok(_) => return failed(format!("wrote {} but it reads back different; another writer?", self.config)),
+            Err(e) => return failed(format!("wrote {} but could not read it back: {e}", self.config)),
+        }
+        let mut msg = vec![format!("changed {}: {}", self.config, r.what())];
+        msg.extend(notes);
+        if r.restart_required() {
+            msg.push("the running container keeps its old settings until it restarts".into());
+        }
+        let mut out = before.after(if r.problems.is_empty() { Status::Changed } else { Status::Failed }, String::new());
+        msg.extend(r.problems.iter().cloned());
+        out.current = out.desired.clone();
+        out.message = msg.join("; ");
+        out
+    }
+
+    fn live_report(&self) -> Option<ResourceReport> {
+        let l = self.live.as_ref()?;
+        let id = format!("lxc-live/{}", self.name);
+        if !l.running {
+            return Some(ResourceReport::new(KIND, id, Status::InSync).message(format!(
+                "{} is not running; its config holds the limits for its next start",
+                self.name
+            )));
+        }
+        let shown = |pick: &dyn Fn(&LiveFile) -> String| {
+            Some(l.files.iter().map(|f| format!("{}={}", f.file, pick(f))).collect::<Vec<_>>().join(" "))
+        };
+        let current = shown(&|f| f.current.as_ref().map(|c| f.want.shown(c)).unwrap_or_else(|_| "?".into()));
+        let desired = shown(&|f| f.want.shown(&f.want.value(CgroupVersion::V2)));
+        let unreadable: Vec<String> = l.files.iter().filter_map(|f| f.current.as_ref().err().map(|e| format!("{}: {e}", f.file))).collect();
+        let r = ResourceReport::new(KIND, id, Status::InSync).values(current, desired);
+        if !unreadable.is_empty() {
+            return Some(ResourceReport { status: Status::Failed, ..r }.message(format!("could not read the live cgroup: {}", unreadable.join("; "))));
+        }
+        if l.files.iter().all(|f| f.current.as_ref().is_ok_and(|c| f.want.matches(c))) {
+            Some(r)
+        } else {
+            Some(ResourceReport { status: Status::Drift, ..r }.message("the running container's cgroup differs"))
+        }
+    }
+
+    fn live_apply(&self, host: &Host, lxcpath: &str, v: CgroupVersion) -> Option<ResourceReport> {
+        let before = self.live_report()?;
+        if before.status != Status::Drift {
+            return Some(before);
+        }
+        let l = self.live.as_ref()?;
+        let mut files: Vec<&LiveFile> = l.files.iter().filter(|f| !f.current.as_ref().is_ok_and(|c| f.want.matches(c))).collect();
+        // v1 requires memory <= memory+swap at every moment: raising memory above the current
+        // memsw needs memsw raised first.
+        let live_memsw = l.files.iter().find(|f| f.file == "memory.memsw.limit_in_bytes").and_then(|f| f.current.as_ref().ok());
+        let raising = l.files.iter().any(|f| {
+            f.file == "memory.limit_in_bytes"
+                && matches!((f.want, live_memsw.and_then(|m| cgroupmap::parse_size(m))), (Want::Size(w), Some(m)) if w > m)
+        });
+        if raising {
+            files.reverse();
+        }
+        let mut failures = Vec::new();
+        let mut done = Vec::new();
+        for f in files {
+            let value = f.want.value(v);
+            if let Err(e) = live::write(host, lxcpath, &self.name, f.file, &value) {
+                failures.push(format!("{} = {value}: {e}", f.file));
+                continue;
+            }
+            match live::read(host, lxcpath, &self.name, f.file) {
+                Ok(now) if f.want.matches(&now) => done.push(format!("{} -> {}", f.file, f.want.shown(&now))),
+                Ok(now) => failures.push(format!("wrote {} = {value} but it reads back {now}", f.file)),
+                Err(e) => failures.push(format!("wrote {} = {value} but could not read it back: {e}", f.file)),
+            }
+        }
+        // Report what the cgroup holds now, read back.
+        let now = l
+            .files
+            .iter()
+            .map(|f| format!("{}={}", f.file, live::read(host, lxcpath, &self.name, f.file).map(|c| f.want.shown(&c)).unwrap_or_else(|_| "?".into())))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut r = if failures.is_empty() {
+            before.after(Status::Changed, format!("set the running container's cgroup: {}", done.join(", ")))
+        } else {
+            before.after(Status::Failed, format!("the running container's cgroup did not take: {}", failures.join("; ")))
+        };
+        r.current = Some(now);
+        Some(r)
+    }
+}
+
+/// Keep the file as it was before a legacy migration: `config.backup` (the name
+/// lxc-update-config uses), or `config.backup.SECONDS` when that exists already.
+fn backup(host: &Host, config: &str, text: &str) -> std::result::Result<String, HostError> {
+    let mut path = format!("{config}.backup");
+    if host.exists(&path) {
+        let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        path = format!("{config}.backup.{secs}");
+    }
+    host.write_file(&path, text.as_bytes())?;
+    Ok(path)
+}
 
 impl Resources for Plan {
     fn reports(&self) -> Vec<ResourceReport> {
-        Vec::new()
+        let mut out = Vec::new();
+        for c in &self.containers {
+            out.push(c.report());
+            out.extend(c.live_report());
+        }
+        out
     }
-    fn apply(self: Box<Self>, _ctx: &Ctx) -> Vec<ResourceReport> {
-        Vec::new()
+
+    fn apply(self: Box<Self>, ctx: &Ctx) -> Vec<ResourceReport> {
+        let mut out = Vec::new();
+        for c in &self.containers {
+            out.push(c.apply(ctx.host, self.env));
+            out.extend(c.live_apply(ctx.host, &self.lxcpath, self.env.cgroup));
+        }
+        out
     }
-}
-
-pub fn plan(_ctx: &Ctx, _desired: &LxcState) -> Result<Plan> {
-    Err(Error::Unsupported("the lxc section is not implemented yet".into()))
-}
-
-pub fn show(_ctx: &Ctx, _lxcpath: Option<&str>) -> Result<Option<serde_json::Value>> {
-    Ok(None)
 }

@@ -1,0 +1,185 @@
+//! The cgroup v1 <-> v2 mapping of the limits an LXC config can carry, and the translation of a
+//! `lxc.cgroup.*` / `lxc.cgroup2.*` line written for the wrong cgroup version of the host (LXC
+//! ignores such lines silently). The shares/weight conversion is a candidate to move into
+//! `crate::cgroup` once issue 4 lands its own; until then it lives here, self-contained.
+
+use crate::state::types::Limit;
+
+/// Which cgroup version the host's controllers are on. A hybrid host (controllers on v1, an empty
+/// unified mount) is v1: that is where LXC puts the limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupVersion {
+    V1,
+    V2,
+}
+
+impl CgroupVersion {
+    pub fn number(self) -> u8 {
+        match self {
+            CgroupVersion::V1 => 1,
+            CgroupVersion::V2 => 2,
+        }
+    }
+}
+
+/// cgroup v1 `cpu.shares` (2..=262144, default 1024) to v2 `cpu.weight` (1..=10000, default 100),
+/// by the conversion current OCI runtimes use (crun 1.23 "cgroup v2" in crun.1.md; runc 1.3.2
+/// `ConvertCPUSharesToCgroupV2Value`): a quadratic in log2(shares) fitted so that 2 -> 1,
+/// 1024 -> 100 and 262144 -> 10000:
+///   l = log2(shares); weight = ceil(10^((l^2 + 125 l) / 612 - 7/34))
+pub fn shares_to_weight(shares: u64) -> u64 {
+    if shares <= 2 {
+        return 1;
+    }
+    if shares >= 262_144 {
+        return 10_000;
+    }
+    let l = (shares as f64).log2();
+    let exponent = (l * l + 125.0 * l) / 612.0 - 7.0 / 34.0;
+    (10f64.powf(exponent).ceil() as u64).clamp(1, 10_000)
+}
+
+/// The inverse of `shares_to_weight`, for translating a v2 line to v1: the share count whose
+/// exact (unrounded) weight is `weight`, nudged until it converts back to `weight`, so that
+/// 100 gives the default 1024 and a round trip gives the weight back.
+pub fn weight_to_shares(weight: u64) -> u64 {
+    let weight = weight.clamp(1, 10_000);
+    let target = (weight as f64).log10() + 7.0 / 34.0;
+    // l^2 + 125 l - 612 * target = 0
+    let l = (-125.0 + (125.0f64 * 125.0 + 4.0 * 612.0 * target).sqrt()) / 2.0;
+    let mut shares = (2f64.powf(l).round() as u64).clamp(2, 262_144);
+    while shares > 2 && shares_to_weight(shares) > weight {
+        shares -= 1;
+    }
+    while shares < 262_144 && shares_to_weight(shares) < weight {
+        shares += 1;
+    }
+    shares
+}
+
+/// A size as an LXC config or a cgroup file spells it: bytes with an optional suffix, `max`, or
+/// v1's `-1`; v1 reads back "no limit" as the page-rounded maximum (9223372036854771712).
+pub fn parse_size(s: &str) -> Option<Limit> {
+    let s = s.trim();
+    if s == "-1" || s == "max" {
+        return Some(Limit::Max);
+    }
+    match Limit::parse(s) {
+        Ok(Limit::Bytes(b)) if b >= 1 << 62 => Some(Limit::Max),
+        Ok(l) => Some(l),
+        Err(_) => None,
+    }
+}
+
+/// A size as a v1 (`-1`) or v2 (`max`) config value.
+pub fn size_value(l: Limit, v: CgroupVersion) -> String {
+    match (l, v) {
+        (Limit::Max, CgroupVersion::V1) => "-1".into(),
+        (Limit::Max, CgroupVersion::V2) => "max".into(),
+        (b, _) => b.to_string(),
+    }
+}
+
+/// v2 swap (`memory.swap.max`) from memory plus swap and memory.
+pub fn swap_only(memsw: Limit, memory: Limit) -> Limit {
+    match (memsw, memory) {
+        (Limit::Bytes(s), Limit::Bytes(m)) => Limit::Bytes(s.saturating_sub(m)),
+        _ => Limit::Max,
+    }
+}
+
+/// The lines for `key = value` (a key below `lxc.cgroup.` or `lxc.cgroup2.`, of the version that
+/// is not `host`) on a `host` cgroup version, or `None` when there is no faithful equivalent.
+/// `memory` is the container's memory limit, which swap needs.
+pub fn translate(controller_key: &str, value: &str, host: CgroupVersion, memory: Option<Limit>) -> Option<Vec<(String, String)>> {
+    let same = ["pids.max", "cpuset.cpus", "cpuset.mems", "devices.allow", "devices.deny"];
+    let one = |k: &str, v: String| Some(vec![(k.to_string(), v)]);
+    match host {
+        CgroupVersion::V1 => {
+            let prefix = "lxc.cgroup.";
+            match controller_key {
+                "memory.max" => one(&format!("{prefix}memory.limit_in_bytes"), size_value(parse_size(value)?, host)),
+                "memory.swap.max" => {
+                    let swap = parse_size(value)?;
+                    let memsw = match (swap, memory?) {
+                        (Limit::Bytes(s), Limit::Bytes(m)) => Limit::Bytes(s.checked_add(m)?),
+                        _ => Limit::Max,
+                    };
+                    one(&format!("{prefix}memory.memsw.limit_in_bytes"), size_value(memsw, host))
+                }
+                "cpu.weight" => one(&format!("{prefix}cpu.shares"), weight_to_shares(value.trim().parse().ok()?).to_string()),
+                "cpu.max" => {
+                    let mut parts = value.split_whitespace();
+                    let quota = parts.next()?;
+                    let period = parts.next().unwrap_or("100000");
+                    let quota = if quota == "max" { "-1".to_string() } else { quota.parse::<u64>().ok()?.to_string() };
+                    let period = period.parse::<u64>().ok()?.to_string();
+                    Some(vec![
+                        (format!("{prefix}cpu.cfs_quota_us"), quota),
+                        (format!("{prefix}cpu.cfs_period_us"), period),
+                    ])
+                }
+                k if same.contains(&k) => one(&format!("{prefix}{k}"), value.to_string()),
+                _ => None,
+            }
+        }
+        CgroupVersion::V2 => {
+            let prefix = "lxc.cgroup2.";
+            match controller_key {
+                "memory.limit_in_bytes" => one(&format!("{prefix}memory.max"), size_value(parse_size(value)?, host)),
+                "memory.memsw.limit_in_bytes" => {
+                    let swap = swap_only(parse_size(value)?, memory?);
+                    one(&format!("{prefix}memory.swap.max"), size_value(swap, host))
+                }
+                "cpu.shares" => one(&format!("{prefix}cpu.weight"), shares_to_weight(value.trim().parse().ok()?).to_string()),
+                k if same.contains(&k) => one(&format!("{prefix}{k}"), value.to_string()),
+                _ => None,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_convert_to_weights_as_oci_runtimes_do() {
+        assert_eq!(shares_to_weight(2), 1);
+        assert_eq!(shares_to_weight(1024), 100);
+        assert_eq!(shares_to_weight(262_144), 10_000);
+        assert_eq!(shares_to_weight(512), 59);
+        assert!(shares_to_weight(2048) > 100);
+    }
+
+    #[test]
+    fn weights_convert_back_to_shares_that_round_trip() {
+        for w in [1, 59, 100, 250, 9999, 10_000] {
+            assert_eq!(shares_to_weight(weight_to_shares(w)), w, "weight {w}");
+        }
+        assert_eq!(weight_to_shares(100), 1024);
+    }
+
+    #[test]
+    fn wrong_version_lines_translate() {
+        let m = Some(Limit::Bytes(256 << 20));
+        assert_eq!(
+            translate("memory.swap.max", "256M", CgroupVersion::V1, m),
+            Some(vec![("lxc.cgroup.memory.memsw.limit_in_bytes".into(), "512M".into())])
+        );
+        assert_eq!(
+            translate("memory.limit_in_bytes", "-1", CgroupVersion::V2, None),
+            Some(vec![("lxc.cgroup2.memory.max".into(), "max".into())])
+        );
+        assert_eq!(translate("memory.swap.max", "1G", CgroupVersion::V1, None), None);
+        assert_eq!(translate("io.weight", "10", CgroupVersion::V1, None), None);
+    }
+
+    #[test]
+    fn sizes_parse_in_both_spellings() {
+        assert_eq!(parse_size("-1"), Some(Limit::Max));
+        assert_eq!(parse_size("9223372036854771712"), Some(Limit::Max));
+        assert_eq!(parse_size("268435456"), Some(Limit::Bytes(256 << 20)));
+        assert_eq!(parse_size("256M"), Some(Limit::Bytes(256 << 20)));
+    }
+}

@@ -1,0 +1,119 @@
+//! `show` for LXC: each container's managed settings, read from its config, as the `lxc`
+//! section of a state document that `apply` takes back unchanged.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Map, Value};
+
+use super::cgroupmap::{parse_size, weight_to_shares};
+use super::config::Config;
+use super::legacy;
+use crate::engine::Ctx;
+use crate::error::Result;
+use crate::state::lxc::{ContainerName, DEFAULT_LXCPATH, REPEATABLE_NET_KEYS};
+use crate::state::types::Limit;
+
+pub fn show(ctx: &Ctx, lxcpath: Option<&str>) -> Result<Option<Value>> {
+    let lxcpath = lxcpath.unwrap_or(DEFAULT_LXCPATH).trim_end_matches('/');
+    let lxcpath = if lxcpath.is_empty() { "/" } else { lxcpath };
+    if !ctx.host.is_dir(lxcpath) {
+        return Ok(None);
+    }
+    let mut containers = Map::new();
+    for name in ctx.host.list_dir(lxcpath)? {
+        if ContainerName::parse(&name).is_err() {
+            continue;
+        }
+        let Some(text) = ctx.host.read_optional(format!("{lxcpath}/{name}/config"))? else { continue };
+        containers.insert(name, Value::Object(settings(&Config::parse(&text))));
+    }
+    Ok(Some(json!({ "lxcpath": lxcpath, "dialect": "auto", "containers": containers })))
+}
+
+/// The managed settings a config holds, whichever dialect and cgroup version it is written in.
+pub fn settings(cfg: &Config) -> Map<String, Value> {
+    let migrated;
+    let cfg = match legacy::migrate(cfg) {
+        Some((c, _)) => {
+            migrated = c;
+            &migrated
+        }
+        None => cfg,
+    };
+    let mut out = Map::new();
+    let size = |k1: &str, k2: &str| {
+        cfg.entries().filter(|(_, e)| e.key == k1 || e.key == k2).last().and_then(|(_, e)| parse_size(&e.value).map(|l| (e.key.clone(), l)))
+    };
+    let memory = size("lxc.cgroup.memory.limit_in_bytes", "lxc.cgroup2.memory.max");
+    if let Some((_, m)) = memory {
+        out.insert("memory_limit".into(), m.to_string().into());
+    }
+    if let Some((key, s)) = size("lxc.cgroup.memory.memsw.limit_in_bytes", "lxc.cgroup2.memory.swap.max") {
+        let memsw = match (key.starts_with("lxc.cgroup2."), s, memory.map(|m| m.1)) {
+            (false, s, _) => Some(s),
+            (true, Limit::Bytes(s), Some(Limit::Bytes(m))) => Some(Limit::Bytes(s + m)),
+            (true, _, Some(_)) => Some(Limit::Max),
+            (true, _, None) => None,
+        };
+        if let Some(s) = memsw {
+            out.insert("memory_swap_limit".into(), s.to_string().into());
+        }
+    }
+    let cpu = cfg
+        .entries()
+        .filter(|(_, e)| e.key == "lxc.cgroup.cpu.shares" || e.key == "lxc.cgroup2.cpu.weight")
+        .last()
+        .and_then(|(_, e)| {
+            let n: u64 = e.value.trim().parse().ok()?;
+            Some(if e.key == "lxc.cgroup2.cpu.weight" { weight_to_shares(n) } else { n })
+        });
+    if let Some(n) = cpu {
+        out.insert("cpu_shares".into(), n.into());
+    }
+
+    let mut nets: BTreeMap<usize, Map<String, Value>> = BTreeMap::new();
+    for (_, e) in cfg.entries() {
+        let Some(rest) = e.key.strip_prefix("lxc.net.") else { continue };
+        let Some((idx, sub)) = rest.split_once('.') else { continue };
+        let Ok(idx) = idx.parse::<usize>() else { continue };
+        let net = nets.entry(idx).or_default();
+        if REPEATABLE_NET_KEYS.contains(&sub) {
+            let list = net.entry(sub.to_string()).or_insert_with(|| Value::Array(Vec::new()));
+            if let Value::Array(items) = list {
+                items.push(e.value.clone().into());
+            }
+        } else {
+            net.insert(sub.to_string(), e.value.clone().into());
+        }
+    }
+    if !nets.is_empty() {
+        out.insert("network".into(), Value::Array(nets.into_values().map(Value::Object).collect()));
+    }
+
+    let caps: std::collections::BTreeSet<String> = cfg
+        .entries()
+        .filter(|(_, e)| e.key == "lxc.cap.drop")
+        .flat_map(|(_, e)| e.value.split_whitespace().map(|t| t.to_ascii_lowercase()).collect::<Vec<_>>())
+        .map(|t| t.strip_prefix("cap_").map(str::to_string).unwrap_or(t))
+        .collect();
+    if !caps.is_empty() {
+        out.insert("cap_drop".into(), caps.into_iter().collect::<Vec<_>>().into());
+    }
+
+    let maps: Vec<Value> = cfg
+        .entries()
+        .filter(|(_, e)| e.key == "lxc.idmap")
+        .filter_map(|(_, e)| {
+            let f: Vec<&str> = e.value.split_whitespace().collect();
+            match f.as_slice() {
+                [t, c, h, n] => Some(json!({ "type": t, "container": c.parse::<u64>().ok()?,
+                                             "host": h.parse::<u64>().ok()?, "count": n.parse::<u64>().ok()? })),
+                _ => None,
+            }
+        })
+        .collect();
+    if !maps.is_empty() {
+        out.insert("idmap".into(), maps.into());
+    }
+    out
+}
