@@ -1,25 +1,231 @@
-//! The `cgroup` resource kind: read, diff, apply.
+//! The `cgroup` resource kind: limits of named cgroups on cgroup v1 and v2.
+//!
+//! The host's layout is read once (`detect`), the version decided once, and a `Backend` for it
+//! passed down; each limit of each group is one resource (`cgroup/hostguard/web1/memory_limit`).
+//!
+//! The `lxc` kind reuses this module for a running container's live cgroup: `detect`, then
+//! `apply_limits` (or `GroupPlan::read` + `reports`/`apply` to split plan from apply).
+
+mod backend;
+mod convert;
+mod group;
+mod v1;
+mod v2;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 
 use crate::engine::{Ctx, Resources};
 use crate::error::{Error, Result};
+use crate::host::Host;
 use crate::report::ResourceReport;
-use crate::state::cgroup::CgroupsState;
+use crate::state::cgroup::{CgroupPath, CgroupsState, Limits, PidsMax, VersionChoice};
+use crate::state::types::Limit;
 
-pub struct Plan;
+pub use backend::{Backend, Controller, Native, Setting, Target, Version};
+pub use convert::{page_rounded, shares_to_weight, swap_for_v2, weight_to_shares};
+pub use group::GroupPlan;
+pub use v1::V1;
+pub use v2::V2;
+
+const KIND: &str = "cgroup";
+
+/// Where cgroup filesystems are mounted on a host.
+pub const CGROUP_MOUNT: &str = "/sys/fs/cgroup";
+
+/// What `<root>/sys/fs/cgroup` holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// cgroup v1 controllers; `hybrid` when an (empty) v2 hierarchy is mounted at `unified/`.
+    V1 { hybrid: bool },
+    /// The unified cgroup v2 hierarchy.
+    V2,
+    /// No cgroup filesystem found.
+    None,
+}
+
+/// Read the layout of the cgroup mount from its files (so `--root` trees work as real hosts).
+pub fn layout(host: &Host) -> Layout {
+    let base = Path::new(CGROUP_MOUNT);
+    if host.exists(base.join("cgroup.controllers")) {
+        return Layout::V2;
+    }
+    let hybrid = host.exists(base.join("unified/cgroup.controllers"));
+    if [Controller::Memory, Controller::Cpu, Controller::Pids].iter().any(|c| V1::has_hierarchy(host, base, *c)) {
+        return Layout::V1 { hybrid };
+    }
+    Layout::None
+}
+
+/// Decide the version to manage, once: the document's choice checked against the host's layout.
+/// A forced version the host does not have is refused before anything is touched.
+pub fn detect(host: &Host, choice: VersionChoice) -> Result<Box<dyn Backend>> {
+    let base = PathBuf::from(CGROUP_MOUNT);
+    let shown = host.path(&base).display().to_string();
+    match (layout(host), choice) {
+        (Layout::V2, VersionChoice::Auto | VersionChoice::V2) => Ok(Box::new(V2::new(base, false))),
+        (Layout::V1 { .. }, VersionChoice::Auto | VersionChoice::V1) => Ok(Box::new(V1::new(base))),
+        (Layout::V1 { hybrid: true }, VersionChoice::V2) => Ok(Box::new(V2::new(base.join("unified"), true))),
+        (Layout::V1 { hybrid: false }, VersionChoice::V2) => Err(Error::Refused(format!(
+            "cgroups.version is \"v2\" but {shown} holds cgroup v1 hierarchies and no cgroup2 mount: \
+             use \"v1\" or \"auto\" for this host"
+        ))),
+        (Layout::V2, VersionChoice::V1) => Err(Error::Refused(format!(
+            "cgroups.version is \"v1\" but {shown} is the unified cgroup v2 hierarchy: use \"v2\" or \"auto\" for this host"
+        ))),
+        (Layout::None, _) => Err(Error::Refused(format!(
+            "no cgroup filesystem at {shown} (neither cgroup.controllers nor memory/cpu/pids hierarchies): mount cgroups first"
+        ))),
+    }
+}
+
+/// Plan and apply `limits` of one existing or new group in one go: every setting once, with
+/// `in_sync`, `changed` or `failed`. A group that cannot be read is one `failed` report per
+/// setting. Ids are `<id_prefix>/<setting>`; `create` says whether a missing group is made.
+pub fn apply_limits(
+    host: &Host,
+    backend: &dyn Backend,
+    group: &CgroupPath,
+    limits: &Limits,
+    kind: &'static str,
+    id_prefix: &str,
+    create: bool,
+) -> Vec<ResourceReport> {
+    match GroupPlan::read(host, backend, group, limits, kind, id_prefix, create) {
+        Ok(plan) => plan.apply(host, backend),
+        Err(e) => Setting::named_by(limits)
+            .into_iter()
+            .map(|s| {
+                ResourceReport::new(kind, format!("{id_prefix}/{}", s.name()), crate::report::Status::Failed)
+                    .message(format!("cannot read cgroup {group}: {e}"))
+            })
+            .collect(),
+    }
+}
+
+#[derive(Debug)]
+pub struct Plan {
+    backend: Box<dyn Backend>,
+    groups: Vec<GroupPlan>,
+}
 
 impl Resources for Plan {
     fn reports(&self) -> Vec<ResourceReport> {
-        Vec::new()
+        self.groups.iter().flat_map(GroupPlan::reports).collect()
     }
-    fn apply(self: Box<Self>, _ctx: &Ctx) -> Vec<ResourceReport> {
-        Vec::new()
+
+    fn apply(self: Box<Self>, ctx: &Ctx) -> Vec<ResourceReport> {
+        let backend = self.backend;
+        self.groups.into_iter().flat_map(|g| g.apply(ctx.host, &*backend)).collect()
     }
 }
 
-pub fn plan(_ctx: &Ctx, _desired: &CgroupsState) -> Result<Plan> {
-    Err(Error::Unsupported("the cgroup section is not implemented yet".into()))
+pub fn plan(ctx: &Ctx, desired: &CgroupsState) -> Result<Plan> {
+    let backend = detect(ctx.host, desired.version)?;
+    let mut groups = Vec::new();
+    for (group, limits) in &desired.groups {
+        groups.push(GroupPlan::read(ctx.host, &*backend, group, limits, KIND, &format!("cgroup/{group}"), true)?);
+    }
+    Ok(Plan { backend, groups })
 }
 
-pub fn show(_ctx: &Ctx, _prefixes: &[String]) -> Result<Option<serde_json::Value>> {
-    Ok(None)
+/// Groups at and below each prefix (`--cgroup hostguard`), with their limits, as the `cgroups`
+/// section of a state document. Nothing is shown without a prefix: a host has thousands.
+pub fn show(ctx: &Ctx, prefixes: &[String]) -> Result<Option<serde_json::Value>> {
+    if prefixes.is_empty() {
+        return Ok(None);
+    }
+    let prefixes: Vec<CgroupPath> = prefixes
+        .iter()
+        .map(|p| CgroupPath::parse(p).map_err(|m| Error::Refused(format!("--cgroup {p:?}: {m}"))))
+        .collect::<Result<_>>()?;
+    let backend = detect(ctx.host, VersionChoice::Auto)?;
+    let b = &*backend;
+    let mut found = BTreeSet::new();
+    for prefix in &prefixes {
+        for c in [Controller::Memory, Controller::Cpu, Controller::Pids] {
+            walk(ctx.host, &b.dir(c, None), prefix.as_str(), 0, &mut found)?;
+        }
+    }
+    let mut groups = serde_json::Map::new();
+    for name in found {
+        let Ok(group) = CgroupPath::parse(&name) else { continue };
+        let limits = read_limits(ctx.host, b, &group)?;
+        let mut g = serde_json::Map::new();
+        if let Some(m) = limits.memory {
+            g.insert("memory_limit".into(), m.to_string().into());
+        }
+        if let Some(s) = limits.memory_swap {
+            g.insert("memory_swap_limit".into(), s.to_string().into());
+        }
+        if let Some(s) = limits.cpu_shares {
+            g.insert("cpu_shares".into(), s.into());
+        }
+        match limits.pids_max {
+            Some(PidsMax::Count(n)) => {
+                g.insert("pids_max".into(), n.into());
+            }
+            Some(PidsMax::Max) => {
+                g.insert("pids_max".into(), "max".into());
+            }
+            None => {}
+        }
+        if !g.is_empty() {
+            groups.insert(name, g.into());
+        }
+    }
+    Ok(Some(serde_json::json!({ "version": b.version().to_string(), "groups": groups })))
 }
+
+/// Group directories at and below `rel` under a hierarchy root `root` (a host path).
+fn walk(host: &Host, root: &Path, rel: &str, depth: usize, out: &mut BTreeSet<String>) -> Result<()> {
+    let dir = root.join(rel);
+    if depth > 32 || !host.is_dir(&dir) || host.is_symlink(&dir) {
+        return Ok(());
+    }
+    out.insert(rel.to_string());
+    for name in host.list_dir(&dir)? {
+        let child = dir.join(&name);
+        if host.is_dir(&child) && !host.is_symlink(&child) {
+            walk(host, root, &format!("{rel}/{name}"), depth + 1, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// A group's limits in the document's abstract form (what `show` prints).
+pub fn read_limits(host: &Host, b: &dyn Backend, group: &CgroupPath) -> Result<Limits> {
+    let read = |s: Setting| -> Result<Option<Native>> {
+        let t = b.target(s, &Limits::default());
+        let file = b.dir(s.controller(), Some(group)).join(t.file);
+        Ok(host.read_optional(&file)?.and_then(|text| t.value.parse_like(&text, b.version())))
+    };
+    let bytes = |n: Option<Native>| match n {
+        Some(Native::Bytes(l)) => Some(l),
+        _ => None,
+    };
+    let memory = bytes(read(Setting::Memory)?);
+    let swap_file = bytes(read(Setting::MemorySwap)?);
+    let memory_swap = match b.version() {
+        Version::V1 => swap_file,
+        // v2 holds swap alone: memory+swap is their sum, and "max" if either is unlimited.
+        Version::V2 => match (memory, swap_file) {
+            (_, Some(Limit::Max)) => Some(Limit::Max),
+            (Some(Limit::Bytes(m)), Some(Limit::Bytes(s))) => Some(Limit::Bytes(m.saturating_add(s))),
+            _ => None,
+        },
+    };
+    let cpu_shares = match read(Setting::CpuShares)? {
+        Some(Native::Number(n)) if b.version() == Version::V2 => Some(weight_to_shares(n)),
+        Some(Native::Number(n)) => Some(n),
+        _ => None,
+    };
+    let pids_max = match read(Setting::PidsMax)? {
+        Some(Native::Pids(p)) => Some(p),
+        _ => None,
+    };
+    Ok(Limits { memory, memory_swap, cpu_shares, pids_max })
+}
+
+#[cfg(test)]
+mod tests;

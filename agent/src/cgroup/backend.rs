@@ -1,0 +1,191 @@
+//! The one interface over both cgroup versions, and the values their files hold.
+//!
+//! Shaped after youki's libcgroups: a version knows where a group's files are below the cgroup
+//! mount it was given (`base`, a host path such as `/sys/fs/cgroup`), which file and value express
+//! each abstract setting, and how to create a group. Everything else (reading, comparing,
+//! ordering, reporting) is shared, in `group.rs`.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::error::HostError;
+use crate::host::Host;
+use crate::state::cgroup::{CgroupPath, Limits, PidsMax};
+use crate::state::types::Limit;
+
+use super::convert::page_rounded;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Version {
+    V1,
+    V2,
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Version::V1 => "v1",
+            Version::V2 => "v2",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Controller {
+    Memory,
+    Cpu,
+    Pids,
+}
+
+impl Controller {
+    pub fn name(self) -> &'static str {
+        match self {
+            Controller::Memory => "memory",
+            Controller::Cpu => "cpu",
+            Controller::Pids => "pids",
+        }
+    }
+}
+
+/// One abstract limit of the document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Setting {
+    Memory,
+    MemorySwap,
+    CpuShares,
+    PidsMax,
+}
+
+impl Setting {
+    pub const ALL: [Setting; 4] = [Setting::Memory, Setting::MemorySwap, Setting::CpuShares, Setting::PidsMax];
+
+    /// The document's field name, also the last part of the resource id.
+    pub fn name(self) -> &'static str {
+        match self {
+            Setting::Memory => "memory_limit",
+            Setting::MemorySwap => "memory_swap_limit",
+            Setting::CpuShares => "cpu_shares",
+            Setting::PidsMax => "pids_max",
+        }
+    }
+
+    pub fn controller(self) -> Controller {
+        match self {
+            Setting::Memory | Setting::MemorySwap => Controller::Memory,
+            Setting::CpuShares => Controller::Cpu,
+            Setting::PidsMax => Controller::Pids,
+        }
+    }
+
+    /// The settings `limits` names, in the order reports list them.
+    pub fn named_by(limits: &Limits) -> Vec<Setting> {
+        Setting::ALL
+            .into_iter()
+            .filter(|s| match s {
+                Setting::Memory => limits.memory.is_some(),
+                Setting::MemorySwap => limits.memory_swap.is_some(),
+                Setting::CpuShares => limits.cpu_shares.is_some(),
+                Setting::PidsMax => limits.pids_max.is_some(),
+            })
+            .collect()
+    }
+}
+
+/// A value as a cgroup file holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Native {
+    /// A memory limit: compared after rounding to pages, as the kernel stores it.
+    Bytes(Limit),
+    /// `cpu.shares`, `cpu.weight`.
+    Number(u64),
+    /// `pids.max`.
+    Pids(PidsMax),
+}
+
+impl Native {
+    /// Whether a value read back (`self`) is what writing `desired` leaves in the file.
+    pub fn satisfies(self, desired: Native) -> bool {
+        match (self, desired) {
+            // A plain file (a test root) keeps the exact value; the kernel keeps whole pages.
+            (Native::Bytes(Limit::Bytes(have)), Native::Bytes(Limit::Bytes(want))) => {
+                have == want || have == page_rounded(want)
+            }
+            (a, b) => a == b,
+        }
+    }
+
+    /// Parse the file's text the way `self` is typed: `self` is the desired value.
+    pub fn parse_like(self, text: &str, version: Version) -> Option<Native> {
+        let t = text.trim();
+        match self {
+            Native::Bytes(_) => {
+                if t == "max" {
+                    return Some(Native::Bytes(Limit::Max));
+                }
+                let n: u64 = t.parse().ok()?;
+                // v1 prints "no limit" as the largest page multiple of LONG_MAX.
+                if version == Version::V1 && n > i64::MAX as u64 - super::convert::page_size() {
+                    return Some(Native::Bytes(Limit::Max));
+                }
+                Some(Native::Bytes(Limit::Bytes(n)))
+            }
+            Native::Number(_) => t.parse().ok().map(Native::Number),
+            Native::Pids(_) => match t {
+                "max" => Some(Native::Pids(PidsMax::Max)),
+                n => n.parse().ok().map(|n| Native::Pids(PidsMax::Count(n))),
+            },
+        }
+    }
+
+    /// The text written to the file.
+    pub fn render(self, version: Version) -> String {
+        match (self, version) {
+            (Native::Bytes(Limit::Max), Version::V1) => "-1".into(),
+            (Native::Bytes(Limit::Max), Version::V2) => "max".into(),
+            (Native::Bytes(Limit::Bytes(n)), _) => n.to_string(),
+            (Native::Number(n), _) => n.to_string(),
+            (Native::Pids(p), _) => p.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Native {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Native::Bytes(l) => write!(f, "{l}"),
+            Native::Number(n) => write!(f, "{n}"),
+            Native::Pids(p) => write!(f, "{p}"),
+        }
+    }
+}
+
+/// The file that expresses one setting, and the value the document asks of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target {
+    pub setting: Setting,
+    pub file: &'static str,
+    pub value: Native,
+    /// Whether `value` is the document's own value, or a conversion of it (v2 swap and weight).
+    pub converted: bool,
+}
+
+/// One cgroup version's layout below its mount.
+pub trait Backend: fmt::Debug {
+    fn version(&self) -> Version;
+
+    /// The host directory holding `group`'s files for `controller` (`None`: the hierarchy root).
+    fn dir(&self, controller: Controller, group: Option<&CgroupPath>) -> PathBuf;
+
+    /// Which file, with which value, expresses `setting` of `limits`.
+    fn target(&self, setting: Setting, limits: &Limits) -> Target;
+
+    /// Why the host cannot hold `setting` at all (controller not mounted or not enabled, no swap
+    /// accounting), with what to do; `None` when it can.
+    fn unavailable(&self, host: &Host, setting: Setting) -> Option<String>;
+
+    /// Create `group` so that `controllers` manage it.
+    fn create(&self, host: &Host, group: &CgroupPath, controllers: &[Controller]) -> Result<(), HostError>;
+
+    /// The file that tells a group's memory usage, for messages.
+    fn usage_file(&self, setting: Setting) -> &'static str;
+}

@@ -1,0 +1,353 @@
+//! One group's limits: read, diff, apply with the kernel's ordering rule, read back.
+
+use crate::error::HostError;
+use crate::host::Host;
+use crate::report::{ResourceReport, Status};
+use crate::state::cgroup::{CgroupPath, Limits};
+use crate::state::types::Limit;
+
+use super::backend::{Backend, Controller, Native, Setting, Target, Version};
+
+/// What one setting's file holds now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Current {
+    Value(Native),
+    /// The group does not exist (in this setting's hierarchy).
+    NoGroup,
+    /// The host cannot hold the setting; the message says why and what to do.
+    Unavailable(String),
+}
+
+#[derive(Debug, Clone)]
+struct Item {
+    target: Target,
+    current: Current,
+}
+
+/// The plan for one group: every setting the document names, with what the host holds.
+#[derive(Debug, Clone)]
+pub struct GroupPlan {
+    pub group: CgroupPath,
+    limits: Limits,
+    kind: &'static str,
+    id_prefix: String,
+    /// Whether a missing group is created (a `cgroups` group) or is a failure (a running
+    /// container's live cgroup, which LXC owns).
+    create: bool,
+    items: Vec<Item>,
+}
+
+fn read_current(host: &Host, b: &dyn Backend, group: &CgroupPath, target: &Target) -> Result<Current, HostError> {
+    if let Some(why) = b.unavailable(host, target.setting) {
+        return Ok(Current::Unavailable(why));
+    }
+    let dir = b.dir(target.setting.controller(), Some(group));
+    if !host.is_dir(&dir) {
+        return Ok(Current::NoGroup);
+    }
+    let file = dir.join(target.file);
+    match host.read_optional(&file)? {
+        None if target.setting == Setting::MemorySwap && b.version() == Version::V1 => {
+            Ok(Current::Unavailable(super::v1::memsw_missing_message(&host.path(&file))))
+        }
+        None if target.setting == Setting::MemorySwap => Ok(Current::Unavailable(format!(
+            "{} does not exist: this kernel does not account swap (swapaccount=0 or no CONFIG_MEMCG_SWAP), so \
+             memory+swap cannot be limited; enable swap accounting or remove memory_swap_limit",
+            host.path(&file).display()
+        ))),
+        None => Ok(Current::Unavailable(format!(
+            "{} does not exist: the {} controller is not enabled for {group}",
+            host.path(&file).display(),
+            target.setting.controller().name()
+        ))),
+        Some(text) => match target.value.parse_like(&text, b.version()) {
+            Some(v) => Ok(Current::Value(v)),
+            None => Err(HostError::Other(format!(
+                "{}: unexpected content {:?}",
+                host.path(&file).display(),
+                text.trim()
+            ))),
+        },
+    }
+}
+
+impl GroupPlan {
+    /// Read what the host holds for every setting `limits` names.
+    pub fn read(
+        host: &Host,
+        b: &dyn Backend,
+        group: &CgroupPath,
+        limits: &Limits,
+        kind: &'static str,
+        id_prefix: &str,
+        create: bool,
+    ) -> Result<GroupPlan, HostError> {
+        let mut items = Vec::new();
+        for setting in Setting::named_by(limits) {
+            let target = b.target(setting, limits);
+            let current = read_current(host, b, group, &target)?;
+            items.push(Item { target, current });
+        }
+        Ok(GroupPlan {
+            group: group.clone(),
+            limits: *limits,
+            kind,
+            id_prefix: id_prefix.to_string(),
+            create,
+            items,
+        })
+    }
+
+    fn id(&self, s: Setting) -> String {
+        format!("{}/{}", self.id_prefix, s.name())
+    }
+
+    fn desired_text(&self, t: &Target) -> String {
+        let abstract_value = match t.setting {
+            Setting::Memory => self.limits.memory.map(|l| l.to_string()),
+            Setting::MemorySwap => self.limits.memory_swap.map(|l| l.to_string()),
+            Setting::CpuShares => self.limits.cpu_shares.map(|n| n.to_string()),
+            Setting::PidsMax => self.limits.pids_max.map(|p| p.to_string()),
+        }
+        .unwrap_or_default();
+        if t.converted {
+            format!("{abstract_value} ({} {})", t.file, t.value)
+        } else {
+            abstract_value
+        }
+    }
+
+    fn current_text(t: &Target, v: Native) -> String {
+        if t.converted {
+            format!("{} {v}", t.file)
+        } else {
+            v.to_string()
+        }
+    }
+
+    fn report(&self, item: &Item) -> ResourceReport {
+        let t = &item.target;
+        let r = ResourceReport::new(self.kind, self.id(t.setting), Status::InSync);
+        let desired = Some(self.desired_text(t));
+        match &item.current {
+            Current::Value(v) if v.satisfies(t.value) => r.values(Some(Self::current_text(t, *v)), desired),
+            Current::Value(v) => ResourceReport { status: Status::Drift, ..r }.values(Some(Self::current_text(t, *v)), desired),
+            Current::NoGroup => ResourceReport { status: Status::Drift, ..r }.values(None, desired).message(if self.create {
+                format!("cgroup {} does not exist; apply creates it", self.group)
+            } else {
+                format!("cgroup {} does not exist", self.group)
+            }),
+            Current::Unavailable(why) => ResourceReport { status: Status::Drift, ..r }.values(None, desired).message(why.clone()),
+        }
+    }
+
+    /// Every setting once: `in_sync` or `drift`.
+    pub fn reports(&self) -> Vec<ResourceReport> {
+        self.items.iter().map(|i| self.report(i)).collect()
+    }
+
+    /// Make the planned changes; every setting once: `in_sync`, `changed` or `failed`.
+    pub fn apply(mut self, host: &Host, b: &dyn Backend) -> Vec<ResourceReport> {
+        let before: Vec<ResourceReport> = self.reports();
+        if before.iter().all(|r| r.status == Status::InSync) {
+            return before;
+        }
+        let mut out: Vec<Option<ResourceReport>> = vec![None; self.items.len()];
+        // Settings the host cannot hold fail on their own; the others go ahead.
+        for (i, item) in self.items.iter().enumerate() {
+            if let Current::Unavailable(why) = &item.current {
+                out[i] = Some(before[i].after(Status::Failed, why.clone()));
+            }
+        }
+        let missing: Vec<Controller> = {
+            let mut c: Vec<Controller> = self
+                .items
+                .iter()
+                .filter(|i| i.current == Current::NoGroup)
+                .map(|i| i.target.setting.controller())
+                .collect();
+            c.sort();
+            c.dedup();
+            c
+        };
+        let mut created = false;
+        if !missing.is_empty() {
+            let result = if self.create {
+                b.create(host, &self.group, &missing).map_err(|e| format!("could not create cgroup {}: {e}", self.group))
+            } else {
+                Err(format!("cgroup {} does not exist (is the container running?)", self.group))
+            };
+            if let Err(why) = result {
+                for (i, item) in self.items.iter().enumerate() {
+                    if item.current == Current::NoGroup {
+                        out[i] = Some(before[i].after(Status::Failed, why.clone()));
+                    }
+                }
+            } else {
+                created = true;
+                for item in self.items.iter_mut().filter(|i| i.current == Current::NoGroup) {
+                    item.current = match read_current(host, b, &self.group, &item.target) {
+                        Ok(c) => c,
+                        Err(e) => Current::Unavailable(format!("created cgroup {} but cannot read it: {e}", self.group)),
+                    };
+                }
+            }
+        }
+        for i in self.write_order() {
+            if out[i].is_some() {
+                continue;
+            }
+            out[i] = Some(self.apply_item(host, b, i, &before[i], created));
+        }
+        out.into_iter().map(|r| r.expect("every setting is reported")).collect()
+    }
+
+    /// The kernel keeps v1 `memory.limit_in_bytes <= memory.memsw.limit_in_bytes` at every moment:
+    /// when the new memsw is below the current memory limit (lowering), memory goes first;
+    /// otherwise (raising) memsw goes first. v2's two files are independent.
+    fn write_order(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.items.len()).collect();
+        let pos = |s: Setting| self.items.iter().position(|i| i.target.setting == s);
+        if let (Some(m), Some(s)) = (pos(Setting::Memory), pos(Setting::MemorySwap)) {
+            let current_memory = match self.items[m].current {
+                Current::Value(Native::Bytes(l)) => l,
+                _ => Limit::Max,
+            };
+            let new_memsw = match self.items[s].target.value {
+                Native::Bytes(l) => l,
+                _ => Limit::Max,
+            };
+            if new_memsw >= current_memory {
+                order.swap(m, s);
+            }
+        }
+        order
+    }
+
+    fn apply_item(&self, host: &Host, b: &dyn Backend, i: usize, before: &ResourceReport, created: bool) -> ResourceReport {
+        let item = &self.items[i];
+        let t = &item.target;
+        let old = match &item.current {
+            Current::Value(v) => *v,
+            Current::Unavailable(why) => return before.after(Status::Failed, why.clone()),
+            Current::NoGroup => return before.after(Status::Failed, format!("cgroup {} does not exist", self.group)),
+        };
+        let dir = b.dir(t.setting.controller(), Some(&self.group));
+        let file = dir.join(t.file);
+        let shown = host.path(&file).display().to_string();
+        if old.satisfies(t.value) {
+            let mut r = before.after(Status::Changed, format!("created cgroup {}; {} is {old}", self.group, t.file));
+            r.current = Some(Self::current_text(t, old));
+            if !created {
+                r.status = Status::InSync;
+                r.message.clear();
+            }
+            return r;
+        }
+        let events_before = oom_kills(host, b, &dir);
+        if let Err(e) = host.write_value(&file, &t.value.render(b.version())) {
+            return before.after(Status::Failed, self.refusal(host, b, t, &dir, &e));
+        }
+        let now = match read_current(host, b, &self.group, t) {
+            Ok(Current::Value(v)) => v,
+            Ok(other) => return before.after(Status::Failed, format!("wrote {shown} but cannot read it back: {other:?}")),
+            Err(e) => return before.after(Status::Failed, format!("wrote {shown} but cannot read it back: {e}")),
+        };
+        let mut r = if now.satisfies(t.value) {
+            let mut msg = format!("set {} {} -> {}", t.file, old, now);
+            if created {
+                msg = format!("created cgroup {}; {msg}", self.group);
+            }
+            before.after(Status::Changed, msg)
+        } else {
+            before.after(
+                Status::Failed,
+                format!("wrote {} = {} but the kernel holds {now}; the limit did not take", shown, t.value),
+            )
+        };
+        r.current = Some(Self::current_text(t, now));
+        // v2 accepts a memory.max below the usage and then reclaims or OOM-kills synchronously;
+        // a read-back of memory.max alone would hide a group still above its limit.
+        if r.status == Status::Changed && b.version() == Version::V2 && t.setting == Setting::Memory {
+            if let (Native::Bytes(Limit::Bytes(limit)), Some(usage)) = (now, read_u64(host, &dir.join("memory.current"))) {
+                if usage > limit {
+                    r.status = Status::Failed;
+                    r.message = format!(
+                        "memory.max is now {now} but the group still uses {} (memory.current): the kernel could not reclaim \
+                         or OOM-kill enough (tmpfs or unkillable tasks hold it); free memory in {} or set a higher limit",
+                        Limit::Bytes(usage),
+                        self.group
+                    );
+                }
+            }
+            let killed = oom_kills(host, b, &dir).saturating_sub(events_before);
+            if killed > 0 {
+                r.message.push_str(&format!(
+                    "; the kernel OOM-killed {killed} process(es) in {} to bring its usage under the new limit (memory.events oom_kill)",
+                    self.group
+                ));
+            }
+        }
+        r
+    }
+
+    /// Why the kernel refused a write, and what to do about it.
+    fn refusal(&self, host: &Host, b: &dyn Backend, t: &Target, dir: &std::path::Path, e: &HostError) -> String {
+        let errno = match e {
+            HostError::Io { source, .. } => source.raw_os_error(),
+            _ => None,
+        };
+        let reason = match e {
+            HostError::Io { source, .. } => source.to_string(),
+            other => other.to_string(),
+        };
+        let file = host.path(dir.join(t.file)).display().to_string();
+        let usage = || {
+            read_u64(host, &dir.join(b.usage_file(t.setting)))
+                .map(|u| format!("{} ({})", Limit::Bytes(u), b.usage_file(t.setting)))
+                .unwrap_or_else(|| "more".into())
+        };
+        match (errno, t.setting) {
+            (Some(libc::EBUSY), Setting::Memory | Setting::MemorySwap) => format!(
+                "the kernel refused {file} = {} (EBUSY): the group uses {}, more than the new limit, and the kernel could \
+                 not reclaim enough; stop or shrink processes in {}, or set a higher limit, then apply again",
+                t.value,
+                usage(),
+                self.group
+            ),
+            (Some(libc::EINVAL), Setting::Memory) if b.version() == Version::V1 => format!(
+                "the kernel refused {file} = {} (EINVAL): cgroup v1 keeps memory.limit_in_bytes at or below \
+                 {} (now {}); set memory_swap_limit in the document as well",
+                t.value,
+                super::v1::MEMSW_FILE,
+                read_u64(host, &dir.join(super::v1::MEMSW_FILE)).map(|v| Limit::Bytes(v).to_string()).unwrap_or_default()
+            ),
+            (Some(libc::EINVAL), Setting::MemorySwap) if b.version() == Version::V1 => format!(
+                "the kernel refused {file} = {} (EINVAL): memory+swap may not be below memory.limit_in_bytes (now {}); \
+                 set memory_limit in the document as well",
+                t.value,
+                read_u64(host, &dir.join("memory.limit_in_bytes")).map(|v| Limit::Bytes(v).to_string()).unwrap_or_default()
+            ),
+            _ => format!("the kernel refused {file} = {}: {reason}", t.value),
+        }
+    }
+}
+
+fn read_u64(host: &Host, file: &std::path::Path) -> Option<u64> {
+    host.read_optional(file).ok().flatten().and_then(|s| s.trim().parse().ok())
+}
+
+/// The `oom_kill` count of a v2 group's `memory.events`; 0 where there is none.
+fn oom_kills(host: &Host, b: &dyn Backend, dir: &std::path::Path) -> u64 {
+    if b.version() != Version::V2 {
+        return 0;
+    }
+    host.read_optional(dir.join("memory.events"))
+        .ok()
+        .flatten()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("oom_kill ").and_then(|n| n.trim().parse().ok()))
+        })
+        .unwrap_or(0)
+}

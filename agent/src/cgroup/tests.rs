@@ -1,0 +1,178 @@
+//! Unit tests on temp-dir roots laid out like cgroup mounts (plain files: no kernel rules).
+
+use std::fs;
+use std::path::Path;
+
+use super::*;
+use crate::report::Status;
+use crate::state::cgroup::PidsMax;
+
+fn put(root: &Path, rel: &str, content: &str) {
+    let p = root.join(rel);
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, content).unwrap();
+}
+
+fn v1_root() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path();
+    put(r, "sys/fs/cgroup/memory/cgroup.procs", "");
+    put(r, "sys/fs/cgroup/memory/memory.memsw.limit_in_bytes", "9223372036854771712\n");
+    put(r, "sys/fs/cgroup/cpu/cgroup.procs", "");
+    put(r, "sys/fs/cgroup/pids/cgroup.procs", "");
+    put(r, "sys/fs/cgroup/unified/cgroup.controllers", "");
+    d
+}
+
+fn v2_root() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    put(d.path(), "sys/fs/cgroup/cgroup.controllers", "cpuset cpu io memory pids\n");
+    put(d.path(), "sys/fs/cgroup/cgroup.subtree_control", "");
+    d
+}
+
+fn limits() -> Limits {
+    Limits {
+        memory: Some(Limit::Bytes(512 << 20)),
+        memory_swap: Some(Limit::Bytes(1 << 30)),
+        cpu_shares: Some(512),
+        pids_max: Some(PidsMax::Count(100)),
+    }
+}
+
+#[test]
+fn layouts_are_told_apart() {
+    let v1 = v1_root();
+    assert_eq!(layout(&Host::new(v1.path())), Layout::V1 { hybrid: true });
+    let v2 = v2_root();
+    assert_eq!(layout(&Host::new(v2.path())), Layout::V2);
+    let none = tempfile::tempdir().unwrap();
+    assert_eq!(layout(&Host::new(none.path())), Layout::None);
+}
+
+#[test]
+fn a_forced_version_the_host_lacks_is_refused() {
+    let v2 = v2_root();
+    let e = detect(&Host::new(v2.path()), VersionChoice::V1).unwrap_err().to_string();
+    assert!(e.contains("cgroup v2"), "{e}");
+    let v1 = v1_root();
+    let b = detect(&Host::new(v1.path()), VersionChoice::V2).unwrap();
+    assert_eq!(b.version(), Version::V2);
+    // The hybrid host's v2 hierarchy has no controllers: said so, per setting.
+    let why = b.unavailable(&Host::new(v1.path()), Setting::Memory).unwrap();
+    assert!(why.contains("hybrid") || why.contains("v1 beside"), "{why}");
+}
+
+#[test]
+fn v1_maps_to_v1_files() {
+    let b = V1::new("/sys/fs/cgroup");
+    let l = limits();
+    assert_eq!(b.target(Setting::Memory, &l).file, "memory.limit_in_bytes");
+    assert_eq!(b.target(Setting::MemorySwap, &l).file, "memory.memsw.limit_in_bytes");
+    assert_eq!(b.target(Setting::MemorySwap, &l).value, Native::Bytes(Limit::Bytes(1 << 30)));
+    assert_eq!(b.target(Setting::CpuShares, &l).value, Native::Number(512));
+    assert_eq!(Native::Bytes(Limit::Max).render(Version::V1), "-1");
+    assert_eq!(
+        Native::Bytes(Limit::Bytes(0)).parse_like("9223372036854771712\n", Version::V1),
+        Some(Native::Bytes(Limit::Max))
+    );
+}
+
+#[test]
+fn v2_maps_swap_and_weight() {
+    let b = V2::new("/sys/fs/cgroup", false);
+    let l = limits();
+    let swap = b.target(Setting::MemorySwap, &l);
+    assert_eq!((swap.file, swap.value), ("memory.swap.max", Native::Bytes(Limit::Bytes(512 << 20))));
+    let cpu = b.target(Setting::CpuShares, &l);
+    assert_eq!((cpu.file, cpu.value), ("cpu.weight", Native::Number(59)));
+    assert_eq!(Native::Bytes(Limit::Max).render(Version::V2), "max");
+}
+
+#[test]
+fn page_rounded_read_back_is_in_sync() {
+    let want = Native::Bytes(Limit::Bytes(1_000_000));
+    assert!(Native::Bytes(Limit::Bytes(page_rounded(1_000_000))).satisfies(want));
+    assert!(!Native::Bytes(Limit::Bytes(page_rounded(1_000_000) - convert::page_size())).satisfies(want));
+}
+
+#[test]
+fn v1_missing_group_is_created_in_each_hierarchy_then_in_sync() {
+    let d = v1_root();
+    let host = Host::new(d.path());
+    let b = detect(&host, VersionChoice::Auto).unwrap();
+    let g = CgroupPath::parse("hostguard/web1").unwrap();
+    let plan = GroupPlan::read(&host, &*b, &g, &limits(), "cgroup", "cgroup/hostguard/web1", true).unwrap();
+    let before = plan.reports();
+    assert!(before.iter().all(|r| r.status == Status::Drift && r.message.contains("apply creates it")), "{before:?}");
+    // Plain files stand in for the kernel's: seed the defaults a new group shows.
+    for (f, v) in [
+        ("memory/hostguard/web1/memory.limit_in_bytes", "9223372036854771712"),
+        ("memory/hostguard/web1/memory.memsw.limit_in_bytes", "9223372036854771712"),
+        ("cpu/hostguard/web1/cpu.shares", "1024"),
+        ("pids/hostguard/web1/pids.max", "max"),
+    ] {
+        put(d.path(), &format!("sys/fs/cgroup/{f}"), v);
+    }
+    let after = plan.apply(&host, &*b);
+    assert!(after.iter().all(|r| r.status == Status::Changed), "{after:?}");
+    let read = |f: &str| fs::read_to_string(d.path().join("sys/fs/cgroup").join(f)).unwrap();
+    assert_eq!(read("memory/hostguard/web1/memory.limit_in_bytes"), "536870912");
+    assert_eq!(read("memory/hostguard/web1/memory.memsw.limit_in_bytes"), "1073741824");
+    assert_eq!(read("cpu/hostguard/web1/cpu.shares"), "512");
+    assert_eq!(read("pids/hostguard/web1/pids.max"), "100");
+    let again = apply_limits(&host, &*b, &g, &limits(), "cgroup", "cgroup/hostguard/web1", true);
+    assert!(again.iter().all(|r| r.status == Status::InSync), "{again:?}");
+}
+
+#[test]
+fn v1_without_swap_accounting_fails_memsw_with_what_to_do() {
+    let d = v1_root();
+    fs::remove_file(d.path().join("sys/fs/cgroup/memory/memory.memsw.limit_in_bytes")).unwrap();
+    let host = Host::new(d.path());
+    let b = detect(&host, VersionChoice::Auto).unwrap();
+    let g = CgroupPath::parse("g").unwrap();
+    let l = Limits { memory: Some(Limit::Bytes(1 << 20)), memory_swap: Some(Limit::Bytes(2 << 20)), ..Limits::default() };
+    put(d.path(), "sys/fs/cgroup/memory/g/memory.limit_in_bytes", "9223372036854771712");
+    let r = apply_limits(&host, &*b, &g, &l, "cgroup", "cgroup/g", true);
+    assert_eq!(r[0].status, Status::Changed, "{r:?}");
+    assert_eq!(r[1].status, Status::Failed);
+    assert!(r[1].message.contains("swapaccount=1"), "{}", r[1].message);
+}
+
+#[test]
+fn v2_creation_enables_controllers_in_each_parent() {
+    let d = v2_root();
+    // An existing middle group that already passes memory down (a plain file cannot appear by itself).
+    put(d.path(), "sys/fs/cgroup/a/cgroup.subtree_control", "memory\n");
+    let host = Host::new(d.path());
+    let b = detect(&host, VersionChoice::Auto).unwrap();
+    let g = CgroupPath::parse("a/b").unwrap();
+    b.create(&host, &g, &[Controller::Memory]).unwrap();
+    let root = d.path().join("sys/fs/cgroup");
+    assert_eq!(fs::read_to_string(root.join("cgroup.subtree_control")).unwrap(), "+memory");
+    assert!(root.join("a/b").is_dir());
+}
+
+#[test]
+fn show_lists_groups_under_the_prefix_in_document_form() {
+    let d = v2_root();
+    let r = d.path();
+    put(r, "sys/fs/cgroup/hg/web1/memory.max", "536870912\n");
+    put(r, "sys/fs/cgroup/hg/web1/memory.swap.max", "536870912\n");
+    put(r, "sys/fs/cgroup/hg/web1/cpu.weight", "100\n");
+    put(r, "sys/fs/cgroup/hg/web1/pids.max", "max\n");
+    put(r, "sys/fs/cgroup/other/memory.max", "max\n");
+    let host = Host::new(r);
+    let opts = crate::engine::Options::default();
+    let ctx = Ctx { host: &host, opts: &opts };
+    let v = show(&ctx, &["hg".into()]).unwrap().unwrap();
+    assert_eq!(v["version"], "v2");
+    let web1 = &v["groups"]["hg/web1"];
+    assert_eq!(web1["memory_limit"], "512M");
+    assert_eq!(web1["memory_swap_limit"], "1G");
+    assert_eq!(shares_to_weight(web1["cpu_shares"].as_u64().unwrap()), 100);
+    assert_eq!(web1["pids_max"], "max");
+    assert!(v["groups"].get("other").is_none());
+    assert!(show(&ctx, &["../x".into()]).is_err());
+}
