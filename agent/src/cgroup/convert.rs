@@ -14,7 +14,9 @@ pub const CPU_WEIGHT_MAX: u64 = 10_000;
 /// Kubernetes blog post "New conversion formula for cgroup v1 CPU shares to v2 CPU weight"
 /// (2026-01-30): a quadratic in log2 space through (2, 1), (1024, 100) and (262144, 10000),
 ///
-///     l = log2(shares);  weight = ceil(10 ^ ((l*l + 125*l) / 612 - 7/34))
+/// ```text
+/// l = log2(shares);  weight = ceil(10 ^ ((l*l + 125*l) / 612 - 7/34))
+/// ```
 ///
 /// so the v1 default 1024 maps to the v2 default 100. The older linear formula,
 /// `1 + (shares - 2) * 9999 / 262142`, mapped 1024 to 39, quietly giving every container well
