@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::audit::{self, Severity};
 use crate::engine::{self, Options, ShowOptions};
 use crate::error::{Error, Result};
 use crate::host::Host;
@@ -141,16 +142,12 @@ pub struct AuditArgs {
     /// Exit 2 when a finding at or above this severity remains.
     #[arg(long, value_enum, default_value = "low")]
     pub fail_on: Severity,
-    /// Print the fixes merged into one state document.
+    /// Print the fixes merged into one state document (merged with STATE when given).
     #[arg(long)]
     pub emit_state: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
-pub enum Severity {
-    Low,
-    Medium,
-    High,
+    /// Where LXC containers live.
+    #[arg(long, value_name = "DIR")]
+    pub lxcpath: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -244,7 +241,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             print(&serde_json::to_string_pretty(&doc).expect("a document always serialises"));
             Ok(0)
         }
-        Cmd::Audit(_) => Err(Error::Unsupported("audit is not implemented yet".into())),
+        Cmd::Audit(a) => run_audit(g, a),
         Cmd::Confirm => Err(Error::Unsupported("confirm is not implemented yet".into())),
     }
 }
@@ -261,6 +258,34 @@ fn converge(g: &Global, args: &RunArgs, opts: Options, backup_dir: Option<PathBu
         Format::Human => print(report.to_human(g.verbose).trim_end()),
     }
     Ok(report.exit_code())
+}
+
+fn run_audit(g: &Global, a: &AuditArgs) -> Result<i32> {
+    let (doc, raw) = match &a.state {
+        Some(spec) => {
+            let bytes = source::read(spec, &SourceOptions::default())?;
+            let doc = state::load(&bytes, spec)?;
+            // Validated above, so it is JSON.
+            (Some(doc), serde_json::from_slice(&bytes).ok())
+        }
+        None => (None, None),
+    };
+    let host = Host::new(&g.root);
+    let _lock = host.lock(Duration::from_secs(g.lock_timeout))?;
+    let report = audit::audit(&host, a.lxcpath.as_deref(), doc.as_ref())?;
+    if a.emit_state {
+        let fixed = report.emit_state(raw);
+        let text = serde_json::to_string_pretty(&fixed).expect("a document always serialises");
+        // What we print must be a document hostguard itself accepts.
+        state::load(text.as_bytes(), "the emitted state").map_err(|e| Error::Load(format!("internal error, the merged fixes are not a valid document: {e}")))?;
+        print(&text);
+        return Ok(report.exit_code(a.fail_on));
+    }
+    match format(g) {
+        Format::Json => print(&serde_json::to_string_pretty(&report).expect("a report always serialises")),
+        Format::Human => print(report.to_human().trim_end()),
+    }
+    Ok(report.exit_code(a.fail_on))
 }
 
 fn print(s: &str) {

@@ -1,6 +1,7 @@
 //! hostguard: converges a Linux container host (sysctl, cgroups, iptables, LXC) to a desired
 //! state and reports drift.
 
+pub mod audit;
 pub mod cgroup;
 pub mod cli;
 pub mod engine;

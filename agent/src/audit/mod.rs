@@ -1,0 +1,178 @@
+//! `hostguard audit`: the container-host hardening baseline (SPEC section 8).
+//!
+//! Facts are read from the whole host (not only what a document names), each check turns facts
+//! into findings, and every finding carries the state-document fragment that fixes it. Whether a
+//! document closes a finding is decided the same way: overlay the document's desired values on
+//! the facts and run the checks again, so the answer cannot drift from the checks themselves.
+
+pub mod checks;
+pub mod facts;
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::host::Host;
+use crate::state::Document;
+
+pub use facts::Facts;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+}
+
+/// One problem on the host, with what was seen and the fragment that fixes it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    /// Stable id of the check (`lxc.privileged`), so tooling can track or suppress it.
+    pub id: &'static str,
+    pub severity: Severity,
+    /// What the finding is about: `lxc/web1`, `sysctl/vm.swappiness`, `iptables/ipv4/filter/FORWARD`.
+    pub subject: String,
+    pub title: String,
+    pub evidence: String,
+    /// A state-document fragment (`{"version": 1, ...}` without the version) that closes it.
+    pub fix: serde_json::Value,
+    /// Where the recommendation comes from.
+    pub reference: &'static str,
+    /// With a document: whether applying it closes this finding.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub closed_by_state: Option<bool>,
+}
+
+impl Finding {
+    fn key(&self) -> (&str, &str) {
+        (self.id, &self.subject)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditReport {
+    pub version: u32,
+    pub command: &'static str,
+    pub host: String,
+    pub summary: AuditSummary,
+    pub findings: Vec<Finding>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct AuditSummary {
+    pub high: usize,
+    pub medium: usize,
+    pub low: usize,
+}
+
+/// Audit the host; with a document, say of each finding whether applying it closes it.
+pub fn audit(host: &Host, lxcpath: Option<&str>, state: Option<&Document>) -> Result<AuditReport> {
+    let facts = Facts::read(host, lxcpath)?;
+    let mut findings = checks::run(&facts);
+    if let Some(doc) = state {
+        let after = checks::run(&facts.overlay(doc));
+        for f in &mut findings {
+            f.closed_by_state = Some(!after.iter().any(|a| a.key() == f.key()));
+        }
+    }
+    findings.sort_by(|a, b| b.severity.cmp(&a.severity).then_with(|| a.key().cmp(&b.key())));
+    let mut summary = AuditSummary::default();
+    for f in &findings {
+        match f.severity {
+            Severity::High => summary.high += 1,
+            Severity::Medium => summary.medium += 1,
+            Severity::Low => summary.low += 1,
+        }
+    }
+    Ok(AuditReport {
+        version: 1,
+        command: "audit",
+        host: crate::engine::hostname(),
+        summary,
+        findings,
+    })
+}
+
+impl AuditReport {
+    /// 2 when a finding at or above `fail_on` remains, else 0.
+    pub fn exit_code(&self, fail_on: Severity) -> i32 {
+        if self.findings.iter().any(|f| f.severity >= fail_on) {
+            2
+        } else {
+            0
+        }
+    }
+
+    pub fn to_human(&self) -> String {
+        let mut out = String::new();
+        for f in &self.findings {
+            let sev = match f.severity {
+                Severity::High => "HIGH  ",
+                Severity::Medium => "MEDIUM",
+                Severity::Low => "LOW   ",
+            };
+            out.push_str(&format!("{sev} {} [{}] {}\n", f.subject, f.id, f.title));
+            out.push_str(&format!("       seen: {}\n", f.evidence));
+            out.push_str(&format!("       fix:  {}\n", f.fix));
+            if let Some(closed) = f.closed_by_state {
+                out.push_str(if closed { "       the document closes it\n" } else { "       the document does NOT close it\n" });
+            }
+        }
+        let s = self.summary;
+        out.push_str(&format!("audit: {} high, {} medium, {} low\n", s.high, s.medium, s.low));
+        out
+    }
+
+    /// Every fix merged into one document, merged over `base` (the document given, if any):
+    /// where both say something, the fix wins, since the point is to close the finding.
+    pub fn emit_state(&self, base: Option<serde_json::Value>) -> serde_json::Value {
+        let mut doc = base.unwrap_or_else(|| serde_json::json!({}));
+        for f in &self.findings {
+            merge(&mut doc, &f.fix);
+        }
+        if let Some(obj) = doc.as_object_mut() {
+            obj.insert("version".into(), 1.into());
+        }
+        doc
+    }
+}
+
+/// Deep merge: objects key by key, arrays as an ordered union, anything else replaced.
+pub fn merge(into: &mut serde_json::Value, from: &serde_json::Value) {
+    use serde_json::Value;
+    match (into, from) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                match a.get_mut(k) {
+                    Some(slot) => merge(slot, v),
+                    None => {
+                        a.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            for v in b {
+                if !a.contains(v) {
+                    a.push(v.clone());
+                }
+            }
+        }
+        (slot, v) => *slot = v.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merge_unions_arrays_and_lets_fixes_win() {
+        let mut a = json!({"sysctl": {"values": {"vm.swappiness": 60, "a": 1}}, "lxc": {"containers": {"c": {"cap_drop": ["sys_time"]}}}});
+        merge(&mut a, &json!({"sysctl": {"values": {"vm.swappiness": 10}}, "lxc": {"containers": {"c": {"cap_drop": ["sys_time", "sys_module"]}}}}));
+        assert_eq!(a["sysctl"]["values"]["vm.swappiness"], 10);
+        assert_eq!(a["sysctl"]["values"]["a"], 1);
+        assert_eq!(a["lxc"]["containers"]["c"]["cap_drop"], json!(["sys_time", "sys_module"]));
+    }
+}
