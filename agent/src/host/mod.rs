@@ -4,11 +4,12 @@
 //! (`/proc/sys/vm/swappiness`); `Host` prefixes it with `--root`, so tests and chroots run the
 //! same code on a temp directory. Nothing here ever invokes a shell.
 
+mod beneath;
 mod lock;
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -77,12 +78,14 @@ impl Host {
         self.path(abs).is_dir()
     }
 
+    /// Read a file; links are followed only within the root (see `beneath`).
     pub fn read_to_string(&self, abs: impl AsRef<Path>) -> Result<String, HostError> {
-        let p = self.path(abs);
+        let abs = abs.as_ref();
         let mut s = String::new();
-        File::open(&p)
+        beneath::open_in_root(&self.root, abs, rustix::fs::OFlags::RDONLY)
+            .map(File::from)
             .and_then(|mut f| f.read_to_string(&mut s))
-            .map_err(|e| HostError::io(&p, e))?;
+            .map_err(|e| HostError::io(self.path(abs), e))?;
         Ok(s)
     }
 
@@ -97,17 +100,14 @@ impl Host {
 
     /// Names in a directory, sorted; empty when the directory does not exist.
     pub fn list_dir(&self, abs: impl AsRef<Path>) -> Result<Vec<String>, HostError> {
+        let abs = abs.as_ref();
         let p = self.path(abs);
-        let entries = match fs::read_dir(&p) {
-            Ok(e) => e,
+        let dir = match beneath::open_in_root(&self.root, abs, rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY) {
+            Ok(d) => d,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(HostError::io(&p, e)),
         };
-        let mut names = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| HostError::io(&p, e))?;
-            names.push(entry.file_name().to_string_lossy().into_owned());
-        }
+        let mut names = beneath::names(&dir).map_err(|e| HostError::io(&p, e))?;
         names.sort();
         Ok(names)
     }
@@ -118,13 +118,13 @@ impl Host {
 
     /// Write a kernel interface file in place (`/proc/sys`, cgroup files): these cannot be
     /// replaced by rename, and the kernel takes the value in one write.
+    /// Links are followed only within the root, never at the file itself.
     pub fn write_value(&self, abs: impl AsRef<Path>, value: &str) -> Result<(), HostError> {
+        use rustix::fs::OFlags;
+        let abs = abs.as_ref();
         let p = self.path(abs);
-        let mut f = OpenOptions::new()
-            .write(true)
-            .truncate(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&p)
+        let mut f = beneath::open_in_root(&self.root, abs, OFlags::WRONLY | OFlags::TRUNC | OFlags::NOFOLLOW)
+            .map(File::from)
             .map_err(|e| HostError::io(&p, e))?;
         f.write_all(value.as_bytes()).map_err(|e| HostError::io(&p, e))?;
         self.count_write();
@@ -135,44 +135,78 @@ impl Host {
     /// directory. A file whose content is already right is not rewritten; returns whether it was.
     /// Refuses to write through a symlink, so a planted link cannot redirect a root-owned write.
     pub fn write_file(&self, abs: impl AsRef<Path>, contents: &[u8]) -> Result<bool, HostError> {
+        use rustix::fs::{FileType, Mode, OFlags};
         let abs = abs.as_ref();
         let p = self.path(abs);
-        let old = match fs::symlink_metadata(&p) {
-            Ok(m) if m.file_type().is_symlink() => return Err(HostError::Symlink { path: p }),
-            Ok(_) => Some(fs::read(&p).map_err(|e| HostError::io(&p, e))?),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(HostError::io(&p, e)),
+        let (dir_abs, name) = match (abs.parent(), abs.file_name()) {
+            (Some(d), Some(n)) => (d, n),
+            _ => return Err(HostError::Other(format!("{}: not a file path", p.display()))),
         };
-        if old.as_deref() == Some(contents) {
+        let dir = beneath::open_dir_for_write(&self.root, dir_abs, true, &|| self.count_write())?;
+        let old = match beneath::file_type(&dir, name).map_err(|e| HostError::io(&p, e))? {
+            None => None,
+            Some(FileType::Symlink) => return Err(HostError::Symlink { path: p }),
+            Some(FileType::RegularFile) => {
+                let f = rustix::fs::openat(&dir, name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+                    .map(File::from)
+                    .map_err(|e| HostError::io(&p, e.into()))?;
+                let meta = f.metadata().map_err(|e| HostError::io(&p, e))?;
+                let mut bytes = Vec::new();
+                (&f).read_to_end(&mut bytes).map_err(|e| HostError::io(&p, e))?;
+                Some((bytes, meta))
+            }
+            Some(_) => return Err(HostError::Other(format!("{}: exists and is not a regular file", p.display()))),
+        };
+        if old.as_ref().map(|(b, _)| b.as_slice()) == Some(contents) {
             return Ok(false);
         }
-        let dir = p.parent().ok_or_else(|| HostError::Other(format!("{}: no parent directory", p.display())))?;
-        fs::create_dir_all(dir).map_err(|e| HostError::io(dir, e))?;
-        if let (Some(old), Some(backups)) = (&old, &self.backup_dir) {
+        if let (Some((old, _)), Some(backups)) = (&old, &self.backup_dir) {
             self.backup(abs, old, backups)?;
         }
-        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let tmp = dir.join(format!(".{name}{TEMP_MARKER}{}", std::process::id()));
-        let result = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o644)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&tmp)?;
+        let name = name.to_string_lossy().into_owned();
+        self.remove_stale_temps(&dir, &name);
+        let tmp = format!(".{name}{TEMP_MARKER}{}", std::process::id());
+        let result = (|| -> std::io::Result<()> {
+            let mut f = File::from(rustix::fs::openat(
+                &dir,
+                &tmp,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o644),
+            )?);
+            // A replaced file keeps its owner and mode (an LXC config may be 0640 root:lxc).
+            if let Some((_, meta)) = &old {
+                use std::os::unix::fs::MetadataExt;
+                let _ = std::os::unix::fs::fchown(&f, Some(meta.uid()), Some(meta.gid()));
+                f.set_permissions(fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+            }
             f.write_all(contents)?;
             f.sync_all()?;
             drop(f);
             self.count_write();
-            fs::rename(&tmp, &p)?;
-            File::open(dir)?.sync_all()
+            rustix::fs::renameat(&dir, &tmp, &dir, &name)?;
+            Ok(rustix::fs::fsync(&dir)?)
         })();
         if let Err(e) = result {
-            let _ = fs::remove_file(&tmp);
+            let _ = rustix::fs::unlinkat(&dir, &tmp, rustix::fs::AtFlags::empty());
             return Err(HostError::io(&p, e));
         }
         self.count_write();
         Ok(true)
+    }
+
+    /// Remove temp files that a killed run left beside `name` (`.NAME.hostguard-tmp.PID`, PID
+    /// gone). They are never read, since they are dot files without a `.conf` suffix; removing
+    /// them keeps a directory from filling up over many killed runs. Best effort: a file that
+    /// cannot be removed is left, and cannot collide with this run's own temp name.
+    fn remove_stale_temps(&self, dir: &rustix::fd::OwnedFd, name: &str) {
+        let Ok(entries) = beneath::names(dir) else { return };
+        for entry in entries {
+            if beneath::stale_temp(&entry, name, TEMP_MARKER)
+                && rustix::fs::unlinkat(dir, entry.as_str(), rustix::fs::AtFlags::empty()).is_ok()
+            {
+                self.count_write();
+            }
+        }
     }
 
     fn backup(&self, abs: &Path, old: &[u8], backups: &Path) -> Result<(), HostError> {
@@ -186,10 +220,9 @@ impl Host {
         fs::write(&dest, old).map_err(|e| HostError::io(&dest, e))
     }
 
+    /// Make a directory and its parents below the root, refusing to follow a link on the way.
     pub fn create_dir_all(&self, abs: impl AsRef<Path>) -> Result<(), HostError> {
-        let p = self.path(abs);
-        fs::create_dir_all(&p).map_err(|e| HostError::io(&p, e))?;
-        self.count_write();
+        beneath::open_dir_for_write(&self.root, abs.as_ref(), true, &|| self.count_write())?;
         Ok(())
     }
 
@@ -301,6 +334,78 @@ mod tests {
         let e = h.write_file("/etc/x.conf", b"pwned").unwrap_err();
         assert!(matches!(e, HostError::Symlink { .. }));
         assert_eq!(fs::read_to_string(&victim).unwrap(), "secret");
+    }
+
+    #[test]
+    fn write_file_refuses_a_linked_parent_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let h = Host::new(dir.path().join("root"));
+        fs::create_dir_all(dir.path().join("root/etc")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("root/etc/sysctl.d")).unwrap();
+        let e = h.write_file("/etc/sysctl.d/60-hostguard.conf", b"x").unwrap_err();
+        assert!(matches!(&e, HostError::Symlink { path } if path.ends_with("etc/sysctl.d")), "{e}");
+        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0, "nothing written through the link");
+        // Even a link that stays inside the root is refused for files hostguard replaces.
+        fs::create_dir_all(dir.path().join("root/real")).unwrap();
+        std::os::unix::fs::symlink("../real", dir.path().join("root/etc/lxc")).unwrap();
+        assert!(matches!(h.write_file("/etc/lxc/x", b"x"), Err(HostError::Symlink { .. })));
+        assert!(h.create_dir_all("/etc/sysctl.d/sub").is_err());
+    }
+
+    #[test]
+    fn reads_and_kernel_writes_follow_links_only_within_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("shadow"), "secret").unwrap();
+        let root = dir.path().join("root");
+        fs::create_dir_all(root.join("proc/sys")).unwrap();
+        fs::create_dir_all(root.join("sys/fs/cgroup/cpu,cpuacct")).unwrap();
+        // An absolute link out of a fake root resolves inside it, as in a chroot.
+        std::os::unix::fs::symlink(outside.path(), root.join("proc/sys/vm")).unwrap();
+        let h = Host::new(&root);
+        assert!(h.read_to_string("/proc/sys/vm/shadow").unwrap_err().is_not_found());
+        assert!(h.write_value("/proc/sys/vm/shadow", "1").is_err());
+        assert_eq!(fs::read_to_string(outside.path().join("shadow")).unwrap(), "secret");
+        // cgroup v1's relative links within the root still work.
+        std::os::unix::fs::symlink("cpu,cpuacct", root.join("sys/fs/cgroup/cpu")).unwrap();
+        fs::write(root.join("sys/fs/cgroup/cpu,cpuacct/cpu.shares"), "1024\n").unwrap();
+        h.write_value("/sys/fs/cgroup/cpu/cpu.shares", "512").unwrap();
+        assert_eq!(h.read_to_string("/sys/fs/cgroup/cpu/cpu.shares").unwrap(), "512");
+        assert_eq!(h.list_dir("/sys/fs/cgroup/cpu").unwrap(), vec!["cpu.shares"]);
+    }
+
+    #[test]
+    fn stale_temp_files_of_dead_runs_are_removed_and_never_block_a_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = Host::new(dir.path());
+        h.write_file("/etc/a/b.conf", b"old\n").unwrap();
+        let etc = dir.path().join("etc/a");
+        // A run killed between writing its temp file and renaming it, with our pid (reused) and
+        // with a pid that no longer exists.
+        let ours = etc.join(format!(".b.conf{TEMP_MARKER}{}", std::process::id()));
+        let dead = etc.join(format!(".b.conf{TEMP_MARKER}{}", i32::MAX - 1));
+        let alive = etc.join(format!(".b.conf{TEMP_MARKER}1"));
+        let other = etc.join(format!(".c.conf{TEMP_MARKER}{}", i32::MAX - 1));
+        for p in [&ours, &dead, &alive, &other] {
+            fs::write(p, "partial").unwrap();
+        }
+        assert!(h.write_file("/etc/a/b.conf", b"new\n").unwrap());
+        assert_eq!(fs::read_to_string(etc.join("b.conf")).unwrap(), "new\n");
+        assert!(!ours.exists() && !dead.exists(), "stale temp files removed");
+        assert!(alive.exists(), "a live process's temp file is left alone");
+        assert!(other.exists(), "only temp files of the file being written are touched");
+    }
+
+    #[test]
+    fn a_replaced_file_keeps_its_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = Host::new(dir.path());
+        h.write_file("/var/lib/lxc/c/config", b"a\n").unwrap();
+        let p = dir.path().join("var/lib/lxc/c/config");
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).unwrap();
+        h.write_file("/var/lib/lxc/c/config", b"b\n").unwrap();
+        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o7777, 0o640);
     }
 
     #[test]
