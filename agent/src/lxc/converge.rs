@@ -66,6 +66,9 @@ pub enum Cmp {
     Seq,
     /// Lines whose order does not matter (indexed `lxc.net.N.*`).
     Multiset,
+    /// Unindexed legacy interfaces: each `lxc.network.type` line begins one; the interfaces'
+    /// order matters, the order of keys within one does not.
+    Interfaces,
 }
 
 /// What a change needs before it takes effect in a running container.
@@ -174,6 +177,20 @@ fn in_sync(s: &Setting, have: &[&Entry]) -> bool {
                 }
         }
         Cmp::Tokens => cap_tokens(have.iter().copied()) == cap_tokens(want.into_iter()),
+        Cmp::Interfaces => {
+            let groups = |es: Vec<&Entry>| -> Vec<Vec<(String, String)>> {
+                let mut out: Vec<Vec<(String, String)>> = Vec::new();
+                for e in es {
+                    if e.key.ends_with(".type") || out.is_empty() {
+                        out.push(Vec::new());
+                    }
+                    out.last_mut().expect("a group").push((e.key.clone(), collapse(&e.value)));
+                }
+                out.iter_mut().for_each(|g| g.sort());
+                out
+            };
+            groups(have.to_vec()) == groups(want)
+        }
         Cmp::Seq | Cmp::Multiset => {
             let norm = |es: Vec<&Entry>| -> Vec<(String, String)> {
                 let mut v: Vec<_> = es.iter().map(|e| (e.key.clone(), collapse(&e.value))).collect();

@@ -144,7 +144,7 @@ impl Renderer {
                 .collect();
             let cmp = match self.env.dialect {
                 Dialect::Modern => Cmp::Multiset,
-                Dialect::Legacy => Cmp::Seq,
+                Dialect::Legacy => Cmp::Interfaces,
             };
             push("network", "network", with(json!({ "network": nets })), Owns::Network, cmp, Class::Restart)?;
         }
