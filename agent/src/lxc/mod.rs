@@ -32,11 +32,11 @@ const KIND: &str = "lxc";
 
 /// Which cgroup version holds the host's controllers: v2 when `/sys/fs/cgroup` is the unified
 /// hierarchy itself; a hybrid host (v1 controllers, an empty unified mount) is v1.
+/// A host with no cgroup mount under the root (a bare `--root` tree) is taken as v1.
 pub fn cgroup_version(host: &Host) -> CgroupVersion {
-    if host.exists("/sys/fs/cgroup/cgroup.controllers") {
-        CgroupVersion::V2
-    } else {
-        CgroupVersion::V1
+    match crate::cgroup::layout(host) {
+        crate::cgroup::Layout::V2 => CgroupVersion::V2,
+        _ => CgroupVersion::V1,
     }
 }
 
