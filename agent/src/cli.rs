@@ -78,8 +78,12 @@ pub enum Cmd {
     /// Check a document, touch nothing (exit 0 valid, 1 invalid).
     #[command(after_help = "Example:\n  hostguard validate state.json")]
     Validate(SourceArgs),
-    /// Keep a change made with `apply --confirm`.
+    /// Keep a change made with `apply --confirm` (exit 1 when nothing is waiting or it is too late).
+    #[command(after_help = "Example:\n  hostguard apply --confirm 60 state.json && hostguard confirm")]
     Confirm,
+    /// The detached rollback timer of `apply --confirm` (internal).
+    #[command(name = "__confirm-watchdog", hide = true)]
+    ConfirmWatchdog,
 }
 
 #[derive(Debug, Args)]
@@ -242,7 +246,13 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             Ok(0)
         }
         Cmd::Audit(a) => run_audit(g, a),
-        Cmd::Confirm => Err(Error::Unsupported("confirm is not implemented yet".into())),
+        Cmd::Confirm => {
+            let host = Host::new(&g.root);
+            let _lock = host.lock(Duration::from_secs(g.lock_timeout))?;
+            print(&crate::iptables::confirm::confirm(&host)?);
+            Ok(0)
+        }
+        Cmd::ConfirmWatchdog => crate::iptables::confirm::watchdog(&Host::new(&g.root)),
     }
 }
 

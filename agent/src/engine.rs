@@ -34,6 +34,11 @@ pub struct Ctx<'a> {
 pub trait Resources {
     /// What `plan` reports: every resource once, `in_sync` or `drift`.
     fn reports(&self) -> Vec<ResourceReport>;
+    /// Before anything is applied: refuse the whole run (exit 1, nothing touched) when applying
+    /// this plan would be unsafe (the iptables SSH lockout guard).
+    fn preflight(&self, _ctx: &Ctx) -> Result<()> {
+        Ok(())
+    }
     /// Make the planned changes and read them back: every resource once, `in_sync`, `changed`
     /// or `failed`. A write that did not take is `failed`, never `changed`.
     fn apply(self: Box<Self>, ctx: &Ctx) -> Vec<ResourceReport>;
@@ -66,7 +71,12 @@ pub fn converge(host: &Host, opts: &Options, doc: &Document, command: Command) -
     let plans = plan_all(&ctx, doc)?;
     let resources = match command {
         Command::Plan => plans.iter().flat_map(|p| p.reports()).collect(),
-        Command::Apply => plans.into_iter().flat_map(|p| p.apply(&ctx)).collect(),
+        Command::Apply => {
+            for p in &plans {
+                p.preflight(&ctx)?;
+            }
+            plans.into_iter().flat_map(|p| p.apply(&ctx)).collect()
+        }
     };
     let mut report = Report::new(command, hostname(), doc.sha256.clone(), started_at);
     report.finish(resources, started);

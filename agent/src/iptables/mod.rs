@@ -1,25 +1,447 @@
-//! The `iptables` resource kind: read, diff, apply.
+//! The `iptables` resource kind: owned chains of IPv4 and IPv6 tables, read with
+//! `iptables-save`, compared in canonical form, written with one `iptables-restore --noflush`
+//! transaction per changed table and family, and read back.
+//!
+//! Every owned chain is one resource (`iptables/ipv4/filter/FORWARD`). How rules are compared:
+//! a desired rule that the built-in normaliser renders exactly as the host already prints it is
+//! equal (no namespace needed); otherwise the desired chains are canonicalised by iptables itself
+//! in a throwaway network namespace (`canon`), or, when that is impossible, by the normaliser.
+//! The report's message says which was used.
+
+mod backend;
+mod canon;
+pub mod confirm;
+pub mod diff;
+pub mod guard;
+pub mod normalize;
+pub mod save;
+
+use std::collections::HashSet;
 
 use crate::engine::{Ctx, Resources};
-use crate::error::{Error, Result};
-use crate::report::ResourceReport;
-use crate::state::iptables::IptablesState;
+use crate::error::Result;
+use crate::host::Host;
+use crate::report::{ResourceReport, Status};
+use crate::state::iptables::{Backend, ChainSpec, Family, IptablesState, Table};
 
-pub struct Plan;
+pub use backend::Tools;
+use diff::{ChainDiff, Desired, Entry};
+use save::{Rule, TableDump};
+
+const KIND: &str = "iptables";
+
+const BY_SAVE: &str = "compared with iptables-save's output";
+const BY_NETNS: &str = "canonical form by iptables in a private network namespace";
+
+/// One owned chain, planned.
+#[derive(Debug)]
+struct ChainPlan {
+    spec: ChainSpec,
+    rules: Vec<Entry>,
+    diff: ChainDiff,
+    compared_by: String,
+}
+
+impl ChainPlan {
+    fn desired(&self) -> Desired<'_> {
+        Desired {
+            chain: self.spec.chain.as_str(),
+            policy: self.spec.policy.map(|p| p.as_str()),
+            purge: self.spec.purge,
+            ignore: &self.spec.ignore,
+            rules: self.rules.clone(),
+        }
+    }
+
+    fn id(&self) -> String {
+        format!("{KIND}/{}/{}/{}", self.spec.family.key(), self.spec.table, self.spec.chain)
+    }
+
+    fn doc_path(&self) -> String {
+        format!("iptables.{}[\"{}\"][\"{}\"]", self.spec.family.key(), self.spec.table, self.spec.chain)
+    }
+
+    fn report(&self) -> ResourceReport {
+        let status = if self.diff.in_sync() { Status::InSync } else { Status::Drift };
+        let (current, desired) = match self.spec.policy {
+            Some(p) => (self.diff.current_policy.clone(), Some(p.to_string())),
+            None => (None, None),
+        };
+        let what = if self.diff.in_sync() { "in sync".to_string() } else { self.diff.summary(self.spec.chain.as_str()) };
+        ResourceReport::new(KIND, self.id(), status)
+            .values(current, desired)
+            .message(format!("{what} ({})", self.compared_by))
+            .with_diff(self.diff.lines.clone())
+    }
+}
+
+/// The owned chains of one table of one family.
+#[derive(Debug)]
+struct Group {
+    family: Family,
+    table: Table,
+    current: TableDump,
+    chains: Vec<ChainPlan>,
+}
+
+#[derive(Debug)]
+pub struct Plan {
+    tools: Option<Tools>,
+    groups: Vec<Group>,
+}
+
+pub fn plan(ctx: &Ctx, desired: &IptablesState) -> Result<Plan> {
+    if desired.chains.is_empty() {
+        return Ok(Plan { tools: None, groups: Vec::new() });
+    }
+    let tools = Tools::resolve(ctx.host, desired.backend)?;
+    let mut groups: Vec<Group> = Vec::new();
+    let mut i = 0;
+    while i < desired.chains.len() {
+        let (family, table) = (desired.chains[i].family, desired.chains[i].table);
+        let n = desired.chains[i..].iter().take_while(|c| c.family == family && c.table == table).count();
+        let specs = &desired.chains[i..i + n];
+        i += n;
+        let current = tools.read(ctx.host, family, table)?;
+        let chains = plan_group(ctx.host, &tools, family, table, &current, specs);
+        groups.push(Group { family, table, current, chains });
+    }
+    Ok(Plan { tools: Some(tools), groups })
+}
+
+fn plan_group(host: &Host, tools: &Tools, family: Family, table: Table, current: &TableDump, specs: &[ChainSpec]) -> Vec<ChainPlan> {
+    let written: Vec<Vec<Vec<String>>> =
+        specs.iter().map(|s| s.rules.iter().map(|r| normalize::negations_first(r.args())).collect()).collect();
+    let normalized: Vec<Vec<Rule>> = specs
+        .iter()
+        .map(|s| s.rules.iter().map(|r| Rule::new(normalize::normalize(r.args(), family))).collect())
+        .collect();
+    // The fast path: every desired rule, normalised, is literally what the host prints.
+    let fast: Vec<bool> = specs
+        .iter()
+        .zip(&normalized)
+        .map(|(s, norm)| match current.chain(s.chain.as_str()) {
+            Some(c) => {
+                let have: HashSet<&Rule> = c.rules.iter().collect();
+                norm.iter().all(|r| have.contains(r))
+            }
+            None => norm.is_empty(),
+        })
+        .collect();
+    let need: Vec<usize> = (0..specs.len()).filter(|&k| !fast[k]).collect();
+    let existing: Vec<String> = current.chains.iter().map(|c| c.name.clone()).collect();
+    let mut canonical: Vec<Option<std::result::Result<Vec<Rule>, String>>> = vec![None; specs.len()];
+    let mut fallback_note: Vec<Option<String>> = vec![None; specs.len()];
+    if !need.is_empty() {
+        let requests = |ks: &[usize]| -> Vec<canon::Request> {
+            ks.iter()
+                .map(|&k| canon::Request { chain: specs[k].chain.as_str(), rules: written[k].iter().map(Vec::as_slice).collect() })
+                .collect()
+        };
+        match canon::canonicalize(host, tools, family, table, &existing, &requests(&need)) {
+            Ok(mut map) => {
+                for &k in &need {
+                    canonical[k] = Some(Ok(map.remove(specs[k].chain.as_str()).unwrap_or_default()));
+                }
+            }
+            Err(canon::CanonError::Unavailable(why)) => {
+                for &k in &need {
+                    fallback_note[k] = Some(format!("compared with the built-in normaliser: {why}"));
+                }
+            }
+            Err(canon::CanonError::Rejected(msg)) => {
+                // One chain of the batch holds a rule iptables refuses: find which, chain by chain.
+                for &k in &need {
+                    canonical[k] = Some(match canon::canonicalize(host, tools, family, table, &existing, &requests(&[k])) {
+                        Ok(mut map) => Ok(map.remove(specs[k].chain.as_str()).unwrap_or_default()),
+                        Err(canon::CanonError::Rejected(m)) => Err(m),
+                        Err(canon::CanonError::Unavailable(_)) => Err(msg.clone()),
+                    });
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (k, spec) in specs.iter().enumerate() {
+        let direct = |canon: &[Rule]| -> Vec<Entry> {
+            canon
+                .iter()
+                .zip(&written[k])
+                .enumerate()
+                .map(|(i, (c, w))| Entry { canon: c.clone(), write: w.clone(), source: Some(i) })
+                .collect()
+        };
+        let (rules, compared_by) = match canonical[k].take() {
+            None if fast[k] => (direct(&normalized[k]), BY_SAVE.to_string()),
+            None => (direct(&normalized[k]), fallback_note[k].clone().unwrap_or_default()),
+            Some(Ok(c)) if c.len() == spec.rules.len() => (direct(&c), BY_NETNS.to_string()),
+            // A rule that iptables stores as several (`-s a,b`): write what iptables printed.
+            Some(Ok(c)) => (c.iter().map(Entry::kept).collect(), BY_NETNS.to_string()),
+            Some(Err(msg)) => (
+                direct(&normalized[k]),
+                format!("iptables refused a rule of this chain in a test namespace: {msg}; compared with the built-in normaliser"),
+            ),
+        };
+        let mut plan = ChainPlan {
+            spec: spec.clone(),
+            rules,
+            diff: diff::diff(
+                &Desired { chain: spec.chain.as_str(), policy: None, purge: false, ignore: &[], rules: Vec::new() },
+                None,
+            ),
+            compared_by,
+        };
+        plan.diff = diff::diff(&plan.desired(), current.chain(spec.chain.as_str()));
+        out.push(plan);
+    }
+    out
+}
+
+impl Group {
+    fn changed(&self) -> impl Iterator<Item = &ChainPlan> {
+        self.chains.iter().filter(|c| !c.diff.in_sync())
+    }
+
+    /// The restore input that makes every changed chain as planned. Also returns, per line, the
+    /// document rule it loads, for error messages.
+    fn render(&self) -> (String, Vec<Option<String>>) {
+        let mut s = format!("*{}\n", self.table.name());
+        let mut lines: Vec<Option<String>> = vec![None];
+        let changed: Vec<&ChainPlan> = self.changed().collect();
+        for c in &changed {
+            let name = c.spec.chain.as_str();
+            if !c.spec.builtin() {
+                s.push_str(&format!(":{name} - [0:0]\n"));
+                lines.push(None);
+            } else if let Some(p) = &c.diff.set_policy {
+                s.push_str(&format!(":{name} {p} [0:0]\n"));
+                lines.push(None);
+            }
+        }
+        for c in changed.iter().filter(|c| c.diff.rewrite) {
+            let name = c.spec.chain.as_str();
+            s.push_str(&format!("-F {name}\n"));
+            lines.push(None);
+            for e in &c.diff.target {
+                save::push_rule(&mut s, name, &e.write);
+                lines.push(Some(match e.source {
+                    Some(i) => format!("{}.rules[{i}] `{}`", c.doc_path(), c.spec.rules[i].text()),
+                    None => format!("the kept rule `{}`", e.canon.line(name)),
+                }));
+            }
+        }
+        s.push_str("COMMIT\n");
+        (s, lines)
+    }
+
+    /// The restore input that puts the changed chains back as they are now (for `--confirm`).
+    fn render_rollback(&self) -> String {
+        let mut s = format!("*{}\n", self.table.name());
+        let changed: Vec<&ChainPlan> = self.changed().collect();
+        for c in &changed {
+            let name = c.spec.chain.as_str();
+            match (c.spec.builtin(), &c.diff.current_policy) {
+                (false, _) => s.push_str(&format!(":{name} - [0:0]\n")),
+                (true, Some(p)) => s.push_str(&format!(":{name} {p} [0:0]\n")),
+                (true, None) => {}
+            }
+        }
+        for c in &changed {
+            let name = c.spec.chain.as_str();
+            s.push_str(&format!("-F {name}\n"));
+            if let Some(cur) = self.current.chain(name) {
+                for r in &cur.rules {
+                    save::push_rule(&mut s, name, &r.args);
+                }
+            }
+        }
+        for c in changed.iter().filter(|c| !c.diff.exists) {
+            s.push_str(&format!("-X {}\n", c.spec.chain));
+        }
+        s.push_str("COMMIT\n");
+        s
+    }
+
+    fn apply(&self, host: &Host, tools: &Tools, note: &str) -> Vec<ResourceReport> {
+        let before: Vec<ResourceReport> = self.chains.iter().map(ChainPlan::report).collect();
+        if self.changed().next().is_none() {
+            return before;
+        }
+        let (input, lines) = self.render();
+        if let Err(msg) = tools.restore(host, self.family, &input) {
+            let why = failure(&msg, &lines);
+            return self
+                .chains
+                .iter()
+                .zip(before)
+                .map(|(c, r)| {
+                    if c.diff.in_sync() {
+                        r
+                    } else {
+                        r.after(
+                            Status::Failed,
+                            format!("`{} --noflush` refused the {} table, which is unchanged: {why}", tools.restore_cmd(self.family), self.table),
+                        )
+                    }
+                })
+                .collect();
+        }
+        let now = tools.read(host, self.family, self.table);
+        self.chains
+            .iter()
+            .zip(before)
+            .map(|(c, r)| {
+                if c.diff.in_sync() {
+                    return r;
+                }
+                let what = c.diff.summary(c.spec.chain.as_str());
+                match &now {
+                    Err(e) => r.after(Status::Failed, format!("applied ({what}) but could not read it back: {e}")),
+                    Ok(dump) => {
+                        let again = diff::diff(&c.desired(), dump.chain(c.spec.chain.as_str()));
+                        if again.in_sync() {
+                            let mut r = r.after(Status::Changed, format!("{what}{note}"));
+                            if c.spec.policy.is_some() {
+                                r.current = dump.chain(c.spec.chain.as_str()).and_then(|ch| ch.policy.clone());
+                            }
+                            r
+                        } else {
+                            r.after(
+                                Status::Failed,
+                                format!(
+                                    "applied, but iptables does not hold the desired chain: {}",
+                                    again.summary(c.spec.chain.as_str())
+                                ),
+                            )
+                            .with_diff(again.lines)
+                        }
+                    }
+                }
+            })
+            .collect()
+    }
+}
+
+/// iptables' message, with the document rule its line number points at.
+fn failure(stderr: &str, lines: &[Option<String>]) -> String {
+    let msg: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("Try `")).collect();
+    let msg = msg.join("; ");
+    let n = msg.rsplit("line").next().and_then(|t| {
+        t.trim_start_matches([':', ' ']).split(|c: char| !c.is_ascii_digit()).next().and_then(|n| n.parse::<usize>().ok())
+    });
+    match n.and_then(|n| lines.get(n.wrapping_sub(1))).and_then(Clone::clone) {
+        Some(rule) => format!("{msg}: {rule}"),
+        None => msg,
+    }
+}
+
+impl Plan {
+    fn changed_groups(&self) -> impl Iterator<Item = &Group> {
+        self.groups.iter().filter(|g| g.changed().next().is_some())
+    }
+}
 
 impl Resources for Plan {
     fn reports(&self) -> Vec<ResourceReport> {
-        Vec::new()
+        self.groups.iter().flat_map(|g| g.chains.iter().map(ChainPlan::report)).collect()
     }
-    fn apply(self: Box<Self>, _ctx: &Ctx) -> Vec<ResourceReport> {
-        Vec::new()
+
+    fn preflight(&self, ctx: &Ctx) -> Result<()> {
+        if self.changed_groups().next().is_none() {
+            return Ok(());
+        }
+        confirm::refuse_if_pending(ctx.host)?;
+        if !ctx.opts.force {
+            guard::check_ssh(self)?;
+        }
+        Ok(())
+    }
+
+    fn apply(self: Box<Self>, ctx: &Ctx) -> Vec<ResourceReport> {
+        let Some(tools) = &self.tools else { return Vec::new() };
+        let changed: Vec<&Group> = self.changed_groups().collect();
+        let mut note = String::new();
+        if let (Some(secs), false) = (ctx.opts.confirm, changed.is_empty()) {
+            let saved: Vec<confirm::Saved> = changed
+                .iter()
+                .map(|g| confirm::Saved { restore: tools.restore_cmd(g.family), table: g.table.name().into(), input: g.render_rollback() })
+                .collect();
+            match confirm::arm(ctx.host, secs, &saved) {
+                Ok(()) => {
+                    note = format!("; rolled back in {secs}s unless `hostguard confirm` runs");
+                }
+                Err(e) => {
+                    // Without a working rollback, a confirm-guarded change is not made at all.
+                    return self
+                        .reports()
+                        .into_iter()
+                        .map(|r| {
+                            if r.status == Status::InSync {
+                                r
+                            } else {
+                                r.after(Status::Failed, format!("not applied: could not arm the --confirm rollback: {e}"))
+                            }
+                        })
+                        .collect();
+                }
+            }
+        }
+        let out: Vec<ResourceReport> = self.groups.iter().flat_map(|g| g.apply(ctx.host, tools, &note)).collect();
+        if ctx.opts.confirm.is_some() && !changed.is_empty() {
+            if out.iter().all(|r| r.status != Status::Changed) {
+                // Nothing took: there is nothing to roll back.
+                let _ = confirm::disarm(ctx.host);
+            } else if let Err(e) = confirm::start_watchdog(ctx.host) {
+                eprintln!("hostguard: warning: the --confirm watchdog did not start ({e}); rolling back now");
+                let _ = confirm::rollback_now(ctx.host);
+            }
+        }
+        out
     }
 }
 
-pub fn plan(_ctx: &Ctx, _desired: &IptablesState) -> Result<Plan> {
-    Err(Error::Unsupported("the iptables section is not implemented yet".into()))
-}
-
-pub fn show(_ctx: &Ctx) -> Result<Option<serde_json::Value>> {
-    Ok(None)
+/// The host's current rules as the `iptables` section of a state document; `None` when
+/// iptables is not installed. With both backends in use (iptables-nft warns "iptables-legacy
+/// tables present"), the one holding rules is shown, and named as the document's backend.
+pub fn show(ctx: &Ctx) -> Result<Option<serde_json::Value>> {
+    let Ok(auto) = Tools::resolve(ctx.host, Backend::Auto) else { return Ok(None) };
+    let dump = |tools: &Tools, family: Family| -> Result<Option<Vec<TableDump>>> {
+        let cmd = tools.save_cmd(family);
+        let Ok(out) = ctx.host.run_ok(&[&cmd], None) else { return Ok(None) };
+        let tables = save::parse(&out.stdout).map_err(|e| crate::error::HostError::Other(format!("`{cmd}`: {e}")))?;
+        Ok(Some(tables))
+    };
+    let rules = |ts: &Option<Vec<TableDump>>| ts.iter().flatten().flat_map(|t| &t.chains).map(|c| c.rules.len()).sum::<usize>();
+    let mut tools = auto;
+    let mut backend = "auto";
+    let v4 = ctx.host.run(&[&tools.save_cmd(Family::V4)], None).map(|o| o.stdout + &o.stderr).unwrap_or_default();
+    if tools.label == "nf_tables" && v4.contains("iptables-legacy tables present") {
+        if let Ok(legacy) = Tools::resolve(ctx.host, Backend::Legacy) {
+            if rules(&dump(&legacy, Family::V4)?) > rules(&dump(&tools, Family::V4)?) {
+                tools = legacy;
+                backend = "legacy";
+            }
+        }
+    }
+    let mut doc = serde_json::Map::new();
+    doc.insert("backend".into(), backend.into());
+    for family in [Family::V4, Family::V6] {
+        let Some(tables) = dump(&tools, family)? else { continue };
+        let mut fam = serde_json::Map::new();
+        for t in tables {
+            let mut chains = serde_json::Map::new();
+            for c in t.chains {
+                let mut ch = serde_json::Map::new();
+                if let Some(p) = c.policy {
+                    ch.insert("policy".into(), p.into());
+                }
+                ch.insert("purge".into(), true.into());
+                ch.insert("rules".into(), c.rules.iter().map(Rule::doc_text).collect::<Vec<_>>().into());
+                chains.insert(c.name, ch.into());
+            }
+            fam.insert(t.name, chains.into());
+        }
+        doc.insert(family.key().into(), fam.into());
+    }
+    Ok(Some(doc.into()))
 }

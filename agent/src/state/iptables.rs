@@ -1,6 +1,13 @@
-//! The `iptables` section: owned chains per family and table. (Validation is completed by issue 3.)
+//! The `iptables` section: owned chains per family and table, validated into typed values
+//! (`Backend`, `Family`, `Table`, `ChainName`, `Policy`, `RuleArgs`) so the resource kind never
+//! checks strings again.
 
-use super::{UniqueMap, ValidationErrors};
+use std::fmt;
+
+use regex::Regex;
+
+use super::types::control_char_problem;
+use super::{key_path, UniqueMap, ValidationErrors};
 
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,11 +33,407 @@ pub struct RawChain {
     pub rules: Vec<String>,
 }
 
-#[derive(Debug, Clone)]
-pub struct IptablesState {
-    pub raw: RawIptables,
+/// Which iptables implementation hostguard drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// Whatever `iptables -V` reports: the plain `iptables-save`/`iptables-restore` names.
+    Auto,
+    Nft,
+    Legacy,
 }
 
-pub fn validate(raw: RawIptables, _errs: &mut ValidationErrors) -> IptablesState {
-    IptablesState { raw }
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub fn key(self) -> &'static str {
+        match self {
+            Family::V4 => "ipv4",
+            Family::V6 => "ipv6",
+        }
+    }
+    /// The command prefix: `iptables` or `ip6tables`.
+    pub fn command(self) -> &'static str {
+        match self {
+            Family::V4 => "iptables",
+            Family::V6 => "ip6tables",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Table {
+    Filter,
+    Nat,
+    Mangle,
+    Raw,
+    Security,
+}
+
+impl Table {
+    pub const ALL: [Table; 5] = [Table::Filter, Table::Nat, Table::Mangle, Table::Raw, Table::Security];
+
+    pub fn parse(s: &str) -> Option<Table> {
+        Table::ALL.into_iter().find(|t| t.name() == s)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Filter => "filter",
+            Table::Nat => "nat",
+            Table::Mangle => "mangle",
+            Table::Raw => "raw",
+            Table::Security => "security",
+        }
+    }
+
+    /// The chains the kernel creates with the table; only these have a policy.
+    pub fn builtin_chains(self) -> &'static [&'static str] {
+        match self {
+            Table::Filter | Table::Security => &["INPUT", "FORWARD", "OUTPUT"],
+            Table::Nat => &["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"],
+            Table::Mangle => &["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"],
+            Table::Raw => &["PREROUTING", "OUTPUT"],
+        }
+    }
+
+    pub fn is_builtin(self, chain: &str) -> bool {
+        self.builtin_chains().contains(&chain)
+    }
+}
+
+impl fmt::Display for Table {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A chain name iptables accepts and that cannot be mistaken for an option or a verdict.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ChainName(String);
+
+/// Longest chain name the kernel takes (XT_EXTENSION_MAXNAMELEN - 1).
+pub const MAX_CHAIN_NAME: usize = 28;
+
+impl ChainName {
+    pub fn parse(s: &str) -> Result<ChainName, String> {
+        if s.is_empty() {
+            return Err("a chain name may not be empty".into());
+        }
+        if s.len() > MAX_CHAIN_NAME {
+            return Err(format!("{s:?} is longer than {MAX_CHAIN_NAME} characters, the kernel's limit"));
+        }
+        if s.starts_with('-') || s.starts_with('!') {
+            return Err(format!("{s:?} may not start with '-' or '!'"));
+        }
+        if let Some(c) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '@' | '+'))) {
+            return Err(format!("{s:?} contains {c:?}; a chain name holds letters, digits and _ - . : @ +"));
+        }
+        if matches!(s, "ACCEPT" | "DROP" | "RETURN" | "QUEUE" | "REJECT" | "NFQUEUE") {
+            return Err(format!("{s:?} is a verdict, not a chain"));
+        }
+        Ok(ChainName(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ChainName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The policy of a built-in chain: the kernel takes only these two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Policy {
+    Accept,
+    Drop,
+}
+
+impl Policy {
+    pub fn parse(s: &str) -> Option<Policy> {
+        match s {
+            "ACCEPT" => Some(Policy::Accept),
+            "DROP" => Some(Policy::Drop),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Accept => "ACCEPT",
+            Policy::Drop => "DROP",
+        }
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One rule as the document wrote it, split into arguments with shell-like quoting
+/// (`-m comment --comment "allow ssh"` is four arguments). It names no chain and no command:
+/// the chain is where it is listed, and hostguard decides how it is added.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RuleArgs {
+    text: String,
+    args: Vec<String>,
+}
+
+/// Options that would make a rule an iptables command of its own rather than a rule.
+const COMMAND_OPTIONS: &[&str] = &[
+    "-A", "--append", "-I", "--insert", "-D", "--delete", "-R", "--replace", "-N", "--new-chain", "--new",
+    "-X", "--delete-chain", "-F", "--flush", "-Z", "--zero", "-P", "--policy", "-E", "--rename-chain",
+    "-L", "--list", "-S", "--list-rules", "-C", "--check", "-t", "--table", "-h", "--help", "-V", "--version",
+];
+
+impl RuleArgs {
+    pub fn parse(text: &str) -> Result<RuleArgs, String> {
+        if let Some(p) = control_char_problem(text) {
+            return Err(format!("the rule {p}"));
+        }
+        let args = shlex::split(text).ok_or_else(|| {
+            format!("{text:?} cannot be split into arguments: an unclosed quote or a trailing backslash")
+        })?;
+        if args.is_empty() {
+            return Err("the rule is empty; write its matches and target, e.g. \"-i eth0 -j ACCEPT\"".into());
+        }
+        for a in &args {
+            if COMMAND_OPTIONS.contains(&a.as_str()) || a.starts_with("--append=") || a.starts_with("--table=") {
+                return Err(format!(
+                    "{text:?} contains {a:?}: a rule names no chain, table or command; list it under its chain"
+                ));
+            }
+            if let Some(p) = control_char_problem(a) {
+                return Err(format!("the rule's argument {a:?} {p}"));
+            }
+        }
+        Ok(RuleArgs { text: text.to_string(), args })
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    pub fn args(&self) -> &[String] {
+        &self.args
+    }
+}
+
+/// One owned chain.
+#[derive(Debug, Clone)]
+pub struct ChainSpec {
+    pub family: Family,
+    pub table: Table,
+    pub chain: ChainName,
+    /// Only on built-in chains.
+    pub policy: Option<Policy>,
+    pub purge: bool,
+    /// Compiled at validation: a bad pattern is a document error, not a run-time surprise.
+    pub ignore: Vec<Regex>,
+    pub rules: Vec<RuleArgs>,
+}
+
+impl ChainSpec {
+    pub fn builtin(&self) -> bool {
+        self.table.is_builtin(self.chain.as_str())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct IptablesState {
+    pub backend: Backend,
+    /// Sorted by family, table, chain: the order of the report.
+    pub chains: Vec<ChainSpec>,
+}
+
+pub fn validate(raw: RawIptables, errs: &mut ValidationErrors) -> IptablesState {
+    let backend = match raw.backend.as_deref() {
+        None | Some("auto") => Backend::Auto,
+        Some("nft") => Backend::Nft,
+        Some("legacy") => Backend::Legacy,
+        Some(other) => {
+            errs.push("iptables.backend", format!("{other:?} is not a backend: use \"auto\", \"nft\" or \"legacy\""));
+            Backend::Auto
+        }
+    };
+    let mut chains = Vec::new();
+    for (family, tables) in [(Family::V4, &raw.ipv4), (Family::V6, &raw.ipv6)] {
+        let fpath = format!("iptables.{}", family.key());
+        for (tname, tchains) in tables.iter() {
+            let tpath = key_path(&fpath, tname);
+            let Some(table) = Table::parse(tname) else {
+                errs.push(&tpath, format!("{tname:?} is not a table: use filter, nat, mangle, raw or security"));
+                continue;
+            };
+            for (cname, raw_chain) in tchains.iter() {
+                let cpath = key_path(&tpath, cname);
+                if let Some(spec) = validate_chain(family, table, cname, raw_chain, &cpath, errs) {
+                    chains.push(spec);
+                }
+            }
+        }
+    }
+    chains.sort_by(|a, b| (a.family, a.table, &a.chain).cmp(&(b.family, b.table, &b.chain)));
+    IptablesState { backend, chains }
+}
+
+fn validate_chain(
+    family: Family,
+    table: Table,
+    name: &str,
+    raw: &RawChain,
+    path: &str,
+    errs: &mut ValidationErrors,
+) -> Option<ChainSpec> {
+    let before = errs.0.len();
+    let chain = ChainName::parse(name).map_err(|m| errs.push(path, m)).ok();
+    let policy = match &raw.policy {
+        None => None,
+        Some(p) => match Policy::parse(p) {
+            None => {
+                errs.push(format!("{path}.policy"), format!("{p:?} is not a policy: use \"ACCEPT\" or \"DROP\""));
+                None
+            }
+            Some(_) if !table.is_builtin(name) => {
+                errs.push(
+                    format!("{path}.policy"),
+                    format!(
+                        "{name} is not a built-in chain of the {table} table ({}); only built-in chains have a policy",
+                        table.builtin_chains().join(", ")
+                    ),
+                );
+                None
+            }
+            some => some,
+        },
+    };
+    let mut ignore = Vec::new();
+    for (i, pat) in raw.ignore.iter().enumerate() {
+        match Regex::new(pat) {
+            Ok(r) => ignore.push(r),
+            Err(e) => errs.push(format!("{path}.ignore[{i}]"), format!("{pat:?} is not a regular expression: {e}")),
+        }
+    }
+    if !raw.purge && !raw.ignore.is_empty() {
+        errs.push(
+            format!("{path}.ignore"),
+            "ignore only has a meaning with \"purge\": true (without purge, unlisted rules are kept anyway)",
+        );
+    }
+    let mut rules = Vec::new();
+    for (i, text) in raw.rules.iter().enumerate() {
+        match RuleArgs::parse(text) {
+            Ok(r) => rules.push(r),
+            Err(m) => errs.push(format!("{path}.rules[{i}]"), m),
+        }
+    }
+    if errs.0.len() != before {
+        return None;
+    }
+    Some(ChainSpec {
+        family,
+        table,
+        chain: chain?,
+        policy,
+        purge: raw.purge,
+        ignore,
+        rules,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn run(v: serde_json::Value) -> (IptablesState, Vec<String>) {
+        let raw: RawIptables = serde_json::from_value(v).unwrap();
+        let mut errs = ValidationErrors::default();
+        let s = validate(raw, &mut errs);
+        (s, errs.0.iter().map(|e| format!("{}: {}", e.path, e.message)).collect())
+    }
+
+    #[test]
+    fn seed_policy_is_valid() {
+        let (s, errs) = run(json!({
+            "backend": "auto",
+            "ipv4": { "filter": { "FORWARD": {
+                "policy": "DROP", "purge": true, "ignore": ["-j DOCKER"],
+                "rules": ["-i docker0 -o eth0 -j ACCEPT",
+                          "-i eth0 -o docker0 -m state --state RELATED,ESTABLISHED -j ACCEPT",
+                          "-i docker0 -o docker0 -j DROP"] } } },
+            "ipv6": {}
+        }));
+        assert!(errs.is_empty(), "{errs:?}");
+        assert_eq!(s.chains.len(), 1);
+        assert_eq!(s.chains[0].policy, Some(Policy::Drop));
+        assert_eq!(s.chains[0].rules[1].args().len(), 10);
+    }
+
+    #[test]
+    fn rules_split_with_shell_quoting() {
+        let r = RuleArgs::parse(r#"-m comment --comment "allow ssh" -j ACCEPT"#).unwrap();
+        assert_eq!(r.args(), ["-m", "comment", "--comment", "allow ssh", "-j", "ACCEPT"]);
+        let r = RuleArgs::parse("-m comment --comment 'a \"b\"' -j ACCEPT").unwrap();
+        assert_eq!(r.args()[3], "a \"b\"");
+    }
+
+    #[test]
+    fn rules_that_cannot_be_split_or_name_a_chain_are_refused() {
+        for bad in ["-j ACCEPT \"", "-A FORWARD -j ACCEPT", "-I INPUT 1 -j DROP", "-D X", "-t nat -j MASQUERADE",
+                    "", "   ", "-j ACCEPT\n-A INPUT -j DROP", "--append=INPUT -j DROP", "-F", "-P INPUT DROP", "-N X"] {
+            assert!(RuleArgs::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn errors_name_their_paths() {
+        let (_, errs) = run(json!({
+            "backend": "iptables",
+            "ipv4": {
+                "filtre": {},
+                "filter": {
+                    "MYCHAIN": { "policy": "DROP", "rules": ["-j ACCEPT"] },
+                    "INPUT": { "policy": "REJECT", "purge": true, "ignore": ["("], "rules": ["-A INPUT -j DROP", "-j 'x"] },
+                    "BAD NAME": {},
+                    "FORWARD": { "ignore": ["x"] }
+                }
+            },
+            "ipv6": { "nat": { "THIS-NAME-IS-LONGER-THAN-28-CHARS": {} } }
+        }));
+        let want = [
+            "iptables.backend: ",
+            r#"iptables.ipv4["filter"]["BAD NAME"]: "#,
+            r#"iptables.ipv4["filter"]["FORWARD"].ignore: "#,
+            r#"iptables.ipv4["filter"]["INPUT"].policy: "#,
+            r#"iptables.ipv4["filter"]["INPUT"].ignore[0]: "#,
+            r#"iptables.ipv4["filter"]["INPUT"].rules[0]: "#,
+            r#"iptables.ipv4["filter"]["INPUT"].rules[1]: "#,
+            r#"iptables.ipv4["filter"]["MYCHAIN"].policy: "#,
+            r#"iptables.ipv4["filtre"]: "#,
+            r#"iptables.ipv6["nat"]["THIS-NAME-IS-LONGER-THAN-28-CHARS"]: "#,
+        ];
+        assert_eq!(errs.len(), want.len(), "{errs:#?}");
+        for w in want {
+            assert!(errs.iter().any(|e| e.starts_with(w)), "no error at {w}: {errs:#?}");
+        }
+    }
+
+    #[test]
+    fn chain_names() {
+        for good in ["DOCKER-USER", "DOCKER-ISOLATION-STAGE-1", "f2b-sshd", "INPUT"] {
+            assert!(ChainName::parse(good).is_ok(), "{good}");
+        }
+        for bad in ["", "-X", "!x", "a b", "ACCEPT", "x\"y", "a;b"] {
+            assert!(ChainName::parse(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -1,0 +1,369 @@
+//! The built-in normaliser: rewrites a rule's arguments into the form iptables-save prints, for
+//! the spellings that are common in real documents. It is the fallback when iptables itself cannot
+//! canonicalise (no privilege to create a network namespace), and the fast path: a rule the
+//! normaliser already renders exactly as the host prints it needs no namespace at all.
+//!
+//! Every rewrite here preserves meaning; a spelling it does not know is left as written, which at
+//! worst shows as drift, never hides any.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::OnceLock;
+
+use crate::state::iptables::Family;
+
+/// Long spellings of the options iptables-save prints short.
+fn short_option(a: &str) -> Option<&'static str> {
+    Some(match a {
+        "--jump" => "-j",
+        "--goto" => "-g",
+        "--protocol" => "-p",
+        "--source" | "--src" => "-s",
+        "--destination" | "--dst" => "-d",
+        "--in-interface" => "-i",
+        "--out-interface" => "-o",
+        "--match" => "-m",
+        "--fragment" => "-f",
+        "--destination-port" => "--dport",
+        "--source-port" => "--sport",
+        "--destination-ports" => "--dports",
+        "--source-ports" => "--sports",
+        _ => return None,
+    })
+}
+
+/// Basic matches, in the order iptables-save prints them, and whether each takes a value.
+const BASIC: &[(&str, bool)] = &[("-s", true), ("-d", true), ("-i", true), ("-o", true), ("-p", true), ("-f", false)];
+
+/// Protocols whose options load their match implicitly (`-p tcp --dport 22` is `-m tcp`).
+const IMPLICIT: &[&str] = &["tcp", "udp", "icmp", "icmp6", "ipv6-icmp", "sctp", "udplite", "dccp"];
+
+#[derive(Debug, Default)]
+struct Section {
+    /// `-m NAME` (or the target `-j NAME`) with its options.
+    head: Vec<String>,
+    opts: Vec<Vec<String>>,
+}
+
+/// Rewrite `args` into iptables-save's form as far as this normaliser knows it.
+pub fn normalize(args: &[String], family: Family) -> Vec<String> {
+    let args = negations_first(args);
+    let mut basic: HashMap<&'static str, Vec<String>> = HashMap::new();
+    let mut matches: Vec<Section> = Vec::new();
+    let mut target: Option<Section> = None;
+    let mut i = 0;
+    let mut neg = false;
+    let mut in_target = false;
+    while i < args.len() {
+        let a = args[i].as_str();
+        if a == "!" {
+            neg = true;
+            i += 1;
+            continue;
+        }
+        let opt = short_option(a).unwrap_or(a);
+        if let Some(&(name, takes)) = BASIC.iter().find(|(n, _)| *n == opt) {
+            let mut v = Vec::new();
+            if neg {
+                v.push("!".to_string());
+            }
+            v.push(name.to_string());
+            if takes {
+                if let Some(val) = args.get(i + 1) {
+                    v.push(basic_value(name, val, family));
+                }
+                i += 1;
+            }
+            basic.insert(name, v);
+            neg = false;
+            i += 1;
+            continue;
+        }
+        if opt == "-m" || opt == "-j" || opt == "-g" {
+            let name = args.get(i + 1).cloned().unwrap_or_default();
+            let s = Section { head: vec![opt.to_string(), name], opts: Vec::new() };
+            in_target = opt != "-m";
+            if in_target {
+                target = Some(s);
+            } else {
+                matches.push(s);
+            }
+            neg = false;
+            i += 2;
+            continue;
+        }
+        // An option of the current match or target, with the values that follow it.
+        let mut o = Vec::new();
+        if neg {
+            o.push("!".to_string());
+        }
+        o.push(opt.to_string());
+        let mut j = i + 1;
+        while j < args.len() && !args[j].starts_with('-') && args[j] != "!" {
+            o.push(args[j].clone());
+            j += 1;
+        }
+        // A negative number is a value, not an option (`--log-level -1` is not real, but be safe).
+        neg = false;
+        i = j;
+        if let (true, Some(t)) = (in_target, target.as_mut()) {
+            t.opts.push(o);
+            continue;
+        }
+        let proto = basic.get("-p").and_then(|v| v.last()).cloned();
+        let implicit = proto.filter(|p| IMPLICIT.contains(&p.as_str()) && is_proto_option(&o));
+        if let Some(p) = implicit {
+            let in_last = matches.last().is_some_and(|m| section_has_option(m, &o));
+            if !in_last {
+                let want = match_name(&p);
+                match matches.iter_mut().find(|m| m.head.get(1) == Some(&want)) {
+                    Some(m) => m.opts.push(o),
+                    None => matches.push(Section { head: vec!["-m".into(), want], opts: vec![o] }),
+                }
+                continue;
+            }
+        }
+        match matches.last_mut() {
+            Some(m) => m.opts.push(o),
+            None => matches.push(Section { head: Vec::new(), opts: vec![o] }),
+        }
+    }
+    let mut out = Vec::new();
+    for (name, _) in BASIC {
+        if let Some(v) = basic.remove(name) {
+            out.extend(v);
+        }
+    }
+    for m in &matches {
+        out.extend(m.head.iter().cloned());
+        let mname = m.head.get(1).map(String::as_str).unwrap_or("");
+        for o in &m.opts {
+            out.extend(option_values(mname, o));
+        }
+    }
+    if let Some(t) = target {
+        out.extend(t.head);
+        for o in t.opts {
+            out.extend(o);
+        }
+    }
+    out
+}
+
+/// `--dport ! 22` and `-s ! 10.0.0.0/8` (the pre-1.4.3 spelling, refused by iptables now) become
+/// `! --dport 22` and `! -s 10.0.0.0/8`.
+pub fn negations_first(args: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = args.to_vec();
+    let mut i = 0;
+    while i + 1 < out.len() {
+        if out[i].starts_with('-') && out[i].len() > 1 && out[i + 1] == "!" {
+            out.swap(i, i + 1);
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+fn match_name(proto: &str) -> String {
+    match proto {
+        "ipv6-icmp" | "icmp6" | "icmpv6" => "icmp6".into(),
+        p => p.into(),
+    }
+}
+
+fn is_proto_option(o: &[String]) -> bool {
+    let name = o.iter().find(|a| *a != "!").map(String::as_str).unwrap_or("");
+    matches!(
+        name,
+        "--dport" | "--sport" | "--tcp-flags" | "--syn" | "--tcp-option" | "--icmp-type" | "--icmpv6-type" | "--chunk-types"
+    )
+}
+
+fn section_has_option(m: &Section, o: &[String]) -> bool {
+    // An explicit `-m tcp` followed by its options: keep them together.
+    m.head.get(1).is_some_and(|n| IMPLICIT.contains(&n.as_str()) && is_proto_option(o))
+}
+
+fn basic_value(name: &str, val: &str, family: Family) -> String {
+    match name {
+        "-s" | "-d" => address(val, family).unwrap_or_else(|| val.to_string()),
+        "-p" => protocol(val, family),
+        _ => val.to_string(),
+    }
+}
+
+/// `10.1.2.3/8` -> `10.0.0.0/8`; `10.1.2.3` -> `10.1.2.3/32`; `255.0.0.0` masks -> prefix length;
+/// IPv6 in its compressed form. `None` for names and lists, which are left as written.
+pub fn address(val: &str, family: Family) -> Option<String> {
+    let (addr, mask) = match val.split_once('/') {
+        Some((a, m)) => (a, Some(m)),
+        None => (val, None),
+    };
+    match family {
+        Family::V4 => {
+            let ip: Ipv4Addr = addr.parse().ok()?;
+            let len: u32 = match mask {
+                None => 32,
+                Some(m) => match m.parse::<u32>() {
+                    Ok(n) if n <= 32 => n,
+                    Ok(_) => return None,
+                    Err(_) => {
+                        let bits = u32::from(m.parse::<Ipv4Addr>().ok()?);
+                        if bits.leading_ones() + bits.trailing_zeros() != 32 {
+                            return None;
+                        }
+                        bits.leading_ones()
+                    }
+                },
+            };
+            let netmask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+            Some(format!("{}/{len}", Ipv4Addr::from(u32::from(ip) & netmask)))
+        }
+        Family::V6 => {
+            let ip: Ipv6Addr = addr.parse().ok()?;
+            let len: u32 = match mask {
+                None => 128,
+                Some(m) => m.parse().ok().filter(|n| *n <= 128)?,
+            };
+            let netmask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+            Some(format!("{}/{len}", Ipv6Addr::from(u128::from(ip) & netmask)))
+        }
+    }
+}
+
+fn protocol(val: &str, family: Family) -> String {
+    let v = val.to_ascii_lowercase();
+    match (v.as_str(), family) {
+        ("6", _) => "tcp".into(),
+        ("17", _) => "udp".into(),
+        ("1", _) => "icmp".into(),
+        ("132", _) => "sctp".into(),
+        ("58" | "icmpv6" | "icmp6", Family::V6) => "ipv6-icmp".into(),
+        ("0", _) => "all".into(),
+        _ => v,
+    }
+}
+
+/// Option values in printed form: ports as numbers, state lists in the kernel's bit order.
+fn option_values(mname: &str, o: &[String]) -> Vec<String> {
+    let neg = o.first().is_some_and(|a| a == "!");
+    let body = if neg { &o[1..] } else { o };
+    let Some(name) = body.first() else { return o.to_vec() };
+    let mut out: Vec<String> = if neg { vec!["!".into()] } else { Vec::new() };
+    let vals = &body[1..];
+    match (mname, name.as_str()) {
+        (_, "--syn") if vals.is_empty() => {
+            out.extend(["--tcp-flags", "FIN,SYN,RST,ACK", "SYN"].map(String::from));
+            return out;
+        }
+        ("tcp" | "udp" | "sctp" | "udplite" | "dccp", "--dport" | "--sport") | ("multiport", "--dports" | "--sports" | "--ports") => {
+            out.push(name.clone());
+            out.extend(vals.iter().map(|v| ports(v, mname)));
+        }
+        ("state", "--state") | ("conntrack", "--ctstate") => {
+            out.push(name.clone());
+            out.extend(vals.iter().map(|v| states(v)));
+        }
+        _ => out.extend(body.iter().cloned()),
+    }
+    out
+}
+
+/// `ssh` -> `22`, `http:https` -> `80:443`, `ssh,80` -> `22,80`.
+fn ports(v: &str, mname: &str) -> String {
+    let proto = if mname == "udp" { "udp" } else { "tcp" };
+    v.split(',')
+        .map(|part| part.split(':').map(|p| port(p, proto)).collect::<Vec<_>>().join(":"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn port(p: &str, proto: &str) -> String {
+    if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) {
+        return p.parse::<u32>().map(|n| n.to_string()).unwrap_or_else(|_| p.to_string());
+    }
+    services().get(&(p.to_string(), proto.to_string())).map(|n| n.to_string()).unwrap_or_else(|| p.to_string())
+}
+
+/// `/etc/services`, read once: how iptables resolves `--dport ssh` (through getservbyname).
+fn services() -> &'static HashMap<(String, String), u16> {
+    static S: OnceLock<HashMap<(String, String), u16>> = OnceLock::new();
+    S.get_or_init(|| {
+        let mut m = HashMap::new();
+        let text = std::fs::read_to_string("/etc/services").unwrap_or_default();
+        for line in text.lines() {
+            let line = line.split('#').next().unwrap_or("");
+            let mut words = line.split_whitespace();
+            let (Some(name), Some(pp)) = (words.next(), words.next()) else { continue };
+            let Some((num, proto)) = pp.split_once('/') else { continue };
+            let Ok(num) = num.parse::<u16>() else { continue };
+            for n in std::iter::once(name).chain(words) {
+                m.entry((n.to_string(), proto.to_string())).or_insert(num);
+            }
+        }
+        m
+    })
+}
+
+/// `ESTABLISHED,related` -> `RELATED,ESTABLISHED`: the order the kernel's bits print in.
+fn states(v: &str) -> String {
+    const ORDER: &[&str] = &["INVALID", "NEW", "RELATED", "ESTABLISHED", "UNTRACKED", "SNAT", "DNAT"];
+    let mut parts: Vec<String> = v.split(',').map(|s| s.trim().to_ascii_uppercase()).collect();
+    if parts.iter().any(|p| !ORDER.contains(&p.as_str())) {
+        return v.to_string();
+    }
+    parts.sort_by_key(|p| ORDER.iter().position(|o| o == p));
+    parts.dedup();
+    parts.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(s: &str) -> String {
+        normalize(&shlex::split(s).unwrap(), Family::V4).join(" ")
+    }
+
+    #[test]
+    fn spellings_reach_the_saved_form() {
+        assert_eq!(n("-p tcp --dport 22 -j ACCEPT"), "-p tcp -m tcp --dport 22 -j ACCEPT");
+        assert_eq!(n("-p tcp --dport ssh -j ACCEPT"), "-p tcp -m tcp --dport 22 -j ACCEPT");
+        assert_eq!(n("-s 10.1.2.3/8 -j ACCEPT"), "-s 10.0.0.0/8 -j ACCEPT");
+        assert_eq!(n("-s 10.1.2.3 -j ACCEPT"), "-s 10.1.2.3/32 -j ACCEPT");
+        assert_eq!(n("-s 10.0.0.0/255.0.0.0 -j ACCEPT"), "-s 10.0.0.0/8 -j ACCEPT");
+        assert_eq!(
+            n("-m state --state ESTABLISHED,RELATED --jump ACCEPT"),
+            "-m state --state RELATED,ESTABLISHED -j ACCEPT"
+        );
+        assert_eq!(n("-s ! 10.0.0.0/8 -j DROP"), "! -s 10.0.0.0/8 -j DROP");
+        assert_eq!(n("! -s 10.0.0.0/8 -j DROP"), "! -s 10.0.0.0/8 -j DROP");
+        assert_eq!(n("-i eth+ -j ACCEPT"), "-i eth+ -j ACCEPT");
+        assert_eq!(n("-j ACCEPT -o eth0 -i docker0"), "-i docker0 -o eth0 -j ACCEPT");
+        assert_eq!(n("-p TCP --syn -j DROP"), "-p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j DROP");
+        assert_eq!(
+            n("-p tcp -m state --state NEW --dport 22 -i lo -j ACCEPT"),
+            "-i lo -p tcp -m state --state NEW -m tcp --dport 22 -j ACCEPT"
+        );
+        assert_eq!(n("-p tcp -m tcp --dport 0022 -j ACCEPT"), "-p tcp -m tcp --dport 22 -j ACCEPT");
+        assert_eq!(
+            n("-p tcp -m multiport --dports http,https -j ACCEPT"),
+            "-p tcp -m multiport --dports 80,443 -j ACCEPT"
+        );
+    }
+
+    #[test]
+    fn ipv6_addresses_are_compressed() {
+        assert_eq!(address("2001:db8:0:0::1/64", Family::V6).unwrap(), "2001:db8::/64");
+        assert_eq!(address("::1", Family::V6).unwrap(), "::1/128");
+        assert_eq!(protocol("58", Family::V6), "ipv6-icmp");
+    }
+
+    #[test]
+    fn unknown_spellings_are_left_alone() {
+        assert_eq!(n("-s host.example -j X --foo bar"), "-s host.example -j X --foo bar");
+        assert_eq!(n("-m recent --name ssh --update --seconds 60 -j DROP"), "-m recent --name ssh --update --seconds 60 -j DROP");
+    }
+}

@@ -1,0 +1,271 @@
+//! The `iptables-save` text format: parsing what real hosts print, and rendering restore input.
+//!
+//! A rule's identity is its argument vector as iptables-restore would read the line, so the
+//! tokenizer follows iptables-restore's own quoting (double quotes, backslash escapes inside
+//! them; single quotes are ordinary characters), not the shell's.
+
+use std::fmt::Write as _;
+
+/// One rule as the host holds it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Rule {
+    /// Arguments after `-A CHAIN`.
+    pub args: Vec<String>,
+}
+
+impl Rule {
+    pub fn new(args: Vec<String>) -> Rule {
+        Rule { args }
+    }
+
+    /// The rule as iptables-save prints it, `-A CHAIN` included: what `ignore` patterns match.
+    pub fn line(&self, chain: &str) -> String {
+        let mut s = format!("-A {chain}");
+        for a in &self.args {
+            s.push(' ');
+            s.push_str(&quote(a));
+        }
+        s
+    }
+
+    /// The rule as a document writes it (shell quoting, so it splits back to the same args).
+    pub fn doc_text(&self) -> String {
+        shlex::try_join(self.args.iter().map(String::as_str)).unwrap_or_else(|_| self.args.join(" "))
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Chain {
+    pub name: String,
+    /// `None` for user-defined chains (`-` in the save format).
+    pub policy: Option<String>,
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableDump {
+    pub name: String,
+    pub chains: Vec<Chain>,
+}
+
+impl TableDump {
+    pub fn chain(&self, name: &str) -> Option<&Chain> {
+        self.chains.iter().find(|c| c.name == name)
+    }
+}
+
+/// Parse `iptables-save` output: every table it holds. Tolerates comments and warnings (`#`),
+/// packet counters (`[p:b]` before a rule, `-c p b` inside it), blank lines and empty chains.
+pub fn parse(text: &str) -> Result<Vec<TableDump>, String> {
+    let mut tables: Vec<TableDump> = Vec::new();
+    let mut current: Option<TableDump> = None;
+    for (i, raw) in text.lines().enumerate() {
+        let n = i + 1;
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('*') {
+            if let Some(t) = current.take() {
+                return Err(format!("line {n}: table {name} starts before table {} was committed", t.name));
+            }
+            current = Some(TableDump { name: name.trim().to_string(), chains: Vec::new() });
+            continue;
+        }
+        let Some(table) = current.as_mut() else {
+            return Err(format!("line {n}: {line:?} outside of a table"));
+        };
+        if line == "COMMIT" {
+            tables.push(current.take().expect("checked above"));
+            continue;
+        }
+        if let Some(decl) = line.strip_prefix(':') {
+            let mut parts = decl.split_whitespace();
+            let name = parts.next().ok_or_else(|| format!("line {n}: a chain line without a name"))?;
+            let policy = parts.next().filter(|p| *p != "-").map(str::to_string);
+            table.chains.push(Chain { name: name.to_string(), policy, rules: Vec::new() });
+            continue;
+        }
+        let rest = strip_counters(line);
+        let mut args = split(rest).map_err(|e| format!("line {n}: {e}"))?;
+        if args.len() < 2 || (args[0] != "-A" && args[0] != "--append") {
+            return Err(format!("line {n}: {line:?} is not a rule (-A CHAIN ...)"));
+        }
+        let chain = args[1].clone();
+        args.drain(..2);
+        strip_inline_counters(&mut args);
+        match table.chains.iter_mut().find(|c| c.name == chain) {
+            Some(c) => c.rules.push(Rule::new(args)),
+            None => return Err(format!("line {n}: a rule of chain {chain}, which was not declared")),
+        }
+    }
+    if let Some(t) = current {
+        return Err(format!("table {} was not committed (truncated output?)", t.name));
+    }
+    Ok(tables)
+}
+
+/// `[12:3456] -A ...` -> `-A ...`.
+fn strip_counters(line: &str) -> &str {
+    if line.starts_with('[') {
+        if let Some(end) = line.find(']') {
+            return line[end + 1..].trim_start();
+        }
+    }
+    line
+}
+
+/// `-c 12 3456` inside a rule (iptables-save -c of some versions) carries no meaning for identity.
+fn strip_inline_counters(args: &mut Vec<String>) {
+    if let Some(i) = args.iter().position(|a| a == "-c" || a == "--set-counters") {
+        if args.len() >= i + 3 {
+            args.drain(i..i + 3);
+        }
+    }
+}
+
+/// Split a line the way iptables-restore does.
+pub fn split(line: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut quoted = false;
+    let mut escaped = false;
+    for c in line.chars() {
+        if quoted {
+            if escaped {
+                cur.push(c);
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                quoted = false;
+            } else {
+                cur.push(c);
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                quoted = true;
+                in_word = true;
+            }
+            ' ' | '\t' => {
+                if in_word {
+                    out.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            _ => {
+                cur.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if quoted {
+        return Err(format!("unclosed quote in {line:?}"));
+    }
+    if in_word {
+        out.push(cur);
+    }
+    Ok(out)
+}
+
+/// Quote one argument so `split` (and iptables-restore) reads it back unchanged.
+pub fn quote(a: &str) -> String {
+    let needs = a.is_empty() || a.chars().any(|c| matches!(c, ' ' | '\t' | '"' | '\\' | '\'' | '#'));
+    if !needs {
+        return a.to_string();
+    }
+    let mut s = String::with_capacity(a.len() + 2);
+    s.push('"');
+    for c in a.chars() {
+        if c == '"' || c == '\\' {
+            s.push('\\');
+        }
+        s.push(c);
+    }
+    s.push('"');
+    s
+}
+
+/// One line of restore input: `-A CHAIN args...`.
+pub fn push_rule(out: &mut String, chain: &str, args: &[String]) {
+    let _ = write!(out, "-A {chain}");
+    for a in args {
+        out.push(' ');
+        out.push_str(&quote(a));
+    }
+    out.push('\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REAL: &str = "\
+# Warning: iptables-legacy tables present, use iptables-legacy-save to see them
+# Generated by iptables-nft-save v1.8.9 (nf_tables) on Sat Nov 28 20:54:38 2026
+*filter
+:INPUT ACCEPT [10:2000]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:DOCKER - [0:0]
+:EMPTY - [0:0]
+[5:300] -A FORWARD -j DOCKER
+-A FORWARD -i eth+ -m comment --comment \"a \\\"b\\\" c\" -j ACCEPT
+-A DOCKER -s 10.0.0.0/8 -p tcp -m tcp --dport 22 -j ACCEPT
+COMMIT
+# Completed on Sat Nov 28 20:54:38 2026
+
+*nat
+:PREROUTING ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A POSTROUTING -o eth0 -j MASQUERADE
+COMMIT
+";
+
+    #[test]
+    fn parses_what_real_hosts_print() {
+        let t = parse(REAL).unwrap();
+        assert_eq!(t.len(), 2);
+        let f = &t[0];
+        assert_eq!(f.name, "filter");
+        assert_eq!(f.chain("FORWARD").unwrap().policy.as_deref(), Some("DROP"));
+        assert_eq!(f.chain("DOCKER").unwrap().policy, None);
+        assert!(f.chain("EMPTY").unwrap().rules.is_empty());
+        let fw = &f.chain("FORWARD").unwrap().rules;
+        assert_eq!(fw[0].args, ["-j", "DOCKER"]);
+        assert_eq!(fw[1].args[5], "a \"b\" c");
+        assert_eq!(t[1].chain("POSTROUTING").unwrap().rules.len(), 1);
+    }
+
+    #[test]
+    fn lines_round_trip_through_quote_and_split() {
+        let t = parse(REAL).unwrap();
+        for table in &t {
+            for c in &table.chains {
+                for r in &c.rules {
+                    let line = r.line(&c.name);
+                    let back = split(&line).unwrap();
+                    assert_eq!(&back[2..], &r.args[..], "{line}");
+                }
+            }
+        }
+        assert_eq!(split("-m comment --comment \"\" -j X").unwrap()[3], "");
+    }
+
+    #[test]
+    fn truncated_or_garbled_output_is_an_error() {
+        assert!(parse("*filter\n:INPUT ACCEPT [0:0]\n").is_err());
+        assert!(parse("-A INPUT -j ACCEPT\n").is_err());
+        assert!(parse("*filter\n-A NOPE -j ACCEPT\nCOMMIT\n").is_err());
+        assert!(parse("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m comment --comment \"x\nCOMMIT\n").is_err());
+    }
+
+    #[test]
+    fn inline_counters_are_dropped() {
+        let t = parse("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -c 1 2 -j ACCEPT\nCOMMIT\n").unwrap();
+        assert_eq!(t[0].chains[0].rules[0].args, ["-j", "ACCEPT"]);
+    }
+}

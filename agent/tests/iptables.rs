@@ -1,0 +1,476 @@
+//! The iptables resource kind against real iptables (nf_tables and legacy, IPv4 and IPv6), each
+//! test inside network namespaces it creates and deletes: the machine's own firewall is never
+//! read or written. Needs root, `ip` (iproute2) and both iptables backends; without them the
+//! tests fail loudly rather than skip.
+
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_hostguard");
+
+/// A named network namespace, deleted on drop (also when the test fails).
+struct Netns {
+    name: String,
+    root: tempfile::TempDir,
+}
+
+impl Netns {
+    fn new() -> Netns {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let name = format!("hg-ipt-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
+        let out = Command::new("ip").args(["netns", "add", &name]).output().expect("run ip (iproute2 is required)");
+        assert!(out.status.success(), "ip netns add {name}: {}", String::from_utf8_lossy(&out.stderr));
+        Netns { name, root: tempfile::tempdir().unwrap() }
+    }
+
+    fn cmd(&self, argv: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name]).args(argv).env_remove("SSH_CONNECTION");
+        c
+    }
+
+    /// Run a command in the namespace; panics when it cannot start.
+    fn run(&self, argv: &[&str]) -> Output {
+        self.cmd(argv).output().unwrap_or_else(|e| panic!("{argv:?}: {e}"))
+    }
+
+    /// Run a command that must succeed.
+    fn ok(&self, argv: &[&str]) -> String {
+        let o = self.run(argv);
+        assert!(o.status.success(), "{argv:?} failed: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    /// hostguard with `--root` in a temp dir, the document on stdin.
+    fn hostguard(&self, args: &[&str], doc: &Value, env: &[(&str, &str)]) -> Run {
+        let root = self.root.path().to_str().unwrap().to_string();
+        let mut argv = vec![BIN, "--root", &root, "--format", "json"];
+        argv.extend_from_slice(args);
+        argv.push("-");
+        let mut c = self.cmd(&argv);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let mut child = c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(doc.to_string().as_bytes()).unwrap();
+        Run::from(child.wait_with_output().unwrap())
+    }
+
+    /// hostguard with no document (`confirm`).
+    fn bare(&self, args: &[&str]) -> Run {
+        let root = self.root.path().to_str().unwrap().to_string();
+        let mut argv = vec![BIN, "--root", &root];
+        argv.extend_from_slice(args);
+        Run::from(self.run(&argv))
+    }
+
+    fn apply(&self, doc: &Value) -> Run {
+        self.hostguard(&["apply"], doc, &[])
+    }
+
+    fn plan(&self, doc: &Value) -> Run {
+        self.hostguard(&["plan"], doc, &[])
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    report: Value,
+    stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            report: serde_json::from_str(&stdout).unwrap_or(Value::Null),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    fn resource(&self, id: &str) -> &Value {
+        self.report["resources"]
+            .as_array()
+            .and_then(|rs| rs.iter().find(|r| r["id"] == id))
+            .unwrap_or_else(|| panic!("no resource {id} in {:#}\nstderr: {}", self.report, self.stderr))
+    }
+    fn expect(&self, code: i32, what: &str) -> &Self {
+        assert_eq!(self.code, code, "{what}: exit {} \nreport: {:#}\nstderr: {}", self.code, self.report, self.stderr);
+        self
+    }
+}
+
+const BACKENDS: [&str; 2] = ["nft", "legacy"];
+
+fn tool(backend: &str, v6: bool, what: &str) -> String {
+    format!("{}-{backend}{what}", if v6 { "ip6tables" } else { "iptables" })
+}
+
+/// `iptables-save` of one table without comment lines (which hold timestamps).
+fn save(ns: &Netns, backend: &str, v6: bool, table: &str) -> String {
+    ns.ok(&[&tool(backend, v6, "-save"), "-t", table])
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn ipt(ns: &Netns, backend: &str, v6: bool, args: &[&str]) {
+    let t = tool(backend, v6, "");
+    let mut argv = vec![t.as_str()];
+    argv.extend_from_slice(args);
+    ns.ok(&argv);
+}
+
+fn seed(backend: &str) -> Value {
+    let forward = json!({
+        "policy": "DROP", "purge": true, "ignore": ["-j DOCKER"],
+        "rules": ["-i docker0 -o eth0 -j ACCEPT",
+                  "-i eth0 -o docker0 -m state --state RELATED,ESTABLISHED -j ACCEPT",
+                  "-i docker0 -o docker0 -j DROP"]
+    });
+    json!({ "version": 1, "iptables": { "backend": backend,
+        "ipv4": { "filter": { "FORWARD": forward } }, "ipv6": { "filter": { "FORWARD": forward } } } })
+}
+
+#[test]
+fn seed_policy_converges_from_empty_then_is_in_sync_on_both_backends() {
+    for b in BACKENDS {
+        let ns = Netns::new();
+        let doc = seed(b);
+        let first = ns.apply(&doc);
+        first.expect(2, b);
+        assert_eq!(first.resource("iptables/ipv4/filter/FORWARD")["status"], "changed");
+        assert_eq!(first.resource("iptables/ipv6/filter/FORWARD")["status"], "changed");
+        ns.apply(&doc).expect(0, b);
+        ns.plan(&doc).expect(0, b);
+        for v6 in [false, true] {
+            let s = save(&ns, b, v6, "filter");
+            assert!(s.contains(":FORWARD DROP"), "{b} v6={v6}: {s}");
+            for r in ["-A FORWARD -i docker0 -o eth0 -j ACCEPT",
+                      "-A FORWARD -i eth0 -o docker0 -m state --state RELATED,ESTABLISHED -j ACCEPT",
+                      "-A FORWARD -i docker0 -o docker0 -j DROP"] {
+                assert!(s.contains(r), "{b} v6={v6}: missing {r} in\n{s}");
+            }
+        }
+    }
+}
+
+/// Each pair: a spelling and the form iptables-save prints.
+const SPELLINGS_V4: &[(&str, &str)] = &[
+    ("-p tcp --dport 22 -j ACCEPT", "-p tcp -m tcp --dport 22 -j ACCEPT"),
+    ("-p tcp --dport ssh -j ACCEPT", "-p tcp -m tcp --dport 22 -j ACCEPT"),
+    ("-s 10.1.2.3/8 -j ACCEPT", "-s 10.0.0.0/8 -j ACCEPT"),
+    ("-s 10.1.2.3 -j ACCEPT", "-s 10.1.2.3/32 -j ACCEPT"),
+    ("-m state --state ESTABLISHED,RELATED -j ACCEPT", "-m state --state RELATED,ESTABLISHED -j ACCEPT"),
+    ("-m conntrack --ctstate ESTABLISHED,NEW -j ACCEPT", "-m conntrack --ctstate NEW,ESTABLISHED -j ACCEPT"),
+    ("--jump ACCEPT --protocol udp", "-p udp -j ACCEPT"),
+    ("-s ! 10.0.0.0/8 -j DROP", "! -s 10.0.0.0/8 -j DROP"),
+    ("! -s 10.0.0.0/8 -j DROP", "! -s 10.0.0.0/8 -j DROP"),
+    ("-i eth+ -j ACCEPT", "-i eth+ -j ACCEPT"),
+    ("-m comment --comment 'a b' -j ACCEPT", "-m comment --comment \"a b\" -j ACCEPT"),
+    ("-j ACCEPT -i lo", "-i lo -j ACCEPT"),
+    ("-p icmp --icmp-type echo-request -j ACCEPT", "-p icmp -m icmp --icmp-type 8 -j ACCEPT"),
+    ("-p tcp --syn -j DROP", "-p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j DROP"),
+    ("-p tcp -m multiport --dports http,https -j ACCEPT", "-p tcp -m multiport --dports 80,443 -j ACCEPT"),
+    ("-p TCP -m tcp --destination-port 8080:8090 -j ACCEPT", "-p tcp -m tcp --dport 8080:8090 -j ACCEPT"),
+    ("-m limit --limit 10/minute -j LOG --log-prefix 'fw: '", "-m limit --limit 10/min -j LOG --log-prefix \"fw: \""),
+    ("-s 192.168.1.0/255.255.255.0 -j RETURN", "-s 192.168.1.0/24 -j RETURN"),
+];
+
+const SPELLINGS_V6: &[(&str, &str)] = &[
+    ("-p tcp --dport ssh -j ACCEPT", "-p tcp -m tcp --dport 22 -j ACCEPT"),
+    ("-s 2001:db8:0:0::1/64 -j ACCEPT", "-s 2001:db8::/64 -j ACCEPT"),
+    ("-s 2001:DB8::1 -j ACCEPT", "-s 2001:db8::1/128 -j ACCEPT"),
+    ("-p icmpv6 --icmpv6-type echo-request -j ACCEPT", "-p ipv6-icmp -m icmp6 --icmpv6-type 128 -j ACCEPT"),
+    ("! -s fe80::/10 -m state --state ESTABLISHED,RELATED --jump ACCEPT",
+     "! -s fe80::/10 -m state --state RELATED,ESTABLISHED -j ACCEPT"),
+];
+
+fn chain_doc(backend: &str, v4: &[&str], v6: &[&str]) -> Value {
+    json!({ "version": 1, "iptables": { "backend": backend,
+        "ipv4": { "filter": { "SPELL": { "purge": true, "rules": v4 } } },
+        "ipv6": { "filter": { "SPELL": { "purge": true, "rules": v6 } } } } })
+}
+
+#[test]
+fn every_spelling_causes_no_drift_once_applied() {
+    let odd4: Vec<&str> = SPELLINGS_V4.iter().map(|p| p.0).collect();
+    let canon4: Vec<&str> = SPELLINGS_V4.iter().map(|p| p.1).collect();
+    let odd6: Vec<&str> = SPELLINGS_V6.iter().map(|p| p.0).collect();
+    let canon6: Vec<&str> = SPELLINGS_V6.iter().map(|p| p.1).collect();
+    for b in BACKENDS {
+        let ns = Netns::new();
+        let odd = chain_doc(b, &odd4, &odd6);
+        let canon = chain_doc(b, &canon4, &canon6);
+        ns.apply(&odd).expect(2, &format!("{b}: first apply"));
+        let again = ns.plan(&odd);
+        again.expect(0, &format!("{b}: plan after apply"));
+        ns.apply(&odd).expect(0, &format!("{b}: second apply"));
+        // The printed forms and the odd spellings are the same rules.
+        ns.plan(&canon).expect(0, &format!("{b}: canonical spellings against odd ones"));
+        let s = save(&ns, b, false, "filter");
+        for c in &canon4 {
+            assert!(s.contains(&format!("-A SPELL {c}")), "{b}: {c} not in\n{s}");
+        }
+        let s6 = save(&ns, b, true, "filter");
+        for c in &canon6 {
+            assert!(s6.contains(&format!("-A SPELL {c}")), "{b}: {c} not in\n{s6}");
+        }
+        // And a real difference is still drift.
+        let mut changed = odd4.clone();
+        changed[0] = "-p tcp --dport 23 -j ACCEPT";
+        let r = ns.plan(&chain_doc(b, &changed, &odd6));
+        r.expect(2, &format!("{b}: a changed port"));
+        let diff = r.resource("iptables/ipv4/filter/SPELL")["diff"].to_string();
+        assert!(diff.contains("--dport 23"), "{b}: {diff}");
+    }
+}
+
+#[test]
+fn purge_removes_strays_keeps_ignored_and_never_touches_docker_chains_or_nat() {
+    for b in BACKENDS {
+        for v6 in [false, true] {
+            let ns = Netns::new();
+            let net = if v6 { "fd00::/64" } else { "172.17.0.0/16" };
+            ipt(&ns, b, v6, &["-N", "DOCKER"]);
+            ipt(&ns, b, v6, &["-N", "DOCKER-USER"]);
+            ipt(&ns, b, v6, &["-A", "DOCKER", "-d", net, "-p", "tcp", "--dport", "80", "-j", "ACCEPT"]);
+            ipt(&ns, b, v6, &["-A", "DOCKER-USER", "-j", "RETURN"]);
+            ipt(&ns, b, v6, &["-A", "FORWARD", "-j", "DOCKER-USER"]);
+            ipt(&ns, b, v6, &["-A", "FORWARD", "-s", net, "-j", "ACCEPT"]); // the stray
+            ipt(&ns, b, v6, &["-A", "FORWARD", "-o", "docker0", "-j", "DOCKER"]);
+            ipt(&ns, b, v6, &["-t", "nat", "-A", "POSTROUTING", "-s", net, "!", "-o", "docker0", "-j", "MASQUERADE"]);
+            let docker_before: Vec<String> =
+                save(&ns, b, v6, "filter").lines().filter(|l| l.contains("-A DOCKER")).map(String::from).collect();
+            let nat_before = save(&ns, b, v6, "nat");
+            let fam = if v6 { "ipv6" } else { "ipv4" };
+            let doc = json!({ "version": 1, "iptables": { "backend": b, fam: { "filter": { "FORWARD": {
+                "policy": "DROP", "purge": true, "ignore": ["-j DOCKER"],
+                "rules": ["-i docker0 -o eth0 -j ACCEPT"] } } } } });
+            let plan = ns.plan(&doc);
+            plan.expect(2, b);
+            let id = format!("iptables/{fam}/filter/FORWARD");
+            let diff = plan.resource(&id)["diff"].to_string();
+            assert!(diff.contains(&format!("- -A FORWARD -s {net} -j ACCEPT")), "{b} {fam}: {diff}");
+            assert!(!diff.contains("DOCKER"), "{b} {fam}: ignored rules are not drift: {diff}");
+            ns.apply(&doc).expect(2, b);
+            let s = save(&ns, b, v6, "filter");
+            let fw: Vec<&str> = s.lines().filter(|l| l.starts_with("-A FORWARD")).collect();
+            assert_eq!(
+                fw,
+                ["-A FORWARD -j DOCKER-USER", "-A FORWARD -o docker0 -j DOCKER", "-A FORWARD -i docker0 -o eth0 -j ACCEPT"],
+                "{b} {fam}"
+            );
+            let docker_after: Vec<String> = s.lines().filter(|l| l.contains("-A DOCKER")).map(String::from).collect();
+            assert_eq!(docker_before, docker_after, "{b} {fam}: DOCKER chains touched");
+            assert_eq!(nat_before, save(&ns, b, v6, "nat"), "{b} {fam}: nat touched");
+            ns.plan(&doc).expect(0, b);
+            // Docker re-adding its jump at the top is not drift either.
+            ipt(&ns, b, v6, &["-I", "FORWARD", "-j", "DOCKER-USER"]);
+            ns.plan(&doc).expect(0, b);
+        }
+    }
+}
+
+#[test]
+fn without_purge_listed_rules_are_added_and_others_kept() {
+    for b in BACKENDS {
+        let ns = Netns::new();
+        ipt(&ns, b, false, &["-A", "INPUT", "-i", "lo", "-j", "ACCEPT"]);
+        let doc = json!({ "version": 1, "iptables": { "backend": b, "ipv4": { "filter": { "INPUT": {
+            "rules": ["-p tcp --dport 22 -j ACCEPT", "-p tcp --dport 443 -j ACCEPT"] } } } } });
+        ns.apply(&doc).expect(2, b);
+        ns.apply(&doc).expect(0, b);
+        let s = save(&ns, b, false, "filter");
+        let input: Vec<&str> = s.lines().filter(|l| l.starts_with("-A INPUT")).collect();
+        assert_eq!(input, ["-A INPUT -i lo -j ACCEPT", "-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT",
+                           "-A INPUT -p tcp -m tcp --dport 443 -j ACCEPT"], "{b}");
+    }
+}
+
+#[test]
+fn a_batch_with_one_invalid_rule_leaves_the_table_as_it_was_and_names_the_rule() {
+    for b in BACKENDS {
+        for v6 in [false, true] {
+            let ns = Netns::new();
+            ipt(&ns, b, v6, &["-A", "FORWARD", "-i", "eth9", "-j", "ACCEPT"]);
+            ipt(&ns, b, v6, &["-N", "KEEP"]);
+            ipt(&ns, b, v6, &["-A", "KEEP", "-j", "RETURN"]);
+            let before = save(&ns, b, v6, "filter");
+            let fam = if v6 { "ipv6" } else { "ipv4" };
+            let doc = json!({ "version": 1, "iptables": { "backend": b, fam: { "filter": {
+                "FORWARD": { "policy": "DROP", "purge": true,
+                             "rules": ["-i docker0 -j ACCEPT", "-i eth0 -j NO-SUCH-CHAIN", "-j DROP"] },
+                "KEEP": { "purge": true, "rules": ["-j ACCEPT"] },
+                "NEWCHAIN": { "rules": ["-j RETURN"] } } } } });
+            let r = ns.apply(&doc);
+            r.expect(4, &format!("{b} {fam}"));
+            let fw = r.resource(&format!("iptables/{fam}/filter/FORWARD"));
+            assert_eq!(fw["status"], "failed");
+            let msg = fw["message"].as_str().unwrap();
+            assert!(msg.contains("NO-SUCH-CHAIN"), "{b} {fam}: {msg}");
+            assert_eq!(r.resource(&format!("iptables/{fam}/filter/KEEP"))["status"], "failed");
+            assert_eq!(before, save(&ns, b, v6, "filter"), "{b} {fam}: the table changed");
+        }
+    }
+}
+
+#[test]
+fn confirm_keeps_the_change_and_its_absence_rolls_it_back() {
+    for b in BACKENDS {
+        let ns = Netns::new();
+        ipt(&ns, b, false, &["-A", "FORWARD", "-j", "ACCEPT"]);
+        ipt(&ns, b, true, &["-A", "FORWARD", "-j", "ACCEPT"]);
+        let before4 = save(&ns, b, false, "filter");
+        let before6 = save(&ns, b, true, "filter");
+        let doc = seed(b);
+        // Without confirm: rolled back, also after the apply's process group got SIGHUP.
+        let mut c = ns.cmd(&[BIN, "--root", ns.root.path().to_str().unwrap(), "--format", "json", "apply", "--confirm", "2", "-"]);
+        use std::os::unix::process::CommandExt;
+        c.process_group(0).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let pgid = child.id() as i32;
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(doc.to_string().as_bytes()).unwrap();
+        let r = Run::from(child.wait_with_output().unwrap());
+        r.expect(2, b);
+        // SAFETY: a signal to the process group this test created.
+        unsafe {
+            libc::kill(-pgid, libc::SIGHUP);
+        }
+        assert_ne!(before4, save(&ns, b, false, "filter"), "{b}: the change was not made");
+        wait_for(Duration::from_secs(15), || save(&ns, b, false, "filter") == before4);
+        assert_eq!(before4, save(&ns, b, false, "filter"), "{b}: ipv4 not rolled back");
+        assert_eq!(before6, save(&ns, b, true, "filter"), "{b}: ipv6 not rolled back");
+        let late = ns.bare(&["confirm"]);
+        assert_eq!(late.code, 1, "{b}: confirm after rollback: {}", late.stderr);
+        assert!(late.stderr.contains("rolled back"), "{}", late.stderr);
+
+        // With confirm in time: kept.
+        ns.hostguard(&["apply", "--confirm", "2"], &doc, &[]).expect(2, b);
+        let during = ns.apply(&chain_doc(b, &["-j ACCEPT"], &[]));
+        assert_eq!(during.code, 1, "{b}: an apply while a confirm is pending is refused: {:?}", during);
+        let ok = ns.bare(&["confirm"]);
+        assert_eq!(ok.code, 0, "{b}: confirm: {}", ok.stderr);
+        let after = save(&ns, b, false, "filter");
+        std::thread::sleep(Duration::from_secs(4));
+        assert_eq!(after, save(&ns, b, false, "filter"), "{b}: confirmed change was rolled back");
+        assert!(after.contains(":FORWARD DROP"), "{after}");
+        ns.plan(&doc).expect(0, b);
+        let again = ns.bare(&["confirm"]);
+        assert_eq!(again.code, 1, "{b}: nothing to confirm: {}", again.stderr);
+    }
+}
+
+fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn ssh_guard_refuses_a_ruleset_that_drops_the_session_unless_forced() {
+    let ssh = [("SSH_CONNECTION", "10.9.8.7 50022 10.0.0.2 22")];
+    let ssh6 = [("SSH_CONNECTION", "2001:db8::7 50022 2001:db8::2 22")];
+    for b in BACKENDS {
+        for (v6, env) in [(false, &ssh), (true, &ssh6)] {
+            let ns = Netns::new();
+            let fam = if v6 { "ipv6" } else { "ipv4" };
+            let lockout = json!({ "version": 1, "iptables": { "backend": b, fam: { "filter": { "INPUT": {
+                "policy": "DROP", "purge": true, "rules": ["-i lo -j ACCEPT", "-p tcp --dport 80 -j ACCEPT"] } } } } });
+            let before = save(&ns, b, v6, "filter");
+            let r = ns.hostguard(&["apply"], &lockout, env);
+            assert_eq!(r.code, 1, "{b} {fam}: {r:?}");
+            assert!(r.stderr.contains("SSH session"), "{b} {fam}: {}", r.stderr);
+            assert_eq!(before, save(&ns, b, v6, "filter"), "{b} {fam}: refused apply touched the table");
+            // Plan is not refused: it changes nothing.
+            ns.hostguard(&["plan"], &lockout, env).expect(2, b);
+            ns.hostguard(&["apply", "--force"], &lockout, env).expect(2, b);
+            assert!(save(&ns, b, v6, "filter").contains(":INPUT DROP"));
+            // A ruleset that keeps the session passes without --force.
+            let safe = json!({ "version": 1, "iptables": { "backend": b, fam: { "filter": { "INPUT": {
+                "policy": "DROP", "purge": true,
+                "rules": ["-m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT", "-p tcp --dport 80 -j ACCEPT"] } } } } });
+            ns.hostguard(&["apply"], &safe, env).expect(2, b);
+        }
+    }
+}
+
+#[test]
+fn two_concurrent_applies_do_not_interleave() {
+    for b in BACKENDS {
+        let ns = Netns::new();
+        let doc = |port: u32| {
+            let rules: Vec<String> = (0..300).map(|i| format!("-p tcp --dport {} -j ACCEPT", port + i)).collect();
+            json!({ "version": 1, "iptables": { "backend": b,
+                "ipv4": { "filter": { "RACE": { "purge": true, "rules": rules } } } } })
+        };
+        let (a, z) = (doc(1000), doc(5000));
+        let (ra, rz) = std::thread::scope(|s| {
+            let ta = s.spawn(|| ns.apply(&a));
+            let tz = s.spawn(|| ns.apply(&z));
+            (ta.join().unwrap(), tz.join().unwrap())
+        });
+        ra.expect(2, b);
+        rz.expect(2, b);
+        let rules: Vec<String> =
+            save(&ns, b, false, "filter").lines().filter(|l| l.starts_with("-A RACE")).map(String::from).collect();
+        assert_eq!(rules.len(), 300, "{b}: a mix of both runs: {}", rules.len());
+        let first_port = rules[0].rsplit("--dport ").next().unwrap().split(' ').next().unwrap().to_string();
+        let winner = if first_port == "1000" { &a } else { &z };
+        ns.plan(winner).expect(0, b);
+        // The run that went second saw the first one's rules and removed all 300 of them.
+        let second = if first_port == "1000" { &ra } else { &rz };
+        let msg = second.resource("iptables/ipv4/filter/RACE")["message"].as_str().unwrap().to_string();
+        assert!(msg.contains("300 rules to remove") || msg.contains("300 rules missing; 300 rules to remove"), "{b}: {msg}");
+    }
+}
+
+#[test]
+fn show_prints_the_current_rules_as_a_document_that_plans_in_sync() {
+    for b in BACKENDS {
+        let ns = Netns::new();
+        ns.apply(&seed(b)).expect(2, b);
+        let root = ns.root.path().to_str().unwrap().to_string();
+        let shown: Value = serde_json::from_str(&ns.ok(&[BIN, "--root", &root, "show"])).unwrap();
+        let fw = &shown["iptables"]["ipv4"]["filter"]["FORWARD"];
+        assert_eq!(fw["policy"], "DROP", "{b}: {shown:#}");
+        assert_eq!(fw["rules"].as_array().unwrap().len(), 3, "{b}: {fw}");
+        let mut doc = json!({ "version": 1, "iptables": shown["iptables"].clone() });
+        doc["iptables"]["backend"] = json!(b);
+        ns.plan(&doc).expect(0, b);
+    }
+}
+
+#[test]
+fn invalid_documents_are_refused_before_touching_anything() {
+    let ns = Netns::new();
+    let doc = json!({ "version": 1, "iptables": { "ipv4": { "filter": {
+        "FORWARD": { "rules": ["-A FORWARD -j ACCEPT", "-m comment --comment \"unclosed"] },
+        "MINE": { "policy": "DROP" } } } } });
+    let r = ns.apply(&doc);
+    assert_eq!(r.code, 1);
+    for path in [r#"iptables.ipv4["filter"]["FORWARD"].rules[0]"#, r#"iptables.ipv4["filter"]["FORWARD"].rules[1]"#,
+                 r#"iptables.ipv4["filter"]["MINE"].policy"#] {
+        assert!(r.stderr.contains(path), "{path} not in {}", r.stderr);
+    }
+}
