@@ -1,0 +1,14 @@
+# The hostguard state document for the default recipe: each section is that section of the
+# document (SPEC section 3); sections left empty are not managed.
+default['hostguard']['document']['sysctl'] = {}
+default['hostguard']['document']['cgroups'] = {}
+default['hostguard']['document']['iptables'] = {}
+default['hostguard']['document']['lxc'] = {}
+
+default['hostguard']['binary'] = '/usr/local/bin/hostguard'
+# Set both to download the binary; a SHA-256 mismatch fails the run before anything runs.
+default['hostguard']['download_url'] = nil
+default['hostguard']['download_sha256'] = nil
+default['hostguard']['root'] = nil
+default['hostguard']['extra_args'] = []
+default['hostguard']['state_file'] = '/etc/hostguard/state.json'

@@ -1,0 +1,179 @@
+# The cookbook's logic, in plain Ruby so it is tested without a Chef client: build the state
+# document from node attributes, run the hostguard binary as an argument vector, and turn its JSON
+# report into the descriptions Chef prints for updated resources and in why-run.
+#
+# No value is compared here: hostguard decides what drifts; exit codes decide success
+# (0 in sync, 2 drift/changed, 4 failed, 6 changed and failed, 1 unreadable document or host).
+
+require 'json'
+require 'open3'
+require 'fileutils'
+
+module Hostguard
+  class Error < StandardError; end
+
+  SECTIONS = %w(sysctl cgroups iptables lxc).freeze
+
+  # The state document from attributes (a Hash or a Chef attribute Mash): string keys, sections
+  # left unset or empty are not managed, `version` defaults to 1. hostguard validates the rest.
+  def self.document(attrs)
+    doc = plain(attrs || {})
+    raise Error, "hostguard: the document must be a hash, not #{doc.class}" unless doc.is_a?(Hash)
+    doc = doc.reject { |k, v| SECTIONS.include?(k) && (v.nil? || v == {}) }
+    { 'version' => 1 }.merge(doc)
+  end
+
+  # Deep copy into plain Hash/Array/String keys (Chef's ImmutableMash and symbols included).
+  def self.plain(value)
+    case value
+    when Hash then value.each_with_object({}) { |(k, v), h| h[k.to_s] = plain(v) }
+    when Array then value.map { |v| plain(v) }
+    else
+      value.respond_to?(:to_hash) ? plain(value.to_hash) : value
+    end
+  end
+
+  # The outcome of one hostguard command.
+  class Result
+    attr_reader :command, :exitstatus, :report, :stderr
+
+    def initialize(command, exitstatus, report, stderr)
+      @command = command
+      @exitstatus = exitstatus
+      @report = report
+      @stderr = stderr
+    end
+
+    def resources
+      (report && report['resources']) || []
+    end
+
+    def not_in_sync
+      resources.reject { |r| r['status'] == 'in_sync' }
+    end
+
+    def changed
+      resources.select { |r| r['status'] == 'changed' }
+    end
+
+    def failed
+      resources.select { |r| r['status'] == 'failed' }
+    end
+
+    # 0 and 2 succeed; 1, 4 and 6 (or no report at all) fail the Chef run.
+    def ok?
+      [0, 2].include?(exitstatus) && !report.nil?
+    end
+
+    # One line per resource not in sync, for converge_by: why-run prints them as "Would ...".
+    def descriptions
+      not_in_sync.map { |r| Hostguard.describe(r) }
+    end
+
+    # hostguard's own words for a run that did not succeed.
+    def error_message
+      detail = if failed.any?
+                 failed.map { |r| "#{r['id']}: #{r['message']}" }.join('; ')
+               elsif !stderr.to_s.strip.empty?
+                 stderr.strip
+               else
+                 'no report on standard output'
+               end
+      "hostguard #{command} exited #{exitstatus}: #{detail}"
+    end
+  end
+
+  # "set sysctl/net.ipv4.ip_forward from 0 to 1 (set net.ipv4.ip_forward 0 -> 1)", plus diff lines.
+  def self.describe(resource)
+    current = resource['current']
+    desired = resource['desired']
+    text = if current.nil? && desired.nil?
+             "converge #{resource['id']}"
+           else
+             "set #{resource['id']} from #{current.nil? ? '(absent)' : current} to #{desired.nil? ? '(absent)' : desired}"
+           end
+    text += " (#{resource['message']})" unless resource['message'].to_s.empty?
+    text += " [restart required]" if resource['restart_required']
+    diff = Array(resource['diff'])
+    diff.empty? ? text : ([text] + diff.map { |l| "  #{l}" }).join("\n")
+  end
+
+  # Builds argv and runs one command of the binary.
+  class Runner
+    attr_reader :binary
+
+    def initialize(binary:, root: nil, extra_args: [])
+      @binary = binary
+      @root = root
+      @extra_args = Array(extra_args).map(&:to_s)
+    end
+
+    def argv(command, state, command_args = [])
+      args = [@binary, command, '--format', 'json']
+      args += ['--root', @root] if @root
+      args + command_args.map(&:to_s) + @extra_args + [state].compact
+    end
+
+    # `hostguard plan` over the document on standard input: writes nothing.
+    def plan(document)
+      execute('plan', argv('plan', '-'), json(document))
+    end
+
+    # `hostguard apply`: the document is first saved at `state_file` (when given and different),
+    # so `hostguard plan` by hand sees what Chef applied.
+    def apply(document, state_file: nil)
+      if state_file
+        write_if_changed(state_file, json(document))
+        execute('apply', argv('apply', state_file), nil)
+      else
+        execute('apply', argv('apply', '-'), json(document))
+      end
+    end
+
+    # `hostguard audit` (SPEC section 8), with or without a document.
+    def audit(document = nil, fail_on: nil)
+      extra = fail_on ? ['--fail-on', fail_on.to_s] : []
+      if document
+        execute('audit', argv('audit', '-', extra), json(document))
+      else
+        execute('audit', argv('audit', nil, extra), nil)
+      end
+    end
+
+    def version
+      out, _err, status = Open3.capture3(@binary, '--version')
+      status.success? ? out.strip.sub(/\Ahostguard\s+/, '') : nil
+    rescue SystemCallError
+      nil
+    end
+
+    private
+
+    def json(document)
+      JSON.pretty_generate(document) + "\n"
+    end
+
+    def execute(command, args, stdin)
+      out, err, status = Open3.capture3(*args, stdin_data: stdin.to_s)
+      report = begin
+        out.strip.empty? ? nil : JSON.parse(out)
+      rescue JSON::ParserError
+        nil
+      end
+      Result.new(command, status.exitstatus, report, err)
+    rescue SystemCallError => e
+      raise Error, "cannot run hostguard binary #{@binary}: #{e.message}"
+    end
+
+    def write_if_changed(path, content)
+      return if File.file?(path) && File.read(path) == content
+      FileUtils.mkdir_p(File.dirname(path))
+      tmp = "#{path}.tmp.#{Process.pid}"
+      File.open(tmp, 'w', 0o600) do |f|
+        f.write(content)
+        f.fsync
+      end
+      File.rename(tmp, path)
+    end
+  end
+end

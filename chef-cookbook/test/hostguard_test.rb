@@ -1,0 +1,137 @@
+# Tests of the cookbook's library against the real hostguard binary. Run by tests/system/chef-lib
+# inside a network namespace it creates, with HOSTGUARD (the binary), HG_ROOT (a temp --root whose
+# proc is the real /proc) and HG_TMP (scratch space) set. Never run it outside that sandbox: it
+# writes net.ipv4 sysctls.
+
+require 'minitest/autorun'
+require 'json'
+require 'fileutils'
+require_relative '../libraries/hostguard'
+
+%w(HOSTGUARD HG_ROOT HG_TMP HG_AUDIT_ROOT).each do |v|
+  abort "#{v} is not set: run tests/system/chef-lib, which makes the sandbox" unless ENV[v]
+end
+
+class HostguardLibraryTest < Minitest::Test
+  ROOT = ENV['HG_ROOT']
+  TMP = ENV['HG_TMP']
+  PERSIST = '/etc/sysctl.d/60-hostguard.conf'.freeze
+
+  def setup
+    # Each test starts from the namespace's defaults and an empty --root.
+    sysctl_set('net.ipv4.ip_forward', '0')
+    sysctl_set('net.ipv4.ip_default_ttl', '64')
+    FileUtils.rm_rf(File.join(ROOT, 'etc'))
+    FileUtils.rm_rf(File.join(TMP, 'state'))
+  end
+
+  def sysctl(key)
+    File.read("/proc/sys/#{key.tr('.', '/')}").strip
+  end
+
+  def sysctl_set(key, value)
+    File.write("/proc/sys/#{key.tr('.', '/')}", value)
+  end
+
+  def runner(**opts)
+    Hostguard::Runner.new(binary: ENV['HOSTGUARD'], root: ROOT, **opts)
+  end
+
+  def attributes(values)
+    # Shaped like node attributes: symbol and string keys, unset sections.
+    { sysctl: { 'persist' => PERSIST, values: values }, 'cgroups' => {}, iptables: nil }
+  end
+
+  def document(values = { 'net.ipv4.ip_forward' => 1, 'net.ipv4.ip_default_ttl' => 61 })
+    Hostguard.document(attributes(values))
+  end
+
+  def test_document_from_attributes_has_string_keys_a_version_and_no_empty_sections
+    doc = document('net.ipv4.ip_forward' => 1)
+    assert_equal({ 'version' => 1,
+                   'sysctl' => { 'persist' => PERSIST, 'values' => { 'net.ipv4.ip_forward' => 1 } } }, doc)
+  end
+
+  def test_argv_passes_root_and_extra_args_before_the_document
+    argv = runner(extra_args: ['--lock-timeout', 5]).argv('plan', '-')
+    assert_equal [ENV['HOSTGUARD'], 'plan', '--format', 'json', '--root', ROOT, '--lock-timeout', '5', '-'], argv
+  end
+
+  def test_plan_describes_each_drifted_resource_and_changes_nothing
+    result = runner.plan(document)
+    assert_equal 2, result.exitstatus
+    assert result.ok?
+    assert_equal 3, result.descriptions.size, result.descriptions.inspect
+    assert_includes result.descriptions, 'set sysctl/net.ipv4.ip_forward from 0 to 1'
+    assert(result.descriptions.any? { |d| d.start_with?('set sysctl/net.ipv4.ip_default_ttl from 64 to 61') }, result.descriptions.inspect)
+    file = result.descriptions.find { |d| d.include?('sysctl-file') }
+    assert_match(/\+ net.ipv4.ip_default_ttl = 61/, file)
+    assert_equal '64', sysctl('net.ipv4.ip_default_ttl')
+    refute File.exist?(File.join(ROOT, PERSIST))
+  end
+
+  def test_apply_converges_then_a_second_run_has_nothing_to_do
+    first = runner.apply(document, state_file: File.join(TMP, 'state/state.json'))
+    assert_equal 2, first.exitstatus
+    assert first.ok?
+    assert_equal %w(sysctl-file/etc/sysctl.d/60-hostguard.conf sysctl/net.ipv4.ip_default_ttl sysctl/net.ipv4.ip_forward),
+                 first.changed.map { |r| r['id'] }.sort
+    assert_equal '61', sysctl('net.ipv4.ip_default_ttl')
+    assert_equal '1', sysctl('net.ipv4.ip_forward')
+    assert_includes File.read(File.join(ROOT, PERSIST)), 'net.ipv4.ip_default_ttl = 61'
+    assert_equal document, JSON.parse(File.read(File.join(TMP, 'state/state.json')))
+
+    second_plan = runner.plan(document)
+    assert_equal 0, second_plan.exitstatus
+    assert_empty second_plan.descriptions
+    second = runner.apply(document)
+    assert_equal 0, second.exitstatus
+    assert_empty second.changed
+  end
+
+  def test_a_rejected_document_fails_with_hostguards_message_and_touches_nothing
+    result = runner.plan(document('net.ipv4.ip_default_ttl' => 62, 'net/../x' => 1))
+    assert_equal 1, result.exitstatus
+    refute result.ok?
+    assert_match(/keys may not walk out of \/proc\/sys/, result.error_message)
+    applied = runner.apply(document('net.ipv4.ip_default_ttl' => 62, 'net/../x' => 1))
+    assert_equal 1, applied.exitstatus
+    assert_equal '64', sysctl('net.ipv4.ip_default_ttl')
+  end
+
+  def test_a_change_that_fails_fails_the_run_with_exit_6_and_names_the_resource
+    doc = document('net.ipv4.ip_default_ttl' => 61, 'net.ipv4.hostguard_no_such_key' => 1)
+    result = runner.apply(doc)
+    assert_equal 6, result.exitstatus
+    refute result.ok?
+    assert_equal ['sysctl/net.ipv4.hostguard_no_such_key'], result.failed.map { |r| r['id'] }
+    assert_match(/sysctl\/net.ipv4.hostguard_no_such_key: .*does not exist/, result.error_message)
+    assert_equal '61', sysctl('net.ipv4.ip_default_ttl')
+  end
+
+  def test_only_failures_exit_4
+    sysctl_set('net.ipv4.ip_default_ttl', '61')
+    result = runner.apply(Hostguard.document(sysctl: { values: { 'net.ipv4.ip_default_ttl' => 61, 'net.ipv4.hostguard_no_such_key' => 1 } }))
+    assert_equal 4, result.exitstatus
+    refute result.ok?
+  end
+
+  def test_a_missing_binary_is_an_error_that_names_it
+    err = assert_raises(Hostguard::Error) do
+      Hostguard::Runner.new(binary: File.join(TMP, 'no-such-hostguard')).plan(document)
+    end
+    assert_match(/no-such-hostguard/, err.message)
+  end
+
+  def test_version
+    assert_match(/\A\d+\.\d+\.\d+/, runner.version)
+  end
+
+  def test_audit_reports_findings_of_the_host
+    audit_runner = Hostguard::Runner.new(binary: ENV['HOSTGUARD'], root: ENV['HG_AUDIT_ROOT'])
+    result = audit_runner.audit(fail_on: 'low')
+    assert_equal 2, result.exitstatus, result.stderr
+    assert_includes result.report['findings'].map { |f| f['id'] }, 'sysctl.swappiness'
+    assert_equal 0, audit_runner.audit(fail_on: 'high').exitstatus
+  end
+end
