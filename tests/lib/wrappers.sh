@@ -1,7 +1,9 @@
 # Sourced by the wrapper system tests (tests/system/puppet, salt, chef-lib): a sandbox of a named
-# network namespace (so net.* sysctls and iptables are private to the test) and a temp --root whose
-# /proc is the real one, so reads and writes of /proc/sys/net reach the namespace's own values.
-# Everything is removed on exit, failure included.
+# network namespace (so net.* sysctls and iptables are private to the test) and a temp --root with
+# /proc bind-mounted into it (hostguard resolves paths inside the root and follows no link out of
+# it), so reads and writes of ROOT/proc/sys/net reach the namespace's own values. The test runs in
+# a private mount namespace, so the bind mount is never visible to the machine. Everything is
+# removed on exit, failure included.
 
 REPO=${REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 HOSTGUARD=${HOSTGUARD:-$REPO/target/debug/hostguard}
@@ -11,20 +13,25 @@ failures=0
 checks=0
 
 # sandbox_init NAME: sets TMP, ROOT and NS, and the cleanup trap.
+# The calling script re-runs itself once in a private mount namespace (it takes no arguments).
 sandbox_init() {
+  if [ -z "${HG_SANDBOX_MNTNS:-}" ]; then
+    HG_SANDBOX_MNTNS=1 exec unshare --mount --propagation private -- "$0"
+  fi
   [ -x "$HOSTGUARD" ] || { echo "FAIL: no hostguard binary at $HOSTGUARD (cargo build first)"; exit 1; }
   TMP=$(mktemp -d "/tmp/hostguard-$1.XXXXXX")
   NS="hg-$1-$$"
   ROOT=$TMP/root
-  mkdir -p "$ROOT/etc"
-  ln -s /proc "$ROOT/proc"
-  ip netns add "$NS"
   trap sandbox_cleanup EXIT
+  mkdir -p "$ROOT/etc" "$ROOT/proc"
+  mount --bind /proc "$ROOT/proc" || { echo "FAIL: cannot bind-mount /proc into $ROOT"; exit 1; }
+  ip netns add "$NS" || { echo "FAIL: cannot create network namespace $NS"; exit 1; }
 }
 
 sandbox_cleanup() {
   ip netns del "$NS" 2>/dev/null || true
-  if [ -n "${KEEP_TMP:-}" ]; then echo "kept $TMP"; else rm -rf "$TMP"; fi
+  umount "$ROOT/proc" 2>/dev/null || umount -l "$ROOT/proc" 2>/dev/null || true
+  if [ -n "${KEEP_TMP:-}" ]; then echo "kept $TMP"; else rm -rf --one-file-system "$TMP"; fi
 }
 
 # in_ns CMD...: runs CMD inside the test's network namespace.
