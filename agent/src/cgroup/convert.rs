@@ -33,20 +33,29 @@ pub fn shares_to_weight(shares: u64) -> u64 {
     (10f64.powf(exponent).ceil() as u64).clamp(CPU_WEIGHT_MIN, CPU_WEIGHT_MAX)
 }
 
-/// The smallest `cpu.shares` that maps to `weight`, for `show` on a v2 host: applying the shown
-/// document then gives exactly that weight again. Weights no share value reaches (the mapping
-/// skips some) give the nearest share value above.
+/// A `cpu.shares` value that maps to `weight`, for `show` on a v2 host: applying the shown
+/// document gives exactly that weight again. Several share values map to one weight; the
+/// roundest of them (most trailing zero bits) is chosen, so 100 shows as 1024 and 59 as 512.
+/// Weights no share value reaches give the nearest share value above.
 pub fn weight_to_shares(weight: u64) -> u64 {
-    let (mut lo, mut hi) = (CPU_SHARES_MIN, CPU_SHARES_MAX);
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        if shares_to_weight(mid) >= weight {
-            hi = mid;
-        } else {
-            lo = mid + 1;
+    let first_at_least = |w: u64| {
+        let (mut lo, mut hi) = (CPU_SHARES_MIN, CPU_SHARES_MAX);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if shares_to_weight(mid) >= w {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
         }
+        lo
+    };
+    let lo = first_at_least(weight);
+    if shares_to_weight(lo) != weight {
+        return lo;
     }
-    lo
+    let hi = if weight >= CPU_WEIGHT_MAX { CPU_SHARES_MAX } else { first_at_least(weight + 1) - 1 };
+    (lo..=hi).max_by_key(|s| (s.trailing_zeros(), std::cmp::Reverse(*s))).unwrap_or(lo)
 }
 
 /// cgroup v2 `memory.swap.max` for a memory+swap limit: swap alone, `memsw - memory`.
@@ -127,7 +136,10 @@ mod tests {
             let w = shares_to_weight(s);
             assert_eq!(shares_to_weight(weight_to_shares(w)), w);
         }
-        assert_eq!(shares_to_weight(weight_to_shares(100)), 100);
+        assert_eq!(weight_to_shares(100), 1024);
+        assert_eq!(weight_to_shares(59), 512);
+        assert_eq!(weight_to_shares(10000), 262144);
+        assert_eq!(weight_to_shares(1), 2);
     }
 
     #[test]
