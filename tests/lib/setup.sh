@@ -14,7 +14,8 @@ done
 apt_updated=""
 apt_install() {
   if [ -z "$apt_updated" ]; then apt-get update -qq; apt_updated=1; fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  # Another apt run (an engineer's, unattended-upgrades) holds the lock: wait for it, not fail.
+  DEBIAN_FRONTEND=noninteractive apt-get install -o DPkg::Lock::Timeout=600 -y -qq --no-install-recommends "$@" >/dev/null
 }
 
 if [ ${#missing[@]} -gt 0 ]; then
