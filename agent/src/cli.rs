@@ -3,17 +3,19 @@
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::audit::{self, Severity};
+use crate::deliver::Delivery;
 use crate::engine::{self, Options, ShowOptions};
 use crate::error::{Error, Result};
 use crate::host::Host;
-use crate::report::Command;
+use crate::http::HttpOptions;
+use crate::report::{Command, Report};
 use crate::source::{self, SourceOptions};
-use crate::state;
+use crate::{metrics, state};
 
 /// Where the document is read from when no STATE is given.
 pub const DEFAULT_STATE: &str = "/etc/hostguard/state.json";
@@ -24,6 +26,10 @@ Examples:
   hostguard plan examples/host.json          show drift (exit 2 when there is some)
   hostguard apply --format json state.json   converge and print the JSON report
   cat state.json | hostguard plan -          read the document from standard input
+  hostguard apply --sha256 HEX https://cfg.example/hosts/web.json
+                                             fetch a pinned document over HTTPS
+  hostguard plan --report-url https://drift.example/r --metrics /var/lib/node_exporter/hostguard.prom
+                                             also POST the report and write Prometheus metrics
   hostguard show --sysctl net.ipv4           current values as a state document
 
 Exit codes: 0 in sync / converged, 2 drift found / changes made, 4 some changes failed,
@@ -94,12 +100,15 @@ pub struct SourceArgs {
     /// Refuse the document unless its SHA-256 is HEX.
     #[arg(long, value_name = "HEX")]
     pub sha256: Option<String>,
-    /// Allow a plain http:// URL.
+    /// Allow a plain http:// URL (STATE, --report-url, and redirects).
     #[arg(long)]
     pub allow_insecure_http: bool,
-    /// PEM file of a private CA to trust for an https:// STATE.
+    /// PEM file of a private CA to trust, besides the system's, for an https:// STATE and --report-url.
     #[arg(long, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
+    /// Give up on a URL after SECONDS (connecting, redirects and the whole body; per attempt for --report-url).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
 }
 
 #[derive(Debug, Args)]
@@ -107,8 +116,8 @@ pub struct ReportArgs {
     /// Also POST the JSON report to URL.
     #[arg(long, value_name = "URL")]
     pub report_url: Option<String>,
-    /// An extra header for --report-url, as 'Name: value'.
-    #[arg(long, value_name = "HEADER")]
+    /// An extra header for --report-url, as 'Name: value' (repeatable).
+    #[arg(long, value_name = "HEADER", requires = "report_url")]
     pub report_header: Vec<String>,
     /// Also write the report as Prometheus text to FILE (node_exporter textfile collector).
     #[arg(long, value_name = "FILE")]
@@ -201,11 +210,18 @@ fn options(global: &Global) -> Options {
     }
 }
 
+fn http_options(args: &SourceArgs) -> HttpOptions {
+    HttpOptions {
+        allow_insecure_http: args.allow_insecure_http,
+        ca_file: args.ca_file.clone(),
+        timeout: Some(Duration::from_secs(args.timeout)),
+    }
+}
+
 fn load(args: &SourceArgs) -> Result<state::Document> {
     let opts = SourceOptions {
         sha256: args.sha256.clone(),
-        allow_insecure_http: args.allow_insecure_http,
-        ca_file: args.ca_file.clone(),
+        http: http_options(args),
     };
     let bytes = source::read(&args.state, &opts)?;
     state::load(&bytes, &args.state)
@@ -256,10 +272,35 @@ fn dispatch(cli: &Cli) -> Result<i32> {
     }
 }
 
+/// Run, then publish: metrics (also for a run that failed, so an alert sees it) and the POST.
+/// Neither can change the exit code: monitoring trouble is a warning on stderr.
 fn converge(g: &Global, args: &RunArgs, opts: Options, backup_dir: Option<PathBuf>, command: Command) -> Result<i32> {
-    if args.report.report_url.is_some() || args.report.metrics.is_some() {
-        return Err(Error::Unsupported("--report-url and --metrics are not implemented yet".into()));
+    let (started_at, started) = (SystemTime::now(), Instant::now());
+    let result = converge_and_print(g, args, opts, backup_dir, command);
+    if let Some(path) = &args.report.metrics {
+        let text = match &result {
+            Ok((report, _)) => metrics::render(report),
+            Err(_) => metrics::render_failure(command, started_at, started.elapsed()),
+        };
+        if let Err(e) = metrics::write(path, &text) {
+            eprintln!("hostguard: warning: --metrics: {e}; the run's exit code is unaffected");
+        }
     }
+    let (report, delivery) = result?;
+    if let Some(d) = delivery {
+        if let Err(why) = d.send(&report.to_json()) {
+            eprintln!("hostguard: warning: the report was not delivered to {}: {why}; the run's exit code is unaffected", d.url());
+        }
+    }
+    Ok(report.exit_code())
+}
+
+fn converge_and_print(g: &Global, args: &RunArgs, opts: Options, backup_dir: Option<PathBuf>, command: Command) -> Result<(Report, Option<Delivery>)> {
+    // The collector's URL and headers are checked before anything is read or touched.
+    let delivery = match &args.report.report_url {
+        Some(url) => Some(Delivery::new(url, &args.report.report_header, &http_options(&args.source))?),
+        None => None,
+    };
     let doc = load(&args.source)?;
     let host = Host::new(&g.root).with_backup_dir(backup_dir);
     let report = engine::converge(&host, &opts, &doc, command)?;
@@ -267,7 +308,7 @@ fn converge(g: &Global, args: &RunArgs, opts: Options, backup_dir: Option<PathBu
         Format::Json => print(&report.to_json()),
         Format::Human => print(report.to_human(g.verbose).trim_end()),
     }
-    Ok(report.exit_code())
+    Ok((report, delivery))
 }
 
 fn run_audit(g: &Global, a: &AuditArgs) -> Result<i32> {

@@ -4,11 +4,14 @@
 pub mod audit;
 pub mod cgroup;
 pub mod cli;
+pub mod deliver;
 pub mod engine;
 pub mod error;
 pub mod host;
+pub mod http;
 pub mod iptables;
 pub mod lxc;
+pub mod metrics;
 pub mod report;
 pub mod source;
 pub mod state;

@@ -1,35 +1,93 @@
 //! Where a state document comes from: a path, standard input, or a URL; and its pinned digest.
+//!
+//! The document is read whole, bounded by `MAX_DOCUMENT_BYTES`, before anything else happens: a
+//! download that fails half-way, runs out of time or grows past the limit is an error, never a
+//! partial document.
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::http::{self, HttpOptions};
 use crate::state::MAX_DOCUMENT_BYTES;
 
 #[derive(Debug, Clone, Default)]
 pub struct SourceOptions {
     /// Expected hex SHA-256 of the document's bytes.
     pub sha256: Option<String>,
-    pub allow_insecure_http: bool,
-    pub ca_file: Option<PathBuf>,
+    /// How a URL is fetched: scheme policy, extra CA, timeout.
+    pub http: HttpOptions,
 }
 
 /// The document's bytes, read whole (bounded by the size limit) before anything else happens.
 pub fn read(spec: &str, opts: &SourceOptions) -> Result<Vec<u8>> {
-    let bytes = if spec == "-" {
-        read_bounded(std::io::stdin().lock(), "standard input")?
-    } else if spec.starts_with("https://") || spec.starts_with("http://") {
-        return Err(Error::Unsupported(format!("{spec}: reading the document from a URL is not implemented yet")));
+    let (bytes, shown) = if spec == "-" {
+        (read_bounded(std::io::stdin().lock(), "standard input")?, spec.to_string())
+    } else if http::is_url(spec) {
+        fetch(spec, &opts.http)?
     } else {
         let file = std::fs::File::open(spec).map_err(|e| Error::Load(format!("{spec}: cannot read the state document: {e}")))?;
-        read_bounded(file, spec)?
+        (read_bounded(file, spec)?, spec.to_string())
     };
     if let Some(want) = &opts.sha256 {
-        check_digest(&bytes, want, spec)?;
+        check_digest(&bytes, want, &shown)?;
     }
     Ok(bytes)
+}
+
+/// GET a document over HTTPS: a non-2xx answer, a timeout (for the whole download, not only
+/// each read, so a server that drips a byte at a time cannot hold the run), a body over the
+/// limit (checked against Content-Length first, then while streaming) are each an error that
+/// names the URL. Returns the bytes and the URL as it may be shown.
+fn fetch(spec: &str, opts: &HttpOptions) -> Result<(Vec<u8>, String)> {
+    let url = http::parse_url(spec, opts, "STATE")?;
+    let shown = http::redact(&url);
+    let fail = |why: String| Error::Load(format!("{shown}: cannot fetch the state document: {why}; nothing was touched"));
+    let client = http::client(opts, true)?;
+    let started = Instant::now();
+    let mut resp = client
+        .get(url)
+        .header(reqwest::header::ACCEPT, "application/json")
+        .send()
+        .map_err(|e| match e.is_timeout() {
+            true => fail(format!("no answer within {} s (--timeout)", opts.timeout().as_secs())),
+            false => fail(http::reason(&e)),
+        })?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(fail(format!("the server answered {status}")));
+    }
+    if let Some(len) = resp.content_length() {
+        if len > MAX_DOCUMENT_BYTES as u64 {
+            return Err(fail(format!("the server announced {len} bytes, over the limit of {MAX_DOCUMENT_BYTES} bytes (16 MiB)")));
+        }
+    }
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = resp.read(&mut chunk).map_err(|e| fail(io_reason(&e)))?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.len() > MAX_DOCUMENT_BYTES {
+            return Err(fail(format!("the body grew past the limit of {MAX_DOCUMENT_BYTES} bytes (16 MiB)")));
+        }
+        if started.elapsed() > opts.timeout() {
+            return Err(fail(format!("timed out: the body took over {} s (--timeout)", opts.timeout().as_secs())));
+        }
+    }
+    Ok((buf, shown))
+}
+
+/// An I/O error from a response body usually wraps reqwest's error, which knows the cause.
+fn io_reason(e: &std::io::Error) -> String {
+    match e.get_ref() {
+        Some(inner) => http::reason(inner),
+        None => e.to_string(),
+    }
 }
 
 fn read_bounded(r: impl Read, what: &str) -> Result<Vec<u8>> {
