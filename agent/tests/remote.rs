@@ -222,3 +222,19 @@ fn a_bad_ca_file_is_named() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains(&junk), "{}", stderr(&out));
 }
+
+#[test]
+fn the_system_trust_store_is_used_without_ca_file() {
+    // rustls-native-certs reads SSL_CERT_FILE in place of /etc/ssl/certs: a CA placed in the
+    // system store is trusted with no --ca-file, as it would be for a public CA.
+    let f = fixture();
+    let srv = f.server(|_| ok(DOC.as_bytes()));
+    let root = f.root.arg();
+    let out = hostguard()
+        .args(["--root", &root, "apply", "--format", "json", &srv.url("/doc.json")])
+        .env("SSL_CERT_FILE", &f.ca_file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(f.root.sysctl("vm.swappiness"), "10");
+}
