@@ -15,8 +15,14 @@ use std::time::{Duration, Instant};
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
+/// The built binary, with proxy variables removed: reqwest honours them, and a CI machine's
+/// proxy must not stand between the binary and the test's own servers on 127.0.0.1.
 pub fn hostguard() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_hostguard"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hostguard"));
+    for v in ["http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"] {
+        c.env_remove(v);
+    }
+    c
 }
 
 /// Run the binary with `args`, with stdin closed and a bound on its run time.
