@@ -1,29 +1,206 @@
-//! What the audit reads from the host: read only, whole host, gathered once.
+//! What the audit reads from the host: read only, whole host, gathered once. `overlay` gives the
+//! facts as they would be after applying a document, through the same code `apply` uses (the lxc
+//! renderer and converge, the sysctl values), so "does this document close the finding" cannot
+//! drift from what apply really writes.
 
 use std::collections::BTreeMap;
 
 use crate::error::Result;
 use crate::host::Host;
+use crate::lxc::cgroupmap::CgroupVersion;
+use crate::lxc::config::{Config, Entry};
+use crate::lxc::converge::{converge, Dialect, Env};
+use crate::lxc::render::Renderer;
+use crate::state::lxc::DEFAULT_LXCPATH;
 use crate::state::sysctl::normalize;
 use crate::state::Document;
+
+use super::firewall::{self, Filter};
 
 /// The sysctl keys the checks look at, as paths below /proc/sys.
 pub const SYSCTL_KEYS: &[&str] = &[
     "vm/swappiness",
     "net/ipv4/ip_forward",
+    "net/ipv6/conf/all/forwarding",
     "net/bridge/bridge-nf-call-iptables",
     "net/bridge/bridge-nf-call-ip6tables",
 ];
 
-#[derive(Debug, Clone, Default)]
+/// How deep `lxc.include` may nest before the audit stops following it (LXC itself has no limit,
+/// but a loop must not hang the audit).
+const MAX_INCLUDE_DEPTH: usize = 8;
+
+#[derive(Debug, Clone)]
+pub struct Container {
+    pub name: String,
+    /// The container's own config file, as `apply` would edit it.
+    pub config: Config,
+    /// Every key line LXC reads for it, in order: the config with `lxc.include` files expanded
+    /// where they are included.
+    pub effective: Vec<Entry>,
+    /// Includes that could not be read (LXC would refuse to start the container).
+    pub missing_includes: Vec<String>,
+}
+
+impl Container {
+    /// Every value of `key`, in the order LXC reads them.
+    pub fn values<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.effective.iter().filter(move |e| e.key == key).map(|e| e.value.as_str())
+    }
+
+    /// The value LXC uses for a single-valued key: its last line, includes expanded.
+    pub fn last<'a>(&'a self, key: &'a str) -> Option<&'a str> {
+        self.values(key).last()
+    }
+
+    /// The first key of `keys` with a line, and its last value.
+    pub fn last_of(&self, keys: &[&str]) -> Option<(&str, &str)> {
+        self.effective.iter().filter(|e| keys.contains(&e.key.as_str())).last().map(|e| (e.key.as_str(), e.value.as_str()))
+    }
+}
+
+/// One `key = value` line of a boot-time sysctl file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootLine {
+    pub file: String,
+    pub line: usize,
+    /// Below /proc/sys, `/`-separated.
+    pub key: String,
+    pub value: String,
+}
+
+/// The filter table of one family, or why it could not be read.
+#[derive(Debug, Clone)]
+pub struct Firewall {
+    /// `ipv4` or `ipv6`, as in the document.
+    pub family: &'static str,
+    pub filter: std::result::Result<Filter, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Bridge {
+    pub name: String,
+    /// A bridge with a physical port (a NIC with a `device` link) is the LAN, not a container
+    /// network: dropping same-bridge traffic there would cut containers off from the LAN.
+    pub physical_ports: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
 pub struct Facts {
     /// Current values of `SYSCTL_KEYS` that exist on the host, by path below /proc/sys.
     pub sysctl: BTreeMap<String, String>,
+    /// Every sysctl line read at boot, in the order systemd-sysctl reads them.
+    pub boot_sysctl: Vec<BootLine>,
     /// Linux bridges (`/sys/class/net/NAME/bridge` exists).
-    pub bridges: Vec<String>,
-    /// Where containers live, and their names.
+    pub bridges: Vec<Bridge>,
+    /// Where containers live (a host path), and their configs, sorted by name.
     pub lxcpath: String,
-    pub containers: Vec<String>,
+    pub containers: Vec<Container>,
+    pub cgroup: CgroupVersion,
+    /// cgroup v1 without swap accounting has no memory+swap limit at all.
+    pub swap_accounting: bool,
+    /// `lxc-info --version`; `None` when LXC is not installed.
+    pub lxc_version: Option<(u32, u32)>,
+    /// MemTotal from /proc/meminfo, in bytes.
+    pub mem_total: Option<u64>,
+    /// LXC's stock seccomp policy is installed (a fix may point a container at it).
+    pub seccomp_profile_exists: bool,
+    pub firewalls: Vec<Firewall>,
+    /// What the audit could not look at, and why: shown so a clean audit is not mistaken for a
+    /// complete one.
+    pub skipped: Vec<String>,
+}
+
+impl Default for Facts {
+    fn default() -> Self {
+        Facts {
+            sysctl: BTreeMap::new(),
+            boot_sysctl: Vec::new(),
+            bridges: Vec::new(),
+            lxcpath: DEFAULT_LXCPATH.into(),
+            containers: Vec::new(),
+            cgroup: CgroupVersion::V1,
+            swap_accounting: true,
+            lxc_version: None,
+            mem_total: None,
+            seccomp_profile_exists: false,
+            firewalls: Vec::new(),
+            skipped: Vec::new(),
+        }
+    }
+}
+
+/// The config's lines with includes expanded in place. An include names a file or a directory
+/// (whose `*.conf` files are read in name order), as lxc.container.conf(5) says.
+fn expand(host: &Host, cfg: &Config, depth: usize, out: &mut Vec<Entry>, missing: &mut Vec<String>) -> Result<()> {
+    for (_, e) in cfg.entries() {
+        if e.key != "lxc.include" {
+            out.push(e.clone());
+            continue;
+        }
+        if depth >= MAX_INCLUDE_DEPTH {
+            missing.push(format!("{} (includes nested deeper than {MAX_INCLUDE_DEPTH})", e.value));
+            continue;
+        }
+        let files: Vec<String> = if host.is_dir(&e.value) {
+            let dir = e.value.trim_end_matches('/');
+            host.list_dir(dir)?.into_iter().filter(|n| n.ends_with(".conf")).map(|n| format!("{dir}/{n}")).collect()
+        } else {
+            vec![e.value.clone()]
+        };
+        for f in files {
+            match host.read_optional(&f)? {
+                Some(text) => expand(host, &Config::parse(&text), depth + 1, out, missing)?,
+                None => missing.push(f),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn container(host: &Host, name: &str, config: Config) -> Result<Container> {
+    let mut effective = Vec::new();
+    let mut missing_includes = Vec::new();
+    expand(host, &config, 0, &mut effective, &mut missing_includes)?;
+    Ok(Container { name: name.to_string(), config, effective, missing_includes })
+}
+
+fn mem_total(host: &Host) -> Result<Option<u64>> {
+    let Some(text) = host.read_optional("/proc/meminfo")? else { return Ok(None) };
+    Ok(text.lines().find_map(|l| {
+        let rest = l.strip_prefix("MemTotal:")?;
+        let kb: u64 = rest.trim().trim_end_matches("kB").trim().parse().ok()?;
+        Some(kb * 1024)
+    }))
+}
+
+fn bridges(host: &Host) -> Result<Vec<Bridge>> {
+    let mut out = Vec::new();
+    for n in host.list_dir("/sys/class/net")? {
+        if !host.is_dir(format!("/sys/class/net/{n}/bridge")) {
+            continue;
+        }
+        let physical_ports = host
+            .list_dir(format!("/sys/class/net/{n}/brif"))?
+            .into_iter()
+            .filter(|p| host.exists(format!("/sys/class/net/{p}/device")))
+            .collect();
+        out.push(Bridge { name: n, physical_ports });
+    }
+    Ok(out)
+}
+
+fn boot_sysctl(host: &Host) -> Result<Vec<BootLine>> {
+    let mut out = Vec::new();
+    for file in crate::sysctl::boot_files(host)? {
+        let Some(text) = host.read_optional(&file)? else { continue };
+        for (n, line) in text.lines().enumerate() {
+            if let Some((key, value)) = crate::sysctl::parse_line(line) {
+                out.push(BootLine { file: file.clone(), line: n + 1, key, value });
+            }
+        }
+    }
+    Ok(out)
 }
 
 impl Facts {
@@ -34,44 +211,132 @@ impl Facts {
                 sysctl.insert(key.to_string(), normalize(&v));
             }
         }
-        let bridges = host
-            .list_dir("/sys/class/net")?
-            .into_iter()
-            .filter(|n| host.is_dir(format!("/sys/class/net/{n}/bridge")))
-            .collect();
-        let lxcpath = lxcpath.unwrap_or("/var/lib/lxc").to_string();
-        let containers = host
-            .list_dir(&lxcpath)?
-            .into_iter()
-            .filter(|n| host.exists(format!("{lxcpath}/{n}/config")))
-            .collect();
+        let lxcpath = lxcpath.unwrap_or(DEFAULT_LXCPATH).trim_end_matches('/').to_string();
+        let mut containers = Vec::new();
+        for name in host.list_dir(&lxcpath)? {
+            if crate::state::lxc::ContainerName::parse(&name).is_err() {
+                continue;
+            }
+            if let Some(text) = host.read_optional(format!("{lxcpath}/{name}/config"))? {
+                containers.push(container(host, &name, Config::parse(&text))?);
+            }
+        }
+        let cgroup = crate::lxc::cgroup_version(host);
+        let mut skipped = Vec::new();
+        let lxc_version = match crate::lxc::live::version(host) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                if !containers.is_empty() {
+                    skipped.push(format!("lxc.legacy_keys: the LXC version could not be read ({e})"));
+                }
+                None
+            }
+        };
+        let firewalls = firewall::read(host);
+        for fw in &firewalls {
+            if let Err(e) = &fw.filter {
+                skipped.push(format!("{} firewall checks: {e}", fw.family));
+            }
+        }
         Ok(Facts {
             sysctl,
-            bridges,
+            boot_sysctl: boot_sysctl(host)?,
+            bridges: bridges(host)?,
             lxcpath,
             containers,
+            cgroup,
+            swap_accounting: crate::lxc::swap_accounting(host, cgroup),
+            lxc_version,
+            mem_total: mem_total(host)?,
+            seccomp_profile_exists: host.exists("/usr/share/lxc/config/common.seccomp"),
+            firewalls,
+            skipped,
         })
     }
 
     /// Whether this host runs containers: it has container configs or a bridge for them.
     pub fn hosts_containers(&self) -> bool {
-        !self.containers.is_empty() || !self.bridges.is_empty()
+        !self.containers.is_empty() || self.bridges.iter().any(|b| b.physical_ports.is_empty())
     }
 
     pub fn sysctl_i64(&self, key: &str) -> Option<i64> {
         self.sysctl.get(key).and_then(|v| v.parse().ok())
     }
 
+    /// The dialect `apply` would write configs in, as `lxc.dialect: auto` resolves it.
+    pub fn dialect(&self) -> Dialect {
+        match self.lxc_version {
+            Some(v) if v < (2, 1) => Dialect::Legacy,
+            _ => Dialect::Modern,
+        }
+    }
+
+    pub fn firewall(&self, family: &str) -> Option<&Filter> {
+        self.firewalls.iter().find(|f| f.family == family).and_then(|f| f.filter.as_ref().ok())
+    }
+
     /// The facts as they would be after applying `doc`.
-    pub fn overlay(&self, doc: &Document) -> Facts {
+    pub fn overlay(&self, host: &Host, doc: &Document) -> Facts {
         let mut f = self.clone();
         if let Some(s) = &doc.sysctl {
             for (k, v) in &s.values {
-                if f.sysctl.contains_key(k.rel_path()) || SYSCTL_KEYS.contains(&k.rel_path()) {
+                // A key the host does not have stays absent: apply would fail on it.
+                if f.sysctl.contains_key(k.rel_path()) {
                     f.sysctl.insert(k.rel_path().to_string(), v.normalized());
+                }
+            }
+            if let Some(path) = &s.persist {
+                f.boot_sysctl = overlay_persist(&f.boot_sysctl, path, s);
+            }
+        }
+        if let Some(l) = &doc.lxc {
+            if l.lxcpath.trim_end_matches('/') == f.lxcpath {
+                let env = Env {
+                    dialect: match l.dialect {
+                        crate::state::lxc::Dialect::Modern => Dialect::Modern,
+                        crate::state::lxc::Dialect::Legacy => Dialect::Legacy,
+                        crate::state::lxc::Dialect::Auto => self.dialect(),
+                    },
+                    cgroup: self.cgroup,
+                };
+                let renderer = Renderer::new(env);
+                for c in &l.containers {
+                    let Some(slot) = f.containers.iter_mut().find(|have| have.name == c.name.as_str()) else { continue };
+                    let (cut, omit, _) = crate::lxc::host_problems(c, env, self.swap_accounting);
+                    let Ok(settings) = renderer.settings(&cut, omit) else { continue };
+                    let after = converge(&slot.config, &settings, env).config;
+                    if let Ok(c) = container(host, &slot.name, after) {
+                        *slot = c;
+                    }
+                }
+            }
+        }
+        if let Some(i) = &doc.iptables {
+            for fw in &mut f.firewalls {
+                if let Ok(filter) = &mut fw.filter {
+                    firewall::overlay(filter, fw.family, i);
                 }
             }
         }
         f
     }
+}
+
+/// The boot lines with the persisted file as `apply` would write it.
+fn overlay_persist(lines: &[BootLine], path: &str, s: &crate::state::sysctl::SysctlState) -> Vec<BootLine> {
+    let text = crate::sysctl::render(s);
+    let ours: Vec<BootLine> = text
+        .lines()
+        .enumerate()
+        .filter_map(|(n, l)| crate::sysctl::parse_line(l).map(|(key, value)| BootLine { file: path.to_string(), line: n + 1, key, value }))
+        .collect();
+    // Where the file sits in boot order: by file name among the sysctl.d files, before sysctl.conf.
+    let name = path.rsplit('/').next().unwrap_or(path).to_string();
+    let mut out: Vec<BootLine> = lines.iter().filter(|l| l.file != path).cloned().collect();
+    let at = out
+        .iter()
+        .position(|l| l.file == "/etc/sysctl.conf" || l.file.rsplit('/').next().unwrap_or("") > name.as_str())
+        .unwrap_or(out.len());
+    out.splice(at..at, ours);
+    out
 }

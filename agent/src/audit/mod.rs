@@ -7,6 +7,7 @@
 
 pub mod checks;
 pub mod facts;
+pub mod firewall;
 
 use serde::Serialize;
 
@@ -34,8 +35,12 @@ pub struct Finding {
     pub subject: String,
     pub title: String,
     pub evidence: String,
-    /// A state-document fragment (`{"version": 1, ...}` without the version) that closes it.
+    /// A state-document fragment (`{"version": 1, ...}` without the version) that closes it;
+    /// `null` when no document can (loading a kernel module, editing a file hostguard does not
+    /// own): then `remedy` says what to do by hand.
     pub fix: serde_json::Value,
+    /// What the operator must know or do besides (or instead of) applying `fix`.
+    pub remedy: Option<String>,
     /// Where the recommendation comes from.
     pub reference: &'static str,
     /// With a document: whether applying it closes this finding.
@@ -56,6 +61,8 @@ pub struct AuditReport {
     pub host: String,
     pub summary: AuditSummary,
     pub findings: Vec<Finding>,
+    /// Checks that could not run, and why: a clean audit with skipped checks is not complete.
+    pub skipped: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -69,8 +76,11 @@ pub struct AuditSummary {
 pub fn audit(host: &Host, lxcpath: Option<&str>, state: Option<&Document>) -> Result<AuditReport> {
     let facts = Facts::read(host, lxcpath)?;
     let mut findings = checks::run(&facts);
+    for f in &mut findings {
+        verify_fix(host, &facts, f);
+    }
     if let Some(doc) = state {
-        let after = checks::run(&facts.overlay(doc));
+        let after = checks::run(&facts.overlay(host, doc));
         for f in &mut findings {
             f.closed_by_state = Some(!after.iter().any(|a| a.key() == f.key()));
         }
@@ -90,7 +100,31 @@ pub fn audit(host: &Host, lxcpath: Option<&str>, state: Option<&Document>) -> Re
         host: crate::engine::hostname(),
         summary,
         findings,
+        skipped: facts.skipped.clone(),
     })
+}
+
+/// A fix is only offered when the checks, run on the facts with the fix applied, no longer see
+/// the finding: otherwise it is withdrawn (null) and the remedy says why, so `--emit-state` never
+/// carries a fragment that looks like a fix and is not one.
+fn verify_fix(host: &Host, facts: &Facts, f: &mut Finding) {
+    if f.fix.is_null() {
+        return;
+    }
+    let mut doc = f.fix.clone();
+    doc["version"] = 1.into();
+    let closes = match crate::state::load(doc.to_string().as_bytes(), "the fix") {
+        Ok(d) => !checks::run(&facts.overlay(host, &d)).iter().any(|a| a.key() == f.key()),
+        Err(_) => false,
+    };
+    if !closes {
+        let why = "no state document closes this on this host (the fragment that would be offered leaves it in place)";
+        f.remedy = Some(match f.remedy.take() {
+            Some(r) => format!("{r}; {why}"),
+            None => why.to_string(),
+        });
+        f.fix = serde_json::Value::Null;
+    }
 }
 
 impl AuditReport {
@@ -113,10 +147,18 @@ impl AuditReport {
             };
             out.push_str(&format!("{sev} {} [{}] {}\n", f.subject, f.id, f.title));
             out.push_str(&format!("       seen: {}\n", f.evidence));
-            out.push_str(&format!("       fix:  {}\n", f.fix));
+            if !f.fix.is_null() {
+                out.push_str(&format!("       fix:  {}\n", f.fix));
+            }
+            if let Some(r) = &f.remedy {
+                out.push_str(&format!("       note: {r}\n"));
+            }
             if let Some(closed) = f.closed_by_state {
                 out.push_str(if closed { "       the document closes it\n" } else { "       the document does NOT close it\n" });
             }
+        }
+        for s in &self.skipped {
+            out.push_str(&format!("NOT CHECKED {s}\n"));
         }
         let s = self.summary;
         out.push_str(&format!("audit: {} high, {} medium, {} low\n", s.high, s.medium, s.low));
@@ -127,7 +169,7 @@ impl AuditReport {
     /// where both say something, the fix wins, since the point is to close the finding.
     pub fn emit_state(&self, base: Option<serde_json::Value>) -> serde_json::Value {
         let mut doc = base.unwrap_or_else(|| serde_json::json!({}));
-        for f in &self.findings {
+        for f in self.findings.iter().filter(|f| !f.fix.is_null()) {
             merge(&mut doc, &f.fix);
         }
         if let Some(obj) = doc.as_object_mut() {

@@ -113,8 +113,9 @@ pub struct Plan {
     containers: Vec<ContainerPlan>,
 }
 
-/// The container with the `config` keys the host cannot take left out, and why.
-fn host_problems(c: &Container, env: Env, swap_ok: bool) -> (Container, Omit, Vec<String>) {
+/// The container with the `config` keys the host cannot take left out, and why. (Public so
+/// `audit` predicts exactly what `apply` would write.)
+pub fn host_problems(c: &Container, env: Env, swap_ok: bool) -> (Container, Omit, Vec<String>) {
     let mut problems = Vec::new();
     let mut c = c.clone();
     let omit = Omit { memory_swap: c.memory_swap_limit.is_some() && !swap_ok };

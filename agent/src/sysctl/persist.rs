@@ -78,6 +78,12 @@ pub fn plan(host: &Host, path: &str, desired: &SysctlState) -> Result<Plan, Host
     })
 }
 
+/// Every file systemd-sysctl and `sysctl --system` read at boot, in the order they read them (so
+/// the last line setting a key wins). Used by `audit` to find settings that a later file undoes.
+pub fn boot_files(host: &Host) -> Result<Vec<String>, HostError> {
+    later_files(host, "")
+}
+
 /// Files read after `ours` at boot, in the order they are read.
 fn later_files(host: &Host, ours: &str) -> Result<Vec<String>, HostError> {
     let our_name = ours.rsplit('/').next().unwrap_or(ours);
@@ -126,7 +132,7 @@ fn find_overrides(host: &Host, ours: &str, desired: &SysctlState) -> Result<Vec<
 }
 
 /// `[-]key = value` -> (key as a `/` path, value). Comments (`#`, `;`) and blanks are None.
-fn parse_line(line: &str) -> Option<(String, String)> {
+pub fn parse_line(line: &str) -> Option<(String, String)> {
     let t = line.trim();
     if t.is_empty() || t.starts_with('#') || t.starts_with(';') {
         return None;

