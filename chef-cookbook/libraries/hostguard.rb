@@ -83,11 +83,12 @@ module Hostguard
     end
   end
 
-  # "set sysctl/net.ipv4.ip_forward from 0 to 1 (set net.ipv4.ip_forward 0 -> 1)", plus diff lines.
+  # "set sysctl/net.ipv4.ip_forward from 0 to 1", or "converge iptables/ipv4/filter/FORWARD" when
+  # the value alone does not say what differs; then hostguard's message and diff lines.
   def self.describe(resource)
     current = resource['current']
     desired = resource['desired']
-    text = if current.nil? && desired.nil?
+    text = if current == desired
              "converge #{resource['id']}"
            else
              "set #{resource['id']} from #{current.nil? ? '(absent)' : current} to #{desired.nil? ? '(absent)' : desired}"

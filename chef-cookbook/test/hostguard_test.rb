@@ -21,6 +21,10 @@ class HostguardLibraryTest < Minitest::Test
     # Each test starts from the namespace's defaults and an empty --root.
     sysctl_set('net.ipv4.ip_forward', '0')
     sysctl_set('net.ipv4.ip_default_ttl', '64')
+    %w(iptables ip6tables).each do |cmd|
+      system(cmd, '-P', 'FORWARD', 'ACCEPT', exception: true)
+      system(cmd, '-F', 'FORWARD', exception: true)
+    end
     FileUtils.rm_rf(File.join(ROOT, 'etc'))
     FileUtils.rm_rf(File.join(TMP, 'state'))
   end
@@ -87,6 +91,33 @@ class HostguardLibraryTest < Minitest::Test
     second = runner.apply(document)
     assert_equal 0, second.exitstatus
     assert_empty second.changed
+  end
+
+  FORWARD = { 'policy' => 'DROP', 'purge' => true, 'ignore' => ['-j DOCKER'],
+              'rules' => ['-i docker0 -o eth0 -j ACCEPT'] }.freeze
+
+  def test_a_document_with_iptables_chains_converges_and_shows_rule_diffs
+    doc = Hostguard.document(sysctl: { values: { 'net.ipv4.ip_forward' => 1 } },
+                             iptables: { ipv4: { filter: { FORWARD: FORWARD } },
+                                         ipv6: { filter: { FORWARD: { policy: 'DROP' } } } })
+    plan = runner.plan(doc)
+    assert_equal 2, plan.exitstatus, plan.stderr
+    forward = plan.descriptions.find { |d| d.include?('iptables/ipv4/filter/FORWARD') }
+    assert_match(/\Aset iptables\/ipv4\/filter\/FORWARD from ACCEPT to DROP/, forward)
+    assert_includes forward, '+ -A FORWARD -i docker0 -o eth0 -j ACCEPT'
+    assert(plan.descriptions.any? { |d| d.start_with?('set iptables/ipv6/filter/FORWARD from ACCEPT to DROP') }, plan.descriptions.inspect)
+
+    applied = runner.apply(doc)
+    assert_equal 2, applied.exitstatus, applied.error_message
+    assert_equal "-P FORWARD DROP\n-A FORWARD -i docker0 -o eth0 -j ACCEPT\n", `iptables -S FORWARD`
+    assert_equal "-P FORWARD DROP\n", `ip6tables -S FORWARD`
+    assert_equal 0, runner.plan(doc).exitstatus
+
+    # A foreign rule: same policy, so the description says to converge the chain, with the diff.
+    system('iptables', '-A', 'FORWARD', '-j', 'ACCEPT', exception: true)
+    drift = runner.plan(doc).descriptions
+    assert_equal 1, drift.size, drift.inspect
+    assert_match(/\Aconverge iptables\/ipv4\/filter\/FORWARD .*\n  - -A FORWARD -j ACCEPT\z/m, drift.first)
   end
 
   def test_a_rejected_document_fails_with_hostguards_message_and_touches_nothing

@@ -24,14 +24,17 @@ Puppet::Type.newtype(:hostguard_resource) do
       false
     end
 
+    # hostguard's current value, or `absent`/`drift` when it has none; line diffs (files, chains)
+    # are appended so --noop shows them too.
     def retrieve
-      shown(resource[:current], resource[:desired].nil? ? 'drift' : 'absent')
-    end
-
-    def shown(value, fallback)
-      text = value.nil? ? fallback : value.to_s
+      current = resource[:current]
+      text = if current.nil?
+               resource[:desired].nil? ? 'drift' : 'absent'
+             else
+               current.to_s
+             end
       diff = Array(resource[:diff])
-      diff.empty? || value ? text : "#{text} (#{diff.join(' | ')})"
+      diff.empty? ? text : "#{text} [#{diff.join(' | ')}]"
     end
 
     def sync
