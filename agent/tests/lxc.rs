@@ -68,12 +68,13 @@ fn a_config_that_needs_nothing_is_not_rewritten() {
 #[test]
 fn a_missing_container_is_failed_and_says_to_create_it() {
     let r = root_with(&[]);
-    let d = doc("modern", r#"{"ghost": {"memory_limit": "256M"}}"#);
+    let d = doc("modern", r#"{"ghost": {"memory_limit": "256M", "live": true}}"#);
     let plan = run(&r, "plan", &d);
     plan.expect(2);
     let res = plan.resource("lxc/ghost");
     assert_eq!(res["status"], "failed");
     assert!(res["message"].as_str().unwrap().contains("lxc-create -n ghost"), "{res}");
+    assert_eq!(plan.status("lxc-live/ghost"), "failed");
     run(&r, "apply", &d).expect(4);
     assert!(!r.host_path("/var/lib/lxc/ghost").exists(), "apply created the container directory");
 }

@@ -2,6 +2,8 @@
 //! running container's live cgroup, which LXC itself locates (`lxc-cgroup`), so hostguard never
 //! guesses a cgroup path that depends on LXC's version and settings.
 
+use std::collections::BTreeSet;
+
 use super::cgroupmap::{parse_size, size_value, CgroupVersion};
 use crate::error::HostError;
 use crate::host::Host;
@@ -19,11 +21,13 @@ pub fn version(host: &Host) -> Result<(u32, u32), HostError> {
     }
 }
 
-/// Whether LXC says the container runs. A host without LXC runs no container.
-pub fn is_running(host: &Host, lxcpath: &str, name: &str) -> bool {
-    match host.run(&["lxc-info", "-P", lxcpath, "-n", name, "-s", "-H"], None) {
-        Ok(out) => matches!(out.stdout.trim(), "RUNNING" | "FROZEN" | "FREEZING" | "THAWED"),
-        Err(_) => false,
+/// The containers of `lxcpath` that run (or are frozen), from one `lxc-ls` for the whole run
+/// rather than one `lxc-info` per container. A host without LXC runs no container.
+pub fn active(host: &Host, lxcpath: &str) -> Result<BTreeSet<String>, HostError> {
+    match host.run_ok(&["lxc-ls", "-P", lxcpath, "--active", "-1"], None) {
+        Ok(out) => Ok(out.stdout.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect()),
+        Err(HostError::Spawn { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Ok(BTreeSet::new()),
+        Err(e) => Err(e),
     }
 }
 

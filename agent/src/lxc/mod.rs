@@ -157,11 +157,14 @@ pub fn host_problems(c: &Container, env: Env, swap_ok: bool) -> (Container, Omit
 
 pub fn plan(ctx: &Ctx, desired: &LxcState) -> Result<Plan> {
     let host = ctx.host;
-    let env = Env { dialect: resolve_dialect(host, desired.dialect)?, cgroup: cgroup_version(host) };
+    // An empty section asks nothing of LXC, so it does not need LXC installed.
+    let dialect = if desired.containers.is_empty() { Dialect::Modern } else { resolve_dialect(host, desired.dialect)? };
+    let env = Env { dialect, cgroup: cgroup_version(host) };
     let swap_ok = swap_accounting(host, env.cgroup);
     let renderer = Renderer::new(env);
     let lxcpath = host.path(&desired.lxcpath).to_string_lossy().into_owned();
     let mut containers = Vec::new();
+    let mut active: Option<std::collections::BTreeSet<String>> = None;
     for c in &desired.containers {
         let name = c.name.as_str().to_string();
         let dir = format!("{}/{name}", desired.lxcpath.trim_end_matches('/'));
@@ -181,13 +184,20 @@ pub fn plan(ctx: &Ctx, desired: &LxcState) -> Result<Plan> {
                      config of an existing container and does not build root filesystems",
                     if desired.lxcpath == crate::state::lxc::DEFAULT_LXCPATH { String::new() } else { format!(" -P {}", desired.lxcpath) }
                 )),
-                live: None,
+                // Still one resource, so the report names the same ids whatever the host holds.
+                live: (c.live && !live::wanted(c, env.cgroup, swap_ok).is_empty())
+                    .then(|| LivePlan { running: false, files: Vec::new() }),
             });
             continue;
         };
         let before = Config::parse(&text);
         let outcome = converge(&before, &settings, env);
-        let running = (c.live || !outcome.changes.is_empty()) && live::is_running(host, &lxcpath, &name);
+        let running = (c.live || !outcome.changes.is_empty()) && {
+            if active.is_none() {
+                active = Some(live::active(host, &lxcpath)?);
+            }
+            active.as_ref().is_some_and(|a| a.contains(&name))
+        };
         let wanted = live::wanted(c, env.cgroup, swap_ok);
         let live = (c.live && !wanted.is_empty()).then(|| LivePlan {
             running,
@@ -327,6 +337,12 @@ impl ContainerPlan {
     fn live_report(&self) -> Option<ResourceReport> {
         let l = self.live.as_ref()?;
         let id = format!("lxc-live/{}", self.name);
+        if self.state.is_err() {
+            return Some(ResourceReport::new(KIND, id, Status::Failed).message(format!(
+                "no container {} to set limits on (see lxc/{})",
+                self.name, self.name
+            )));
+        }
         if !l.running {
             return Some(ResourceReport::new(KIND, id, Status::InSync).message(format!(
                 "{} is not running; its config holds the limits for its next start",
