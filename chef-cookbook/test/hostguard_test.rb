@@ -163,6 +163,10 @@ class HostguardLibraryTest < Minitest::Test
     result = audit_runner.audit(fail_on: 'low')
     assert_equal 2, result.exitstatus, result.stderr
     assert_includes result.report['findings'].map { |f| f['id'] }, 'sysctl.swappiness'
-    assert_equal 0, audit_runner.audit(fail_on: 'high').exitstatus
+    empty_host = File.join(TMP, 'empty-host')
+    FileUtils.mkdir_p(empty_host)
+    clean = Hostguard::Runner.new(binary: ENV['HOSTGUARD'], root: empty_host).audit(fail_on: 'low')
+    assert_equal 0, clean.exitstatus, clean.stderr
+    assert_empty clean.report['findings']
   end
 end
