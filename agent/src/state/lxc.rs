@@ -302,8 +302,12 @@ fn validate_container(name: &str, raw: &RawContainer, errs: &mut ValidationError
     };
     let memory_limit = size("memory_limit", &raw.memory_limit, errs);
     let memory_swap_limit = size("memory_swap_limit", &raw.memory_swap_limit, errs);
-    if raw.memory_swap_limit.is_some() && raw.memory_limit.is_none() {
-        errs.push(format!("{path}.memory_swap_limit"), "memory_swap_limit (memory plus swap) needs memory_limit too");
+    // The same rule as the cgroups section: a bounded memory+swap needs the memory limit it adds to.
+    if matches!(memory_swap_limit, Some(Limit::Bytes(_))) && raw.memory_limit.is_none() {
+        errs.push(
+            format!("{path}.memory_swap_limit"),
+            "memory_swap_limit is memory plus swap and needs memory_limit beside it (as Docker's --memory-swap needs --memory)",
+        );
     }
     if let (Some(m), Some(s)) = (memory_limit, memory_swap_limit) {
         if s < m {
