@@ -5,37 +5,36 @@
 //! some packets only, and the audit asks about traffic in general.
 
 use super::facts::Firewall;
+use crate::host::Host;
+use crate::iptables::diff::{self, Desired, Entry};
+use crate::iptables::save::{Rule, TableDump};
+use crate::iptables::{normalize, Tools};
+use crate::state::iptables::{Backend, Family, IptablesState, Table};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Chain {
-    pub name: String,
-    /// `None` for user-defined chains.
-    pub policy: Option<String>,
-    /// Each rule's arguments after `-A CHAIN`, as iptables-save prints them.
-    pub rules: Vec<Vec<String>>,
+/// The filter table of one family, as the iptables module reads it.
+pub type Filter = TableDump;
+
+fn forward_policy(filter: &Filter) -> Option<&str> {
+    filter.chain("FORWARD").and_then(|c| c.policy.as_deref())
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Filter {
-    pub chains: Vec<Chain>,
-}
-
-impl Filter {
-    pub fn chain(&self, name: &str) -> Option<&Chain> {
-        self.chains.iter().find(|c| c.name == name)
-    }
-
-    pub fn forward_policy(&self) -> Option<&str> {
-        self.chain("FORWARD").and_then(|c| c.policy.as_deref())
-    }
+/// Whether FORWARD's policy is ACCEPT.
+pub fn forward_accepts(filter: &Filter) -> bool {
+    forward_policy(filter) == Some("ACCEPT")
 }
 
 /// The filter tables of both families, each read or the reason it could not be.
-pub fn read(host: &crate::host::Host) -> Vec<Firewall> {
-    let _ = host;
-    ["ipv4", "ipv6"]
+pub fn read(host: &Host) -> Vec<Firewall> {
+    let tools = Tools::resolve(host, Backend::Auto);
+    [Family::V4, Family::V6]
         .into_iter()
-        .map(|family| Firewall { family, filter: Err("the iptables module is not available in this build".into()) })
+        .map(|family| Firewall {
+            family: family.key(),
+            filter: match &tools {
+                Ok(t) => t.read(host, family, Table::Filter).map_err(|e| e.to_string()),
+                Err(e) => Err(format!("iptables could not be run: {e}")),
+            },
+        })
         .collect()
 }
 
@@ -143,7 +142,8 @@ fn walk(filter: &Filter, chain: &str, in_if: &str, out_if: &str, depth: usize) -
     if depth > MAX_DEPTH {
         return Walk::Return;
     }
-    for args in &c.rules {
+    for rule in &c.rules {
+        let args = &rule.args;
         let p = parse(args);
         if p.conditional || !side_matches(&p.in_if, in_if) || !side_matches(&p.out_if, out_if) {
             continue;
@@ -169,7 +169,7 @@ fn walk(filter: &Filter, chain: &str, in_if: &str, out_if: &str, depth: usize) -
 pub fn forward_verdict(filter: &Filter, in_if: &str, out_if: &str) -> Verdict {
     match walk(filter, "FORWARD", in_if, out_if, 0) {
         Walk::Decided(v) => v,
-        Walk::Return => match filter.forward_policy() {
+        Walk::Return => match forward_policy(filter) {
             Some("DROP") => Verdict::Drop("the FORWARD policy DROP".into()),
             Some(p) => Verdict::Accept(format!("the FORWARD policy {p}")),
             None => Verdict::Accept("FORWARD (no policy read)".into()),
@@ -182,7 +182,8 @@ pub fn forward_verdict(filter: &Filter, in_if: &str, out_if: &str) -> Verdict {
 pub fn same_bridge_rules(filter: &Filter, bridge: &str) -> Vec<String> {
     let mut out = Vec::new();
     for c in &filter.chains {
-        for args in &c.rules {
+        for rule in &c.rules {
+            let args = &rule.args;
             let p = parse(args);
             let on = |s: &Option<(bool, String)>| matches!(s, Some((false, pat)) if if_matches(pat, bridge));
             if on(&p.in_if) && on(&p.out_if) {
@@ -193,19 +194,53 @@ pub fn same_bridge_rules(filter: &Filter, bridge: &str) -> Vec<String> {
     out
 }
 
-/// Apply the document's chains of `family`'s filter table to `filter`, as the iptables module's
-/// diff does: the policy when given; with `purge` the listed rules (after the ignored ones kept),
-/// without it the listed rules ensured present, a missing one after the listed rule before it.
-pub fn overlay(filter: &mut Filter, family: &str, doc: &crate::state::iptables::IptablesState) {
-    let _ = (filter, family, doc);
+/// Apply the document's chains of `family`'s filter table to `filter` with the iptables
+/// module's own diff: the policy when given; with `purge` the listed rules after the ignored
+/// ones, without it the listed rules ensured present in order. Rules are compared in the form
+/// the module's normaliser gives them (what iptables-save prints for common rules).
+pub fn overlay(filter: &mut Filter, family: &str, doc: &IptablesState) {
+    for spec in doc.chains.iter().filter(|c| c.family.key() == family && c.table == Table::Filter) {
+        let rules: Vec<Entry> = spec
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Entry { canon: Rule::new(normalize::normalize(r.args(), spec.family)), write: r.args().to_vec(), source: Some(i) })
+            .collect();
+        let desired = Desired {
+            chain: spec.chain.as_str(),
+            policy: spec.policy.map(|p| p.as_str()),
+            purge: spec.purge,
+            ignore: &spec.ignore,
+            rules,
+        };
+        let d = diff::diff(&desired, filter.chain(spec.chain.as_str()));
+        let new_rules: Vec<Rule> = d.target.iter().map(|e| e.canon.clone()).collect();
+        match filter.chains.iter_mut().find(|c| c.name == spec.chain.as_str()) {
+            Some(c) => {
+                if let Some(p) = d.set_policy {
+                    c.policy = Some(p);
+                }
+                if d.rewrite {
+                    c.rules = new_rules;
+                }
+            }
+            None => filter.chains.push(crate::iptables::save::Chain {
+                name: spec.chain.as_str().to_string(),
+                policy: d.set_policy,
+                rules: new_rules,
+            }),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn rules(lines: &[&str]) -> Vec<Vec<String>> {
-        lines.iter().map(|l| l.split_whitespace().map(str::to_string).collect()).collect()
+    use crate::iptables::save::Chain;
+
+    fn rules(lines: &[&str]) -> Vec<Rule> {
+        lines.iter().map(|l| Rule::new(l.split_whitespace().map(str::to_string).collect())).collect()
     }
 
     fn filter(policy: &str, forward: &[&str], extra: &[(&str, &[&str])]) -> Filter {
@@ -213,7 +248,7 @@ mod tests {
         for (n, r) in extra {
             chains.push(Chain { name: n.to_string(), policy: None, rules: rules(r) });
         }
-        Filter { chains }
+        Filter { name: "filter".into(), chains }
     }
 
     #[test]

@@ -64,7 +64,7 @@ fn forward_subject(family: &str) -> String {
 }
 
 fn accepting(filter: &Filter) -> bool {
-    filter.forward_policy() == Some("ACCEPT")
+    crate::audit::firewall::forward_accepts(filter)
 }
 
 /// FORWARD policy ACCEPT on a host with a container bridge: anything that reaches the host can

@@ -1,0 +1,188 @@
+//! The firewall checks of `hostguard audit` against real iptables and ip6tables in a private
+//! network namespace (never the machine's own firewall). Bridges and the bridge netfilter
+//! sysctls are planted in a temp `--root`: the test never loads br_netfilter or changes a global
+//! sysctl.
+
+mod util;
+
+use std::process::Command;
+
+use util::{FakeRoot, Netns, Run};
+
+struct Host {
+    root: FakeRoot,
+    ns: Netns,
+}
+
+impl Host {
+    /// Forwarding on, bridge netfilter loaded and on, one container bridge `lxcbr0` with two
+    /// veth ports, no container config (so only network checks speak), the kernel's default
+    /// firewall (FORWARD ACCEPT in both families).
+    fn new(tag: &str) -> Host {
+        let root = FakeRoot::new();
+        root.sysctl("vm.swappiness", "10");
+        root.sysctl("net.ipv4.ip_forward", "1");
+        root.sysctl("net.ipv6.conf.all.forwarding", "0");
+        root.sysctl("net.bridge.bridge-nf-call-iptables", "1");
+        root.sysctl("net.bridge.bridge-nf-call-ip6tables", "1");
+        let h = Host { root, ns: Netns::new(tag) };
+        h.bridge("lxcbr0", &["vethA", "vethB"], false);
+        h
+    }
+
+    /// A bridge in sysfs; with `nic`, its first port is a physical NIC (it has a `device`).
+    fn bridge(&self, name: &str, ports: &[&str], nic: bool) {
+        self.root.write(&format!("/sys/class/net/{name}/bridge/forward_delay"), "1500\n");
+        for (i, p) in ports.iter().enumerate() {
+            self.root.write(&format!("/sys/class/net/{name}/brif/{p}/port_no"), "0x1\n");
+            self.root.write(&format!("/sys/class/net/{p}/mtu"), "1500\n");
+            if nic && i == 0 {
+                self.root.write(&format!("/sys/class/net/{p}/device/vendor"), "0x8086\n");
+            }
+        }
+    }
+
+    fn ipt(&self, cmd: &str, args: &[&str]) {
+        let out = Command::new("ip").args(["netns", "exec", &self.ns.name, cmd]).args(args).output().unwrap();
+        assert!(out.status.success(), "{cmd} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    fn rules(&self, cmd: &str) -> String {
+        let out = Command::new("ip").args(["netns", "exec", &self.ns.name, cmd, "-S", "FORWARD"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        let mut a: Vec<&str> = args.to_vec();
+        let root = self.root.arg();
+        a.extend(["--root", &root]);
+        self.ns.hostguard(&a)
+    }
+
+    fn findings(&self) -> Vec<serde_json::Value> {
+        let a = self.run(&["audit", "--format", "json"]);
+        assert!(a.json()["skipped"].as_array().unwrap().is_empty(), "checks were skipped: {}", a.stdout);
+        a.json()["findings"].as_array().unwrap().clone()
+    }
+
+    fn find(&self, id: &str, subject: &str) -> serde_json::Value {
+        let all = self.findings();
+        all.iter().find(|f| f["id"] == id && f["subject"] == subject).cloned().unwrap_or_else(|| {
+            panic!("no {id} on {subject} in {}", serde_json::to_string_pretty(&all).unwrap())
+        })
+    }
+
+    #[track_caller]
+    fn fix_and_expect_clean(&self) {
+        let emitted = self.run(&["audit", "--emit-state"]);
+        assert_eq!(emitted.code, 2, "{}\n{}", emitted.stdout, emitted.stderr);
+        let fix = self.root.doc("fix", &emitted.stdout);
+        self.run(&["apply", "--format", "json", &fix]).expect(2);
+        self.expect_clean();
+    }
+
+    #[track_caller]
+    fn expect_clean(&self) {
+        let again = self.run(&["audit", "--format", "json", "--fail-on", "low"]);
+        assert_eq!(again.code, 0, "second audit is not clean:\n{}\n{}", again.stdout, again.stderr);
+        assert!(again.json()["skipped"].as_array().unwrap().is_empty(), "{}", again.stdout);
+    }
+}
+
+#[test]
+fn forward_accept_with_a_bridge_and_forwarding_is_closed_by_the_emitted_state() {
+    let h = Host::new("audfw-acc");
+    // A LAN bridge (a NIC enslaved): its bridged traffic must keep flowing after the fix.
+    h.bridge("br0", &["eth0", "vethC"], true);
+    let f = h.find("iptables.forward_accept", "iptables/ipv4/filter/FORWARD");
+    assert_eq!(f["severity"], "high");
+    assert_eq!(f["fix"]["iptables"]["ipv4"]["filter"]["FORWARD"]["policy"], "DROP");
+    h.find("iptables.forward_accept", "iptables/ipv6/filter/FORWARD");
+    h.find("sysctl.ip_forward_accept", "sysctl/net.ipv4.ip_forward");
+    let icc = h.find("iptables.inter_container", "iptables/ipv4/bridge/lxcbr0");
+    assert!(icc["evidence"].as_str().unwrap().contains("the FORWARD policy ACCEPT"), "{icc}");
+    // The LAN bridge is not a container network: no inter-container finding for it.
+    assert!(!h.findings().iter().any(|f| f["subject"] == "iptables/ipv4/bridge/br0"));
+
+    h.fix_and_expect_clean();
+    let v4 = h.rules("iptables");
+    assert!(v4.contains("-P FORWARD DROP"), "{v4}");
+    let first = v4.lines().find(|l| l.starts_with("-A FORWARD")).unwrap();
+    assert_eq!(first, "-A FORWARD -i lxcbr0 -o lxcbr0 -j DROP", "{v4}");
+    assert!(v4.contains("-A FORWARD -i br0 -o br0 -j ACCEPT"), "{v4}");
+    assert!(h.rules("ip6tables").contains("-P FORWARD DROP"));
+}
+
+#[test]
+fn a_well_set_firewall_has_no_finding() {
+    let h = Host::new("audfw-clean");
+    for cmd in ["iptables", "ip6tables"] {
+        h.ipt(cmd, &["-P", "FORWARD", "DROP"]);
+        h.ipt(cmd, &["-A", "FORWARD", "-i", "lxcbr0", "-o", "lxcbr0", "-j", "DROP"]);
+        h.ipt(cmd, &["-A", "FORWARD", "-i", "lxcbr0", "!", "-o", "lxcbr0", "-j", "ACCEPT"]);
+        h.ipt(cmd, &["-A", "FORWARD", "-o", "lxcbr0", "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"]);
+    }
+    let all = h.findings();
+    assert!(all.is_empty(), "{}", serde_json::to_string_pretty(&all).unwrap());
+    h.run(&["audit", "--format", "json", "--fail-on", "low"]).expect(0);
+}
+
+#[test]
+fn an_explicit_same_bridge_accept_is_found_and_has_no_fake_fix() {
+    // Docker with "icc": true: FORWARD DROP, but docker0 -> docker0 accepted by a rule.
+    let h = Host::new("audfw-icc");
+    h.bridge("docker0", &["vethD"], false);
+    for cmd in ["iptables", "ip6tables"] {
+        h.ipt(cmd, &["-P", "FORWARD", "DROP"]);
+        h.ipt(cmd, &["-N", "DOCKER-USER"]);
+        h.ipt(cmd, &["-A", "DOCKER-USER", "-j", "RETURN"]);
+        h.ipt(cmd, &["-A", "FORWARD", "-j", "DOCKER-USER"]);
+        h.ipt(cmd, &["-A", "FORWARD", "-i", "docker0", "-o", "docker0", "-j", "ACCEPT"]);
+        h.ipt(cmd, &["-A", "FORWARD", "-i", "lxcbr0", "-o", "lxcbr0", "-j", "DROP"]);
+    }
+    let f = h.find("iptables.inter_container", "iptables/ipv4/bridge/docker0");
+    assert!(f["evidence"].as_str().unwrap().contains("-A FORWARD -i docker0 -o docker0 -j ACCEPT"), "{f}");
+    // A DROP appended after the ACCEPT would never be reached: no fix is offered.
+    assert!(f["fix"].is_null(), "{f}");
+    assert!(f["remedy"].as_str().unwrap().contains("icc"), "{f}");
+    // The operator's remedy: remove the rule.
+    for cmd in ["iptables", "ip6tables"] {
+        h.ipt(cmd, &["-D", "FORWARD", "-i", "docker0", "-o", "docker0", "-j", "ACCEPT"]);
+    }
+    h.expect_clean();
+}
+
+#[test]
+fn bridge_rules_with_bridge_netfilter_off_are_found_and_turned_on() {
+    let h = Host::new("audfw-nf0");
+    h.root.sysctl("net.bridge.bridge-nf-call-iptables", "0");
+    h.ipt("iptables", &["-P", "FORWARD", "DROP"]);
+    h.ipt("iptables", &["-A", "FORWARD", "-i", "lxcbr0", "-o", "lxcbr0", "-j", "DROP"]);
+    h.ipt("ip6tables", &["-P", "FORWARD", "DROP"]);
+    let f = h.find("bridge.netfilter_off", "sysctl/net.bridge.bridge-nf-call-iptables");
+    assert_eq!(f["severity"], "high");
+    assert!(f["evidence"].as_str().unwrap().contains("-A FORWARD -i lxcbr0 -o lxcbr0 -j DROP"), "{f}");
+    assert_eq!(f["fix"]["sysctl"]["values"]["net.bridge.bridge-nf-call-iptables"], 1);
+    h.find("iptables.inter_container", "iptables/ipv4/bridge/lxcbr0");
+    h.fix_and_expect_clean();
+    assert_eq!(h.root.sysctl_value("net.bridge.bridge-nf-call-iptables"), "1");
+}
+
+#[test]
+fn bridge_rules_without_br_netfilter_say_to_load_it() {
+    let h = Host::new("audfw-nomod");
+    std::fs::remove_dir_all(h.root.host_path("/proc/sys/net/bridge")).unwrap();
+    h.ipt("iptables", &["-P", "FORWARD", "DROP"]);
+    h.ipt("iptables", &["-A", "FORWARD", "-i", "lxcbr0", "-o", "lxcbr0", "-j", "DROP"]);
+    h.ipt("ip6tables", &["-P", "FORWARD", "DROP"]);
+    let f = h.find("bridge.netfilter_off", "sysctl/net.bridge.bridge-nf-call-iptables");
+    assert!(f["fix"].is_null(), "{f}");
+    assert!(f["remedy"].as_str().unwrap().contains("modprobe br_netfilter"), "{f}");
+    let icc = h.find("iptables.inter_container", "iptables/ipv4/bridge/lxcbr0");
+    assert!(icc["fix"].is_null(), "{icc}");
+    // The remedy, as loading the module would leave it (planted in the fake root: this test
+    // never loads a module).
+    h.root.sysctl("net.bridge.bridge-nf-call-iptables", "1");
+    h.root.sysctl("net.bridge.bridge-nf-call-ip6tables", "1");
+    h.expect_clean();
+}
