@@ -250,3 +250,30 @@ fn show_prints_groups_under_the_prefix_as_a_document_that_applies_cleanly() {
     let back = serde_json::json!({ "version": 1, "cgroups": shown["cgroups"].clone() });
     assert_eq!(sb.hostguard(&["plan"], &back).0, 0, "the shown document is in sync");
 }
+
+#[test]
+fn forcing_v2_on_this_hybrid_host_fails_every_limit_and_touches_nothing() {
+    let sb = Sandbox::new("hybrid");
+    assert!(
+        Path::new(MOUNT).join("unified/cgroup.controllers").exists(),
+        "this test expects a hybrid host (an empty cgroup2 mount at {MOUNT}/unified)"
+    );
+    let g = sb.group("web1");
+    let d = serde_json::json!({ "version": 1, "cgroups": { "version": "v2", "groups": {
+        &g: { "memory_limit": "64M", "cpu_shares": 512 } } } });
+    let (code, report, err) = sb.hostguard(&["apply"], &d);
+    assert_eq!(code, 4, "{report:#} {err}");
+    for r in report["resources"].as_array().unwrap() {
+        assert_eq!(r["status"], "failed");
+        let msg = r["message"].as_str().unwrap();
+        assert!(msg.contains("has no") && msg.contains("cgroups.version"), "{msg}");
+    }
+    assert!(!Path::new(MOUNT).join("unified").join(&sb.top).exists(), "a group was made in the empty v2 mount");
+    for h in HIERARCHIES {
+        assert!(!sb.exists(h), "forcing v2 touched the v1 {h} hierarchy");
+    }
+    // The same document with "v1" converges.
+    let v1 = serde_json::json!({ "version": 1, "cgroups": { "version": "v1", "groups": {
+        &g: { "memory_limit": "64M", "cpu_shares": 512 } } } });
+    assert_eq!(sb.hostguard(&["apply"], &v1).0, 2);
+}

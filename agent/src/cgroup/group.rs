@@ -14,6 +14,8 @@ enum Current {
     Value(Native),
     /// The group does not exist (in this setting's hierarchy).
     NoGroup,
+    /// v2: the group exists but its parent does not pass this setting's controller down.
+    NotEnabled,
     /// The host cannot hold the setting; the message says why and what to do.
     Unavailable(String),
 }
@@ -44,6 +46,13 @@ fn read_current(host: &Host, b: &dyn Backend, group: &CgroupPath, target: &Targe
     let dir = b.dir(target.setting.controller(), Some(group));
     if !host.is_dir(&dir) {
         return Ok(Current::NoGroup);
+    }
+    let controller = target.setting.controller().name();
+    if b.version() == Version::V2 {
+        let available = host.read_optional(dir.join("cgroup.controllers"))?.unwrap_or_default();
+        if !available.split_whitespace().any(|c| c == controller) {
+            return Ok(Current::NotEnabled);
+        }
     }
     let file = dir.join(target.file);
     match host.read_optional(&file)? {
@@ -137,6 +146,12 @@ impl GroupPlan {
             } else {
                 format!("cgroup {} does not exist", self.group)
             }),
+            Current::NotEnabled => ResourceReport { status: Status::Drift, ..r }.values(None, desired).message(format!(
+                "the {} controller is not enabled for cgroup {}{}",
+                t.setting.controller().name(),
+                self.group,
+                if self.create { "; apply enables it in the parents' cgroup.subtree_control" } else { "" }
+            )),
             Current::Unavailable(why) => ResourceReport { status: Status::Drift, ..r }.values(None, desired).message(why.clone()),
         }
     }
@@ -163,29 +178,36 @@ impl GroupPlan {
             let mut c: Vec<Controller> = self
                 .items
                 .iter()
-                .filter(|i| i.current == Current::NoGroup)
+                .filter(|i| matches!(i.current, Current::NoGroup | Current::NotEnabled))
                 .map(|i| i.target.setting.controller())
                 .collect();
             c.sort();
             c.dedup();
             c
         };
-        let mut created = false;
+        let was_missing: Vec<bool> =
+            self.items.iter().map(|i| matches!(i.current, Current::NoGroup | Current::NotEnabled)).collect();
+        let mut setup: Option<String> = None;
         if !missing.is_empty() {
             let result = if self.create {
                 b.create(host, &self.group, &missing).map_err(|e| format!("could not create cgroup {}: {e}", self.group))
             } else {
-                Err(format!("cgroup {} does not exist (is the container running?)", self.group))
+                Err(format!("cgroup {} does not exist or lacks the controller (is the container running?)", self.group))
             };
             if let Err(why) = result {
                 for (i, item) in self.items.iter().enumerate() {
-                    if item.current == Current::NoGroup {
+                    if matches!(item.current, Current::NoGroup | Current::NotEnabled) {
                         out[i] = Some(before[i].after(Status::Failed, why.clone()));
                     }
                 }
             } else {
-                created = true;
-                for item in self.items.iter_mut().filter(|i| i.current == Current::NoGroup) {
+                setup = Some(if self.items.iter().any(|i| i.current == Current::NoGroup) {
+                    format!("created cgroup {}", self.group)
+                } else {
+                    let names: Vec<&str> = missing.iter().map(|c| c.name()).collect();
+                    format!("enabled {} for cgroup {}", names.join(" "), self.group)
+                });
+                for item in self.items.iter_mut().filter(|i| matches!(i.current, Current::NoGroup | Current::NotEnabled)) {
                     item.current = match read_current(host, b, &self.group, &item.target) {
                         Ok(c) => c,
                         Err(e) => Current::Unavailable(format!("created cgroup {} but cannot read it: {e}", self.group)),
@@ -197,7 +219,8 @@ impl GroupPlan {
             if out[i].is_some() {
                 continue;
             }
-            out[i] = Some(self.apply_item(host, b, i, &before[i], created));
+            let setup = setup.as_deref().filter(|_| was_missing[i]);
+            out[i] = Some(self.apply_item(host, b, i, &before[i], setup));
         }
         out.into_iter().map(|r| r.expect("every setting is reported")).collect()
     }
@@ -224,21 +247,23 @@ impl GroupPlan {
         order
     }
 
-    fn apply_item(&self, host: &Host, b: &dyn Backend, i: usize, before: &ResourceReport, created: bool) -> ResourceReport {
+    fn apply_item(&self, host: &Host, b: &dyn Backend, i: usize, before: &ResourceReport, setup: Option<&str>) -> ResourceReport {
         let item = &self.items[i];
         let t = &item.target;
         let old = match &item.current {
             Current::Value(v) => *v,
             Current::Unavailable(why) => return before.after(Status::Failed, why.clone()),
-            Current::NoGroup => return before.after(Status::Failed, format!("cgroup {} does not exist", self.group)),
+            Current::NoGroup | Current::NotEnabled => {
+                return before.after(Status::Failed, format!("cgroup {} still lacks the {} controller", self.group, t.setting.controller().name()))
+            }
         };
         let dir = b.dir(t.setting.controller(), Some(&self.group));
         let file = dir.join(t.file);
         let shown = host.path(&file).display().to_string();
         if old.satisfies(t.value) {
-            let mut r = before.after(Status::Changed, format!("created cgroup {}; {} is {old}", self.group, t.file));
+            let mut r = before.after(Status::Changed, format!("{}; {} is {old}", setup.unwrap_or_default(), t.file));
             r.current = Some(Self::current_text(t, old));
-            if !created {
+            if setup.is_none() {
                 r.status = Status::InSync;
                 r.message.clear();
             }
@@ -255,8 +280,8 @@ impl GroupPlan {
         };
         let mut r = if now.satisfies(t.value) {
             let mut msg = format!("set {} {} -> {}", t.file, old, now);
-            if created {
-                msg = format!("created cgroup {}; {msg}", self.group);
+            if let Some(setup) = setup {
+                msg = format!("{setup}; {msg}");
             }
             before.after(Status::Changed, msg)
         } else {
