@@ -173,8 +173,13 @@ fn parse(text: &str, source: &str) -> Result<RawDocument, Error> {
     if text.trim().is_empty() {
         return Err(Error::Load(format!("{source}: the document is empty; expected a JSON object with \"version\": 1")));
     }
+    // serde reads a struct from an array too (`[1]` is `{"version": 1}`): the document itself
+    // must be an object, as the contract says.
+    if !text.trim_start().starts_with('{') {
+        return Err(Error::Load(format!("{source}: the document is not a JSON object; expected {{\"version\": 1, ...}}")));
+    }
     let de = &mut serde_json::Deserializer::from_str(text);
-    let raw: RawDocument = serde_path_to_error::deserialize(de).map_err(|e| {
+    let raw: RawDocument = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let at = if inner.line() > 0 {
@@ -185,6 +190,9 @@ fn parse(text: &str, source: &str) -> Result<RawDocument, Error> {
         let path = if path == "." || path.is_empty() { "document".to_string() } else { path };
         Error::Load(format!("{source}: {path}: {inner}{at}"))
     })?;
+    // Anything after the document (a second document, a truncated download's junk) is refused,
+    // not ignored.
+    de.end().map_err(|e| Error::Load(format!("{source}: {e}: only one JSON document may be given")))?;
     Ok(raw)
 }
 
@@ -270,6 +278,21 @@ mod tests {
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
         let doc = format!(r#"{{"version": {deep}}}"#);
         assert!(load_str(&doc).is_err());
+    }
+
+    #[test]
+    fn a_document_that_is_not_an_object_is_refused() {
+        for bad in ["[1]", " [1, null]", "1", "\"x\"", "null"] {
+            let e = load_str(bad).unwrap_err().to_string();
+            assert!(e.contains("not a JSON object"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn trailing_content_after_the_document_is_refused() {
+        let e = load_str(r#"{"version": 1} {"version": 1}"#).unwrap_err().to_string();
+        assert!(e.contains("trailing characters"), "{e}");
+        load_str("{\"version\": 1}\n\n").unwrap();
     }
 
     #[test]

@@ -25,6 +25,9 @@ impl Limit {
 
     /// Parse `"512M"`, `"1G"`, `"1048576"`, `"max"`.
     pub fn parse(s: &str) -> Result<Limit, String> {
+        if let Some(p) = control_char_problem(s) {
+            return Err(format!("{s:?} {p}"));
+        }
         let t = s.trim();
         if t == "max" {
             return Ok(Limit::Max);
@@ -126,7 +129,7 @@ mod tests {
 
     #[test]
     fn bad_sizes_are_refused() {
-        for bad in ["12Q", "-1", "1.5G", "", "M", "G1", "99999999999999999999", "20000000T"] {
+        for bad in ["12Q", "-1", "1.5G", "", "M", "G1", "99999999999999999999", "20000000T", "512M\n", "1\u{0}"] {
             assert!(Limit::parse(bad).is_err(), "{bad} should be refused");
         }
         assert!(Limit::from_json(&json!(-5)).is_err());
