@@ -70,12 +70,13 @@ impl Host {
         self.root.join(abs.strip_prefix("/").unwrap_or(abs))
     }
 
+    /// Whether `abs` exists, resolved like the reads (links only within the root).
     pub fn exists(&self, abs: impl AsRef<Path>) -> bool {
-        self.path(abs).exists()
+        beneath::open_in_root(&self.root, abs.as_ref(), rustix::fs::OFlags::PATH).is_ok()
     }
 
     pub fn is_dir(&self, abs: impl AsRef<Path>) -> bool {
-        self.path(abs).is_dir()
+        beneath::open_in_root(&self.root, abs.as_ref(), rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY).is_ok()
     }
 
     /// Read a file; links are followed only within the root (see `beneath`).
@@ -112,8 +113,13 @@ impl Host {
         Ok(names)
     }
 
+    /// Whether `abs` itself is a symbolic link (its directory resolved like the reads).
     pub fn is_symlink(&self, abs: impl AsRef<Path>) -> bool {
-        fs::symlink_metadata(self.path(abs)).map(|m| m.file_type().is_symlink()).unwrap_or(false)
+        let abs = abs.as_ref();
+        let (Some(dir), Some(name)) = (abs.parent(), abs.file_name()) else { return false };
+        beneath::open_in_root(&self.root, dir, rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY)
+            .and_then(|d| beneath::file_type(&d, name))
+            .is_ok_and(|t| t == Some(rustix::fs::FileType::Symlink))
     }
 
     /// Write a kernel interface file in place (`/proc/sys`, cgroup files): these cannot be

@@ -173,6 +173,20 @@ pub fn plan(ctx: &Ctx, desired: &LxcState) -> Result<Plan> {
         // Rendered for every container before anything is written; a template failure stops
         // the run with nothing touched.
         let settings = renderer.settings(&cut, omit).map_err(|e| Error::Refused(e.to_string()))?;
+        // A config (or container directory) that is a link could point at any file on the host:
+        // it is neither read (its content would reach the report) nor written.
+        if let Some(link) = [&dir, &config_path].into_iter().find(|p| host.is_symlink(p)) {
+            containers.push(ContainerPlan {
+                name: name.clone(),
+                config: config_path.clone(),
+                state: Err(format!(
+                    "{link} is a symbolic link; hostguard never reads or writes a container config through a link \
+                     (replace the link by the directory or file it points to)"
+                )),
+                live: None,
+            });
+            continue;
+        }
         let text = if host.is_dir(&dir) { host.read_optional(&config_path)? } else { None };
         let Some(text) = text else {
             let what = if host.is_dir(&dir) { format!("{config_path} does not exist") } else { format!("{dir} does not exist") };
