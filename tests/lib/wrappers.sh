@@ -28,7 +28,10 @@ sandbox_init() {
   ip netns add "$NS" || { echo "FAIL: cannot create network namespace $NS"; exit 1; }
 }
 
+SANDBOX_PIDS=()
+
 sandbox_cleanup() {
+  for pid in "${SANDBOX_PIDS[@]}"; do kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
   ip netns del "$NS" 2>/dev/null || true
   umount "$ROOT/proc" 2>/dev/null || umount -l "$ROOT/proc" 2>/dev/null || true
   if [ -n "${KEEP_TMP:-}" ]; then echo "kept $TMP"; else rm -rf --one-file-system "$TMP"; fi
@@ -36,6 +39,19 @@ sandbox_cleanup() {
 
 # in_ns CMD...: runs CMD inside the test's network namespace.
 in_ns() { ip netns exec "$NS" "$@"; }
+
+# serve_dir DIR PORT: an HTTP server for DIR on 127.0.0.1:PORT inside the namespace (so only the
+# test reaches it), stopped on exit.
+serve_dir() {
+  in_ns ip link set lo up
+  in_ns python3 -m http.server --bind 127.0.0.1 --directory "$1" "$2" >"$TMP/http.log" 2>&1 &
+  SANDBOX_PIDS+=($!)
+  for _ in $(seq 50); do
+    in_ns python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' "$2" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "FAIL: the test's HTTP server did not start"; cat "$TMP/http.log"; exit 1
+}
 
 # ns_sysctl KEY: the namespace's value of a net.* key.
 ns_sysctl() { in_ns cat "/proc/sys/${1//.//}"; }
