@@ -111,6 +111,8 @@ fn swappiness_finding_is_closed_by_the_emitted_state() {
     assert_eq!(f["fix"]["sysctl"]["values"]["vm.swappiness"], 10);
     h.fix_and_expect_clean();
     assert_eq!(h.root.sysctl_value("vm.swappiness"), "10");
+    // Persisted, so the fix survives a reboot.
+    assert!(h.root.read("/etc/sysctl.d/60-hostguard.conf").contains("\nvm.swappiness = 10\n"));
 }
 
 #[test]
@@ -127,7 +129,7 @@ fn a_document_says_whether_it_closes_each_finding() {
     h.root.sysctl("vm.swappiness", "60");
     h.config("web1", &HARDENED.replace("lxc.cgroup.pids.max = 1024\n", ""));
     let closes = h.root.doc("closes", r#"{"version": 1, "sysctl": {"values": {"vm.swappiness": 5}}, "lxc": {"containers": {"web1": {"config": {"lxc.cgroup.pids.max": "500"}}}}}"#);
-    let keeps = h.root.doc("keeps", r#"{"version": 1, "sysctl": {"values": {"vm.swappiness": 30}}, "lxc": {"containers": {"web1": {"config": {"lxc.cgroup.pids.max": "max"}}}}}"#);
+    let keeps = h.root.doc("keeps", r#"{"version": 1, "sysctl": {"persist": "/etc/sysctl.d/70-site.conf", "values": {"vm.swappiness": 30}}, "lxc": {"containers": {"web1": {"config": {"lxc.cgroup.pids.max": "max"}}}}}"#);
     let by_id = |r: &Run, id: &str| r.json()["findings"].as_array().unwrap().iter().find(|f| f["id"] == id).unwrap()["closed_by_state"].clone();
     let a = h.run(&["audit", "--format", "json", &closes]);
     assert_eq!(by_id(&a, "sysctl.swappiness"), true);
@@ -139,6 +141,8 @@ fn a_document_says_whether_it_closes_each_finding() {
     let merged = h.run(&["audit", "--emit-state", &keeps]);
     let m: serde_json::Value = serde_json::from_str(&merged.stdout).unwrap();
     assert_eq!(m["sysctl"]["values"]["vm.swappiness"], 10);
+    // The document's own persisted file is kept, not replaced by the fixes' default one.
+    assert_eq!(m["sysctl"]["persist"], "/etc/sysctl.d/70-site.conf");
     assert_eq!(m["lxc"]["containers"]["web1"]["config"]["lxc.cgroup.pids.max"], "4096");
 }
 

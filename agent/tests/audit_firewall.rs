@@ -166,6 +166,8 @@ fn bridge_rules_with_bridge_netfilter_off_are_found_and_turned_on() {
     h.find("iptables.inter_container", "iptables/ipv4/bridge/lxcbr0");
     h.fix_and_expect_clean();
     assert_eq!(h.root.sysctl_value("net.bridge.bridge-nf-call-iptables"), "1");
+    // Persisted: systemd-sysctl applies net.bridge keys again when br_netfilter loads at boot.
+    assert!(h.root.read("/etc/sysctl.d/60-hostguard.conf").contains("net.bridge.bridge-nf-call-iptables = 1\n"));
 }
 
 #[test]

@@ -167,10 +167,16 @@ impl AuditReport {
 
     /// Every fix merged into one document, merged over `base` (the document given, if any):
     /// where both say something, the fix wins, since the point is to close the finding.
+    /// The one exception: a document that persists its sysctl values in a file of its own keeps
+    /// that file, rather than have the fixes start a second one.
     pub fn emit_state(&self, base: Option<serde_json::Value>) -> serde_json::Value {
         let mut doc = base.unwrap_or_else(|| serde_json::json!({}));
+        let persist = doc.pointer("/sysctl/persist").cloned();
         for f in self.findings.iter().filter(|f| !f.fix.is_null()) {
             merge(&mut doc, &f.fix);
+        }
+        if let Some(p) = persist {
+            doc["sysctl"]["persist"] = p;
         }
         if let Some(obj) = doc.as_object_mut() {
             obj.insert("version".into(), 1.into());

@@ -33,6 +33,15 @@ pub fn run(facts: &Facts) -> Vec<Finding> {
     checks.iter().flat_map(|c| c(facts)).collect()
 }
 
+/// Where sysctl fixes persist their values: a runtime-only fix would revert at the next boot.
+/// (`emit_state` keeps the persisted file of a document given with `STATE`, if it names one.)
+pub const PERSIST: &str = "/etc/sysctl.d/60-hostguard.conf";
+
+/// The fragment that sets `key` (dotted) at runtime and persists it.
+fn sysctl_fix(key: &str, value: i64) -> serde_json::Value {
+    serde_json::json!({"sysctl": {"persist": PERSIST, "values": { key: value }}})
+}
+
 /// A finding without `closed_by_state`, which `audit` fills in.
 #[allow(clippy::too_many_arguments)]
 fn finding(

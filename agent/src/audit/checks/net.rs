@@ -4,7 +4,8 @@
 
 use serde_json::{json, Value};
 
-use super::{finding, Facts, Finding, Severity};
+use super::{finding, sysctl_fix, Facts, Finding, Severity};
+use crate::audit::merge;
 use crate::audit::firewall::{forward_verdict, same_bridge_rules, Filter, Verdict};
 
 const FAMILIES: [(&str, &str, &str); 2] = [
@@ -54,7 +55,7 @@ fn forward_fix(f: &Facts, family: &str, nf_key: &str) -> Value {
     }
     let mut fix = json!({"iptables": {family: {"filter": {"FORWARD": {"policy": "DROP", "purge": false, "rules": rules}}}}});
     if nf == Some(false) && !containers.is_empty() {
-        fix["sysctl"] = json!({"values": {dotted(nf_key): 1}});
+        merge(&mut fix, &sysctl_fix(&dotted(nf_key), 1));
     }
     fix
 }
@@ -148,7 +149,7 @@ pub fn inter_container(f: &Facts) -> Vec<Finding> {
                 )),
                 Some(false) => {
                     let mut fix = drop_rule;
-                    fix["sysctl"] = json!({"values": {dotted(nf_key): 1}});
+                    merge(&mut fix, &sysctl_fix(&dotted(nf_key), 1));
                     out.push(finding(
                         "iptables.inter_container",
                         Severity::Medium,
@@ -205,7 +206,7 @@ pub fn bridge_netfilter(f: &Facts) -> Vec<Finding> {
                     dotted(nf_key)
                 )),
             ),
-            _ => (format!("{} = 0", dotted(nf_key)), Some(json!({"sysctl": {"values": {dotted(nf_key): 1}}})), None),
+            _ => (format!("{} = 0", dotted(nf_key)), Some(sysctl_fix(&dotted(nf_key), 1)), None),
         };
         out.push(finding(
             "bridge.netfilter_off",

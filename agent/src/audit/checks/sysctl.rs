@@ -2,9 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::json;
-
-use super::{finding, Facts, Finding, Severity};
+use super::{finding, sysctl_fix, Facts, Finding, Severity};
 use crate::state::sysctl::values_equal;
 
 /// A host that swaps container memory eagerly makes every container slow when one leaks; keep
@@ -17,7 +15,7 @@ pub fn swappiness(f: &Facts) -> Vec<Finding> {
             "sysctl/vm.swappiness".into(),
             "vm.swappiness is above 10 on a host running containers",
             format!("vm.swappiness = {v}"),
-            Some(json!({"sysctl": {"values": {"vm.swappiness": 10}}})),
+            Some(sysctl_fix("vm.swappiness", 10)),
             None,
             "Linux Documentation/admin-guide/sysctl/vm.rst (swappiness); Red Hat and Docker host tuning guides recommend 1-10 for container and database hosts",
         )],
