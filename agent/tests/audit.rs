@@ -188,6 +188,18 @@ fn privileged_containers_get_ranges_that_do_not_overlap() {
 }
 
 #[test]
+fn containers_sharing_host_ids_are_given_their_own() {
+    let h = Host::clean("aud-idshare");
+    h.config("web2", HARDENED);
+    let f = h.finding("lxc.idmap_shared");
+    assert_eq!(f["subject"], "lxc/web2");
+    assert_eq!(f["severity"], "medium");
+    h.fix_and_expect_clean();
+    assert!(h.root.read("/var/lib/lxc/web2/config").contains("lxc.idmap = u 0 165536 65536\n"));
+    assert!(h.root.read("/var/lib/lxc/web1/config").contains("lxc.idmap = u 0 100000 65536\n"));
+}
+
+#[test]
 fn missing_capability_drops_are_added() {
     let h = container_check_is_fixed(
         "aud-caps",

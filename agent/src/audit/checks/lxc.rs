@@ -70,49 +70,114 @@ fn tokens(c: &Container, key: &str) -> BTreeSet<String> {
     out
 }
 
-/// Host id ranges (start, end) already mapped by any container, to give a new map its own.
-fn used_ranges(f: &Facts) -> Vec<(u64, u64)> {
-    f.containers
-        .iter()
-        .flat_map(|c| c.values("lxc.idmap").chain(c.values("lxc.id_map")).map(str::to_string).collect::<Vec<_>>())
+/// The host uid range (start, end) a container maps, from its `u` lines.
+fn uid_ranges(c: &Container) -> Vec<(u64, u64)> {
+    c.values("lxc.idmap")
+        .chain(c.values("lxc.id_map"))
         .filter_map(|v| {
-            let p: Vec<u64> = v.split_whitespace().skip(2).filter_map(|n| n.parse().ok()).collect();
-            (p.len() == 2).then(|| (p[0], p[0] + p[1]))
+            let p: Vec<&str> = v.split_whitespace().collect();
+            let (start, count) = (p.get(2)?.parse::<u64>().ok()?, p.get(3)?.parse::<u64>().ok()?);
+            (p.first() == Some(&"u")).then_some((start, start + count))
         })
         .collect()
 }
 
+fn overlaps(a: (u64, u64), b: (u64, u64)) -> bool {
+    a.0 < b.1 && b.0 < a.1
+}
+
+/// Which containers a fix gives a new id range, and where it starts: privileged ones, and
+/// every container whose range overlaps one of a container before it (by name). One allocation
+/// for both checks, so their fixes never hand out the same range twice.
+fn allocations(f: &Facts) -> Vec<(&Container, u64, Option<String>)> {
+    let mut used: Vec<(u64, u64)> = Vec::new();
+    let mut kept: Vec<(&str, (u64, u64))> = Vec::new();
+    let mut need: Vec<(&Container, Option<String>)> = Vec::new();
+    for c in &f.containers {
+        let ranges = uid_ranges(c);
+        if ranges.is_empty() {
+            need.push((c, None));
+            continue;
+        }
+        let shared = kept.iter().find(|(_, k)| ranges.iter().any(|r| overlaps(*r, *k))).map(|(n, _)| n.to_string());
+        match shared {
+            Some(other) => need.push((c, Some(other))),
+            None => {
+                used.extend(&ranges);
+                kept.extend(ranges.iter().map(|r| (c.name.as_str(), *r)));
+            }
+        }
+    }
+    // Ranges of containers that get a new one are still taken until they are moved.
+    used.extend(need.iter().flat_map(|(c, _)| uid_ranges(c)));
+    need.into_iter()
+        .map(|(c, shared)| {
+            let mut start = IDMAP_BASE;
+            while used.iter().any(|&r| overlaps(r, (start, start + IDMAP_COUNT))) {
+                start += IDMAP_COUNT;
+            }
+            used.push((start, start + IDMAP_COUNT));
+            (c, start, shared)
+        })
+        .collect()
+}
+
+fn idmap_fix(start: u64) -> Value {
+    json!([
+        {"type": "u", "container": 0, "host": start, "count": IDMAP_COUNT},
+        {"type": "g", "container": 0, "host": start, "count": IDMAP_COUNT}
+    ])
+}
+
+fn shift_remedy(start: u64) -> String {
+    format!(
+        "the fix maps ids 0-65535 to host ids {start}-{}; before restarting the container, give root that range in \
+         /etc/subuid and /etc/subgid and shift the root filesystem's ownership to it (or recreate the container \
+         unprivileged), else it will not boot",
+        start + IDMAP_COUNT - 1
+    )
+}
+
 /// A container whose root is the host's root: a breakout is a host root shell.
 pub fn privileged(f: &Facts) -> Vec<Finding> {
-    let mut used = used_ranges(f);
-    let mut out = Vec::new();
-    for c in f.containers.iter().filter(|c| is_privileged(c)) {
-        let mut start = IDMAP_BASE;
-        while used.iter().any(|&(s, e)| start < e && s < start + IDMAP_COUNT) {
-            start += IDMAP_COUNT;
-        }
-        used.push((start, start + IDMAP_COUNT));
-        let idmap = json!([
-            {"type": "u", "container": 0, "host": start, "count": IDMAP_COUNT},
-            {"type": "g", "container": 0, "host": start, "count": IDMAP_COUNT}
-        ]);
-        out.push(finding(
-            "lxc.privileged",
-            Severity::High,
-            subject(c),
-            format!("container {} is privileged: its root is the host's root", c.name),
-            "no lxc.idmap line (after includes): uid 0 in the container is uid 0 on the host",
-            Some(fix(f, c, json!({ "idmap": idmap }))),
-            Some(format!(
-                "the fix maps ids 0-65535 to host ids {start}-{}; before restarting the container, give root that range in \
-                 /etc/subuid and /etc/subgid and shift the root filesystem's ownership to it (or recreate the container \
-                 unprivileged), else it will not boot",
-                start + IDMAP_COUNT - 1
-            )),
-            "LXC security documentation (linuxcontainers.org/lxc/security: privileged containers are not root-safe); lxc.container.conf(5) lxc.idmap",
-        ));
-    }
-    out
+    allocations(f)
+        .into_iter()
+        .filter(|(_, _, shared)| shared.is_none())
+        .map(|(c, start, _)| {
+            finding(
+                "lxc.privileged",
+                Severity::High,
+                subject(c),
+                format!("container {} is privileged: its root is the host's root", c.name),
+                "no lxc.idmap line (after includes): uid 0 in the container is uid 0 on the host",
+                Some(fix(f, c, json!({ "idmap": idmap_fix(start) }))),
+                Some(shift_remedy(start)),
+                "LXC security documentation (linuxcontainers.org/lxc/security: privileged containers are not root-safe); lxc.container.conf(5) lxc.idmap",
+            )
+        })
+        .collect()
+}
+
+/// Two unprivileged containers mapped to the same host ids are the same user to the kernel: a
+/// breakout from one owns the other's files and processes.
+pub fn idmap_shared(f: &Facts) -> Vec<Finding> {
+    allocations(f)
+        .into_iter()
+        .filter_map(|(c, start, shared)| shared.map(|other| (c, start, other)))
+        .map(|(c, start, other)| {
+            let mine: Vec<String> = uid_ranges(c).iter().map(|(s, e)| format!("{s}-{}", e - 1)).collect();
+            finding(
+                "lxc.idmap_shared",
+                Severity::Medium,
+                subject(c),
+                format!("container {} maps host ids that container {other} also maps", c.name),
+                format!("host uid range {} overlaps container {other}'s", mine.join(", ")),
+                Some(fix(f, c, json!({ "idmap": idmap_fix(start) }))),
+                Some(shift_remedy(start)),
+                "Incus/LXD security.idmap.isolated (a distinct id range per container); LXC security documentation (unprivileged containers)",
+            )
+        })
+        .collect()
 }
 
 /// Capabilities that let root in a container act on the host's kernel.

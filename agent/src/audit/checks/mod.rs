@@ -18,6 +18,7 @@ pub fn run(facts: &Facts) -> Vec<Finding> {
         net::inter_container,
         net::bridge_netfilter,
         lxc::privileged,
+        lxc::idmap_shared,
         lxc::cap_drop,
         lxc::memory_limit,
         lxc::memory_swap_limit,
