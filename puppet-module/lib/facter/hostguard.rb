@@ -1,6 +1,8 @@
-# The `hostguard` fact: the binary's version and what the last Puppet run of hostguard found.
+# The `hostguard` fact: the binary's version, what the last Puppet run of hostguard found, and
+# the host's hardening findings (`hostguard audit`, read-only).
 #
 #   hostguard => { version => '0.1.0', binary => '/usr/local/bin/hostguard',
+#                  audit => { summary => { high => 1, ... }, findings => [{ id, severity, subject, title }] },
 #                  last_plan => { exit_code => 2, summary => {...}, not_in_sync => [...] },
 #                  last_apply => {...} }
 
@@ -24,8 +26,26 @@ Facter.add(:hostguard) do
     rescue SystemCallError
       nil
     end
+    audit = nil
+    if version
+      # Hardening findings (SPEC section 8), read-only; under the root the last run used.
+      argv = [binary, 'audit', '--format', 'json', '--fail-on', 'high']
+      argv += ['--root', last['root']] if last['root']
+      begin
+        out, err, st = Open3.capture3(*argv)
+        audit = if [0, 2].include?(st.exitstatus)
+                  report = JSON.parse(out)
+                  { 'summary' => report['summary'],
+                    'findings' => (report['findings'] || []).map { |f| f.slice('id', 'severity', 'subject', 'title') } }
+                else
+                  { 'error' => err.strip }
+                end
+      rescue SystemCallError, JSON::ParserError => e
+        audit = { 'error' => e.message }
+      end
+    end
     if version || !last.empty?
-      { 'version' => version, 'binary' => binary }.merge(last.reject { |k, _| k == 'binary' })
+      { 'version' => version, 'binary' => binary, 'audit' => audit }.merge(last.reject { |k, _| %w(binary root).include?(k) })
     end
   end
 end

@@ -15,6 +15,7 @@ Puppet::Type.type(:hostguard_state).provide(:hostguard) do
     path = self.class.status_file
     data = File.file?(path) ? (JSON.parse(File.read(path)) rescue {}) : {}
     data['binary'] = resource[:binary]
+    data['root'] = resource[:root]
     data["last_#{result.command}"] = {
       'exit_code' => result.exitstatus,
       'started_at' => result.report && result.report['started_at'],
