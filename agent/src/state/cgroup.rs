@@ -152,7 +152,11 @@ pub fn validate(raw: RawCgroups, errs: &mut ValidationErrors) -> CgroupsState {
             pids_max: g.pids_max.as_ref(),
         };
         let limits = limits_from_raw(&fields, &path, errs);
-        if limits == Limits::default() {
+        let named_none = fields.memory_limit.is_none()
+            && fields.memory_swap_limit.is_none()
+            && fields.cpu_shares.is_none()
+            && fields.pids_max.is_none();
+        if named_none {
             errs.push(&path, "names no limit: give memory_limit, memory_swap_limit, cpu_shares or pids_max");
         }
         if let Ok(group) = group {
@@ -316,6 +320,10 @@ mod tests {
 
     #[test]
     fn a_group_without_limits_is_refused() {
-        assert!(check(json!({"groups": {"g": {}}})).is_err());
+        let e = check(json!({"groups": {"g": {}}})).unwrap_err();
+        assert!(e.to_string().contains("names no limit"), "{e}");
+        // A group whose only limit is invalid gets that error alone.
+        let e = check(json!({"groups": {"g": {"cpu_shares": 0}}})).unwrap_err();
+        assert_eq!(e.0.len(), 1, "{e}");
     }
 }
