@@ -395,6 +395,25 @@ fn a_persisted_value_overridden_later_at_boot_is_found() {
     h.expect_clean();
 }
 
+#[test]
+fn docker_api_on_tcp_without_tls_and_without_userns_remap_are_found() {
+    let h = Host::clean("aud-docker");
+    h.root.write("/etc/docker/daemon.json", r#"{"hosts": ["unix:///var/run/docker.sock", "tcp://0.0.0.0:2375"]}"#);
+    let tcp = h.finding("docker.tcp_without_tls");
+    assert_eq!(tcp["severity"], "high");
+    assert!(tcp["evidence"].as_str().unwrap().contains("tcp://0.0.0.0:2375"), "{tcp}");
+    assert!(tcp["fix"].is_null());
+    let userns = h.finding("docker.userns_remap");
+    assert!(userns["remedy"].as_str().unwrap().contains("\"userns-remap\": \"default\""), "{userns}");
+    // The remedy, done by hand: hostguard does not manage Docker's config.
+    h.root.write(
+        "/etc/docker/daemon.json",
+        r#"{"hosts": ["unix:///var/run/docker.sock", "tcp://0.0.0.0:2376"], "tlsverify": true, "tlscacert": "/etc/docker/ca.pem",
+            "tlscert": "/etc/docker/cert.pem", "tlskey": "/etc/docker/key.pem", "userns-remap": "default"}"#,
+    );
+    h.expect_clean();
+}
+
 /// The busybox template, as LXC itself writes it, in the test's lxcpath under the fake root.
 struct RealContainer {
     lxcpath: String,

@@ -106,6 +106,9 @@ pub struct Facts {
     /// LXC's stock seccomp policy is installed (a fix may point a container at it).
     pub seccomp_profile_exists: bool,
     pub firewalls: Vec<Firewall>,
+    /// Docker's daemon settings when Docker is installed (`/etc/docker/daemon.json`, `{}` when
+    /// the file does not exist: every setting at its default).
+    pub docker: Option<serde_json::Value>,
     /// What the audit could not look at, and why: shown so a clean audit is not mistaken for a
     /// complete one.
     pub skipped: Vec<String>,
@@ -125,6 +128,7 @@ impl Default for Facts {
             mem_total: None,
             seccomp_profile_exists: false,
             firewalls: Vec::new(),
+            docker: None,
             skipped: Vec::new(),
         }
     }
@@ -190,6 +194,24 @@ fn bridges(host: &Host) -> Result<Vec<Bridge>> {
     Ok(out)
 }
 
+/// Docker is installed when its daemon binary or its config exists.
+fn docker(host: &Host, skipped: &mut Vec<String>) -> Result<Option<serde_json::Value>> {
+    const CONFIG: &str = "/etc/docker/daemon.json";
+    let text = host.read_optional(CONFIG)?;
+    let installed = text.is_some() || ["/usr/bin/dockerd", "/usr/sbin/dockerd", "/usr/local/bin/dockerd"].iter().any(|p| host.exists(p));
+    if !installed {
+        return Ok(None);
+    }
+    match text.as_deref().map(serde_json::from_str::<serde_json::Value>) {
+        None => Ok(Some(serde_json::json!({}))),
+        Some(Ok(v)) if v.is_object() => Ok(Some(v)),
+        Some(Ok(_)) | Some(Err(_)) => {
+            skipped.push(format!("docker checks: {CONFIG} is not a JSON object (dockerd would refuse to start)"));
+            Ok(None)
+        }
+    }
+}
+
 fn boot_sysctl(host: &Host) -> Result<Vec<BootLine>> {
     let mut out = Vec::new();
     for file in crate::sysctl::boot_files(host)? {
@@ -238,7 +260,9 @@ impl Facts {
                 skipped.push(format!("{} firewall checks: {e}", fw.family));
             }
         }
+        let docker = docker(host, &mut skipped)?;
         Ok(Facts {
+            docker,
             sysctl,
             boot_sysctl: boot_sysctl(host)?,
             bridges: bridges(host)?,
@@ -254,9 +278,9 @@ impl Facts {
         })
     }
 
-    /// Whether this host runs containers: it has container configs or a bridge for them.
+    /// Whether this host runs containers: it has container configs, Docker, or a bridge for them.
     pub fn hosts_containers(&self) -> bool {
-        !self.containers.is_empty() || self.bridges.iter().any(|b| b.physical_ports.is_empty())
+        !self.containers.is_empty() || self.docker.is_some() || self.bridges.iter().any(|b| b.physical_ports.is_empty())
     }
 
     pub fn sysctl_i64(&self, key: &str) -> Option<i64> {

@@ -2,6 +2,7 @@
 //! reads the host; everything it needs is in `Facts`, so the same check run on overlaid facts
 //! says whether a document closes its finding.
 
+mod docker;
 mod lxc;
 mod net;
 mod sysctl;
@@ -30,6 +31,8 @@ pub fn run(facts: &Facts) -> Vec<Finding> {
         lxc::mount_auto_rw,
         lxc::devices_allow_all,
         lxc::seccomp,
+        docker::tcp_without_tls,
+        docker::userns_remap,
     ];
     checks.iter().flat_map(|c| c(facts)).collect()
 }
