@@ -182,3 +182,16 @@ fn show_prints_managed_settings_that_apply_takes_back_unchanged() {
     run(&r, "apply", &d2.to_string()).expect(0);
     assert_eq!(r.snapshot(), before);
 }
+
+#[test]
+fn cap_drop_beside_an_operators_cap_keep_is_failed() {
+    let config = format!("{BUSYBOX}lxc.cap.keep = sys_admin\n");
+    let r = root_with(&[("web1", &config)]);
+    let out = run(&r, "plan", &doc("modern", r#"{"web1": {"cap_drop": ["sys_time"]}}"#));
+    out.expect(2);
+    let res = out.resource("lxc/web1");
+    assert_eq!(res["status"], "failed");
+    assert!(res["message"].as_str().unwrap().contains("lxc.cap.keep"), "{res}");
+    run(&r, "apply", &doc("modern", r#"{"web1": {"cap_drop": ["sys_time"]}}"#)).expect(4);
+    assert_eq!(r.read("/var/lib/lxc/web1/config"), config, "cap_drop was written beside lxc.cap.keep");
+}

@@ -205,6 +205,15 @@ pub fn plan(ctx: &Ctx, desired: &LxcState) -> Result<Plan> {
             continue;
         };
         let before = Config::parse(&text);
+        let (mut settings, mut problems) = (settings, problems);
+        if c.cap_drop.as_ref().is_some_and(|caps| !caps.is_empty()) && before.last("lxc.cap.keep").is_some() {
+            settings.retain(|s| s.name != "cap_drop");
+            problems.push(
+                "cap_drop: the config sets lxc.cap.keep, and LXC refuses to start a container with both; \
+                 remove the lxc.cap.keep lines or drop cap_drop from the document (it was not written)"
+                    .into(),
+            );
+        }
         let outcome = converge(&before, &settings, env);
         let running = (c.live || !outcome.changes.is_empty()) && {
             if active.is_none() {
