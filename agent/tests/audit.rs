@@ -41,6 +41,10 @@ impl Host {
         root.write("/proc/meminfo", "MemTotal:        8388608 kB\nSwapTotal:       1048576 kB\n");
         root.write("/usr/share/lxc/config/common.seccomp", "2\ndenylist\nkexec_load errno 1\n");
         root.write("/var/lib/lxc/web1/config", HARDENED);
+        // newuidmap installed (so LXC maps ids through it) and root delegated ids 100000-1099999.
+        root.write("/usr/bin/newuidmap", "");
+        root.write("/etc/subuid", "root:100000:1000000\n");
+        root.write("/etc/subgid", "root:100000:1000000\n");
         Host { root, ns: Netns::new(tag) }
     }
 
@@ -185,6 +189,35 @@ fn privileged_containers_get_ranges_that_do_not_overlap() {
         .collect();
     // web1 already uses 100000-165535.
     assert_eq!(hosts, vec![165536, 231072]);
+}
+
+#[test]
+fn an_idmap_that_root_is_not_delegated_is_found() {
+    let h = Host::clean("aud-subuid");
+    h.root.write("/etc/subuid", "root:200000:65536\n");
+    let f = h.finding("lxc.idmap_not_delegated");
+    assert_eq!(f["severity"], "high");
+    assert!(f["evidence"].as_str().unwrap().contains("u 100000-165535"), "{f}");
+    assert!(!f["evidence"].as_str().unwrap().contains("g 100000"), "{f}");
+    assert!(f["fix"].is_null());
+    assert!(f["remedy"].as_str().unwrap().contains("usermod --add-subuids 100000-165535"), "{f}");
+    // The remedy, by hand.
+    h.root.write("/etc/subuid", "root:100000:65536\n");
+    h.expect_clean();
+}
+
+#[test]
+fn a_privileged_container_is_mapped_into_roots_delegated_ids() {
+    let h = Host::clean("aud-subuid2");
+    h.root.write("/etc/subuid", "root:100000:65536\nroot:500000:65536\n");
+    h.root.write("/etc/subgid", "root:100000:65536\nroot:500000:65536\n");
+    h.config("a", "lxc.uts.name = a\n");
+    let f = h.findings("lxc.privileged").pop().unwrap();
+    assert_eq!(f["fix"]["lxc"]["containers"]["a"]["idmap"][0]["host"], 500000, "{f}");
+    // Without a free delegated block the fix still maps, and says what to delegate.
+    h.root.write("/etc/subuid", "root:100000:65536\n");
+    let f = h.findings("lxc.privileged").pop().unwrap();
+    assert!(f["remedy"].as_str().unwrap().contains("usermod --add-subuids 165536-231071"), "{f}");
 }
 
 #[test]

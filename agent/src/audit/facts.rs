@@ -105,6 +105,12 @@ pub struct Facts {
     pub mem_total: Option<u64>,
     /// LXC's stock seccomp policy is installed (a fix may point a container at it).
     pub seccomp_profile_exists: bool,
+    /// Host id ranges (start, end) delegated to root in /etc/subuid and /etc/subgid.
+    pub root_subuid: Vec<(u64, u64)>,
+    pub root_subgid: Vec<(u64, u64)>,
+    /// `newuidmap` is installed: LXC then maps ids through it, even as root, and it refuses
+    /// ranges /etc/subuid does not delegate.
+    pub newuidmap: bool,
     pub firewalls: Vec<Firewall>,
     /// Docker's daemon settings when Docker is installed (`/etc/docker/daemon.json`, `{}` when
     /// the file does not exist: every setting at its default).
@@ -127,6 +133,9 @@ impl Default for Facts {
             lxc_version: None,
             mem_total: None,
             seccomp_profile_exists: false,
+            root_subuid: Vec::new(),
+            root_subgid: Vec::new(),
+            newuidmap: false,
             firewalls: Vec::new(),
             docker: None,
             skipped: Vec::new(),
@@ -192,6 +201,19 @@ fn bridges(host: &Host) -> Result<Vec<Bridge>> {
         out.push(Bridge { name: n, physical_ports });
     }
     Ok(out)
+}
+
+/// The ranges subuid(5)/subgid(5) delegate to root (`root:START:COUNT` or `0:START:COUNT`).
+fn delegated(host: &Host, file: &str) -> Result<Vec<(u64, u64)>> {
+    let Some(text) = host.read_optional(file)? else { return Ok(Vec::new()) };
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let mut p = l.trim().split(':');
+            let (who, start, count) = (p.next()?, p.next()?.parse::<u64>().ok()?, p.next()?.parse::<u64>().ok()?);
+            (who == "root" || who == "0").then_some((start, start + count))
+        })
+        .collect())
 }
 
 /// Docker is installed when its daemon binary or its config exists.
@@ -273,6 +295,9 @@ impl Facts {
             lxc_version,
             mem_total: mem_total(host)?,
             seccomp_profile_exists: host.exists("/usr/share/lxc/config/common.seccomp"),
+            root_subuid: delegated(host, "/etc/subuid")?,
+            root_subgid: delegated(host, "/etc/subgid")?,
+            newuidmap: ["/usr/bin/newuidmap", "/bin/newuidmap", "/usr/local/bin/newuidmap"].iter().any(|p| host.exists(p)),
             firewalls,
             skipped,
         })

@@ -112,14 +112,87 @@ fn allocations(f: &Facts) -> Vec<(&Container, u64, Option<String>)> {
     used.extend(need.iter().flat_map(|(c, _)| uid_ranges(c)));
     need.into_iter()
         .map(|(c, shared)| {
-            let mut start = IDMAP_BASE;
-            while used.iter().any(|&r| overlaps(r, (start, start + IDMAP_COUNT))) {
-                start += IDMAP_COUNT;
-            }
+            let start = free_block(f, &used);
             used.push((start, start + IDMAP_COUNT));
             (c, start, shared)
         })
         .collect()
+}
+
+fn within(r: (u64, u64), ranges: &[(u64, u64)]) -> bool {
+    ranges.iter().any(|&(s, e)| s <= r.0 && r.1 <= e)
+}
+
+/// The first free 65536-id block that root's /etc/subuid and /etc/subgid both delegate; when
+/// they delegate none, the first free block from 100000 (the remedy then says to delegate it).
+fn free_block(f: &Facts, used: &[(u64, u64)]) -> u64 {
+    let free = |s: u64| !used.iter().any(|&r| overlaps(r, (s, s + IDMAP_COUNT)));
+    for &(s, e) in &f.root_subuid {
+        let mut start = s;
+        while start + IDMAP_COUNT <= e {
+            let block = (start, start + IDMAP_COUNT);
+            if free(start) && within(block, &f.root_subgid) {
+                return start;
+            }
+            start += IDMAP_COUNT;
+        }
+    }
+    let mut start = IDMAP_BASE;
+    while !free(start) {
+        start += IDMAP_COUNT;
+    }
+    start
+}
+
+/// Every map line (kind, host start, host end) of a container.
+fn maps(c: &Container) -> Vec<(char, u64, u64)> {
+    c.values("lxc.idmap")
+        .chain(c.values("lxc.id_map"))
+        .filter_map(|v| {
+            let p: Vec<&str> = v.split_whitespace().collect();
+            let kind = p.first()?.chars().next()?;
+            let (start, count) = (p.get(2)?.parse::<u64>().ok()?, p.get(3)?.parse::<u64>().ok()?);
+            Some((kind, start, start + count))
+        })
+        .collect()
+}
+
+/// With `newuidmap` installed LXC maps ids through it, even as root, and it refuses any range
+/// /etc/subuid or /etc/subgid does not delegate to root: the container does not start.
+pub fn idmap_not_delegated(f: &Facts) -> Vec<Finding> {
+    if !f.newuidmap {
+        return vec![];
+    }
+    let mut out = Vec::new();
+    for c in &f.containers {
+        let missing: Vec<String> = maps(c)
+            .into_iter()
+            .filter(|&(kind, s, e)| match kind {
+                'u' => !within((s, e), &f.root_subuid),
+                'g' => !within((s, e), &f.root_subgid),
+                _ => false,
+            })
+            .map(|(kind, s, e)| format!("{kind} {s}-{}", e - 1))
+            .collect();
+        if missing.is_empty() {
+            continue;
+        }
+        let add: Vec<String> = maps(c).into_iter().map(|(kind, s, e)| format!("--add-sub{kind}ids {s}-{}", e - 1)).collect();
+        out.push(finding(
+            "lxc.idmap_not_delegated",
+            Severity::High,
+            subject(c),
+            format!("container {} maps host ids that /etc/subuid or /etc/subgid do not delegate to root: it will not start", c.name),
+            format!("not delegated: {}; newuidmap refuses such a map", missing.join(", ")),
+            None,
+            Some(format!(
+                "delegate the range to root (usermod {} root); hostguard does not manage /etc/subuid and /etc/subgid",
+                add.join(" ")
+            )),
+            "subuid(5), newuidmap(1); lxc.container.conf(5) lxc.idmap; LXC \"Getting started\" (unprivileged containers as root)",
+        ));
+    }
+    out
 }
 
 fn idmap_fix(start: u64) -> Value {
@@ -129,12 +202,16 @@ fn idmap_fix(start: u64) -> Value {
     ])
 }
 
-fn shift_remedy(start: u64) -> String {
+fn shift_remedy(f: &Facts, start: u64) -> String {
+    let end = start + IDMAP_COUNT - 1;
+    let delegate = if within((start, start + IDMAP_COUNT), &f.root_subuid) && within((start, start + IDMAP_COUNT), &f.root_subgid) {
+        String::new()
+    } else {
+        format!("delegate that range to root (usermod --add-subuids {start}-{end} --add-subgids {start}-{end} root) and ")
+    };
     format!(
-        "the fix maps ids 0-65535 to host ids {start}-{}; before restarting the container, give root that range in \
-         /etc/subuid and /etc/subgid and shift the root filesystem's ownership to it (or recreate the container \
-         unprivileged), else it will not boot",
-        start + IDMAP_COUNT - 1
+        "the fix maps ids 0-65535 to host ids {start}-{end}; before restarting the container, {delegate}shift the root \
+         filesystem's ownership to that range (or recreate the container unprivileged), else it will not boot"
     )
 }
 
@@ -151,7 +228,7 @@ pub fn privileged(f: &Facts) -> Vec<Finding> {
                 format!("container {} is privileged: its root is the host's root", c.name),
                 "no lxc.idmap line (after includes): uid 0 in the container is uid 0 on the host",
                 Some(fix(f, c, json!({ "idmap": idmap_fix(start) }))),
-                Some(shift_remedy(start)),
+                Some(shift_remedy(f, start)),
                 "LXC security documentation (linuxcontainers.org/lxc/security: privileged containers are not root-safe); lxc.container.conf(5) lxc.idmap",
             )
         })
@@ -173,7 +250,7 @@ pub fn idmap_shared(f: &Facts) -> Vec<Finding> {
                 format!("container {} maps host ids that container {other} also maps", c.name),
                 format!("host uid range {} overlaps container {other}'s", mine.join(", ")),
                 Some(fix(f, c, json!({ "idmap": idmap_fix(start) }))),
-                Some(shift_remedy(start)),
+                Some(shift_remedy(f, start)),
                 "Incus/LXD security.idmap.isolated (a distinct id range per container); LXC security documentation (unprivileged containers)",
             )
         })

@@ -20,6 +20,7 @@ pub fn run(facts: &Facts) -> Vec<Finding> {
         net::bridge_netfilter,
         lxc::privileged,
         lxc::idmap_shared,
+        lxc::idmap_not_delegated,
         lxc::cap_drop,
         lxc::memory_limit,
         lxc::memory_swap_limit,
