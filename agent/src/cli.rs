@@ -97,6 +97,13 @@ pub struct SourceArgs {
     /// The state document: a path, - for standard input, or an https:// URL.
     #[arg(value_name = "STATE", default_value = DEFAULT_STATE)]
     pub state: String,
+    #[command(flatten)]
+    pub fetch: FetchArgs,
+}
+
+/// How a document is fetched and checked, wherever it comes from.
+#[derive(Debug, Args)]
+pub struct FetchArgs {
     /// Refuse the document unless its SHA-256 is HEX.
     #[arg(long, value_name = "HEX")]
     pub sha256: Option<String>,
@@ -161,6 +168,8 @@ pub struct AuditArgs {
     /// Where LXC containers live.
     #[arg(long, value_name = "DIR")]
     pub lxcpath: Option<String>,
+    #[command(flatten)]
+    pub fetch: FetchArgs,
 }
 
 #[derive(Debug, Args)]
@@ -210,7 +219,7 @@ fn options(global: &Global) -> Options {
     }
 }
 
-fn http_options(args: &SourceArgs) -> HttpOptions {
+fn http_options(args: &FetchArgs) -> HttpOptions {
     HttpOptions {
         allow_insecure_http: args.allow_insecure_http,
         ca_file: args.ca_file.clone(),
@@ -219,12 +228,16 @@ fn http_options(args: &SourceArgs) -> HttpOptions {
 }
 
 fn load(args: &SourceArgs) -> Result<state::Document> {
-    let opts = SourceOptions {
-        sha256: args.sha256.clone(),
-        http: http_options(args),
-    };
-    let bytes = source::read(&args.state, &opts)?;
+    let bytes = read_state(&args.state, &args.fetch)?;
     state::load(&bytes, &args.state)
+}
+
+fn read_state(spec: &str, fetch: &FetchArgs) -> Result<Vec<u8>> {
+    let opts = SourceOptions {
+        sha256: fetch.sha256.clone(),
+        http: http_options(fetch),
+    };
+    source::read(spec, &opts)
 }
 
 fn dispatch(cli: &Cli) -> Result<i32> {
@@ -298,7 +311,7 @@ fn converge(g: &Global, args: &RunArgs, opts: Options, backup_dir: Option<PathBu
 fn converge_and_print(g: &Global, args: &RunArgs, opts: Options, backup_dir: Option<PathBuf>, command: Command) -> Result<(Report, Option<Delivery>)> {
     // The collector's URL and headers are checked before anything is read or touched.
     let delivery = match &args.report.report_url {
-        Some(url) => Some(Delivery::new(url, &args.report.report_header, &http_options(&args.source))?),
+        Some(url) => Some(Delivery::new(url, &args.report.report_header, &http_options(&args.source.fetch))?),
         None => None,
     };
     let doc = load(&args.source)?;
@@ -314,7 +327,7 @@ fn converge_and_print(g: &Global, args: &RunArgs, opts: Options, backup_dir: Opt
 fn run_audit(g: &Global, a: &AuditArgs) -> Result<i32> {
     let (doc, raw) = match &a.state {
         Some(spec) => {
-            let bytes = source::read(spec, &SourceOptions::default())?;
+            let bytes = read_state(spec, &a.fetch)?;
             let doc = state::load(&bytes, spec)?;
             // Validated above, so it is JSON.
             (Some(doc), serde_json::from_slice(&bytes).ok())

@@ -500,3 +500,13 @@ fn a_real_busybox_container_is_audited_and_fixed() {
     assert!(c.item("lxc.cap.drop").contains("sys_rawio"));
     assert!(c.item("lxc.cgroup.pids.max").ends_with("4096"), "{}", c.item("lxc.cgroup.pids.max"));
 }
+
+#[test]
+fn audit_document_is_pinned_like_any_other() {
+    let h = Host::clean("aud-pin");
+    let doc = h.root.doc("closes", r#"{"version": 1, "sysctl": {"values": {"vm.swappiness": 5}}}"#);
+    let zeros = "0".repeat(64);
+    let run = h.run(&["audit", "--format", "json", "--sha256", &zeros, &doc]);
+    run.expect(1);
+    assert!(run.stderr.contains("SHA-256 mismatch"), "{}", run.stderr);
+}
