@@ -55,6 +55,10 @@ Puppet::Type.newtype(:hostguard_state) do
     defaultto '/etc/hostguard/state.json'
   end
 
+  validate do
+    raise ArgumentError, 'hostguard_state needs a document' unless self[:document]
+  end
+
   autorequire(:file) do
     [self[:binary], File.dirname(self[:state_file].to_s)]
   end
