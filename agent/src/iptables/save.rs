@@ -117,10 +117,12 @@ fn strip_counters(line: &str) -> &str {
 
 /// `-c 12 3456` inside a rule (iptables-save -c of some versions) carries no meaning for identity.
 fn strip_inline_counters(args: &mut Vec<String>) {
-    if let Some(i) = args.iter().position(|a| a == "-c" || a == "--set-counters") {
-        if args.len() >= i + 3 {
-            args.drain(i..i + 3);
+    // Every one, so a rule reads the same however often it is rendered and read back.
+    while let Some(i) = args.iter().position(|a| a == "-c" || a == "--set-counters") {
+        if args.len() < i + 3 {
+            break;
         }
+        args.drain(i..i + 3);
     }
 }
 
@@ -173,7 +175,9 @@ pub fn split(line: &str) -> Result<Vec<String>, String> {
 
 /// Quote one argument so `split` (and iptables-restore) reads it back unchanged.
 pub fn quote(a: &str) -> String {
-    let needs = a.is_empty() || a.chars().any(|c| matches!(c, ' ' | '\t' | '"' | '\\' | '\'' | '#'));
+    // Any whitespace, not only what splits words: `parse` trims a line's Unicode whitespace, so
+    // an unquoted last argument ending in one would lose it.
+    let needs = a.is_empty() || a.chars().any(|c| c.is_whitespace() || matches!(c, '"' | '\\' | '\'' | '#'));
     if !needs {
         return a.to_string();
     }

@@ -192,6 +192,9 @@ const COMMAND_OPTIONS: &[&str] = &[
     "-A", "--append", "-I", "--insert", "-D", "--delete", "-R", "--replace", "-N", "--new-chain", "--new",
     "-X", "--delete-chain", "-F", "--flush", "-Z", "--zero", "-P", "--policy", "-E", "--rename-chain",
     "-L", "--list", "-S", "--list-rules", "-C", "--check", "-t", "--table", "-h", "--help", "-V", "--version",
+    // Counters are not part of a rule: iptables-save prints the rule without them, so it would
+    // never match.
+    "-c", "--set-counters",
 ];
 
 impl RuleArgs {

@@ -41,6 +41,11 @@ impl SysctlKey {
         if let Some(p) = control_char_problem(name) {
             return Err(format!("the key {p}"));
         }
+        // In a sysctl.d file a leading `-` means "ignore a failure to set this key", so a key
+        // spelled with one would be persisted as another key (`-.x` read back as `.x`).
+        if name.starts_with('-') {
+            return Err(format!("{name:?} starts with '-', which sysctl.d reads as a prefix, not a name; use ignore_missing"));
+        }
         let sep = if name.contains('/') { '/' } else { '.' };
         let parts: Vec<&str> = name.split(sep).collect();
         if parts.len() < 2 {
@@ -217,7 +222,7 @@ mod tests {
     #[test]
     fn escaping_keys_are_refused() {
         for bad in ["kernel..x", "../../etc/shadow", "", "vm", ".vm.swappiness", "vm.swappiness.",
-                    "net/ipv4/../../x", "vm.swap piness", "vm.a=b", "vm.\nx", "/proc/sys/vm/swappiness"] {
+                    "net/ipv4/../../x", "vm.swap piness", "vm.a=b", "vm.\nx", "/proc/sys/vm/swappiness", "-.@", "-vm.swappiness"] {
             assert!(SysctlKey::parse(bad).is_err(), "{bad:?} should be refused");
         }
     }
