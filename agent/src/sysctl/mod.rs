@@ -13,7 +13,7 @@ use crate::host::Host;
 use crate::report::{ResourceReport, Status};
 use crate::state::sysctl::{normalize, SysctlKey, SysctlState, SysctlValue};
 
-pub use persist::{boot_files, parse_line, render, BootOverride};
+pub use persist::{boot_files, glob_match, parse_line, render, BootOverride};
 
 const KIND: &str = "sysctl";
 

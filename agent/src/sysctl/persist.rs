@@ -144,7 +144,7 @@ pub fn parse_line(line: &str) -> Option<(String, String)> {
 }
 
 /// systemd-sysctl's globs: `*` stands for any run of characters within one component.
-fn glob_match(pattern: &str, path: &str) -> bool {
+pub fn glob_match(pattern: &str, path: &str) -> bool {
     fn go(p: &[u8], s: &[u8]) -> bool {
         match (p.first(), s.first()) {
             (None, None) => true,

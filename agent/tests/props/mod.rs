@@ -1,0 +1,129 @@
+//! Properties of hostguard's parsers, shared by the proptest tests (`tests/properties.rs`, on
+//! stable, in `cargo test`) and the libFuzzer targets (`fuzz/`, on nightly), so both check the
+//! same thing. Each function takes any input, must never panic inside hostguard, and panics
+//! itself when a property does not hold.
+#![allow(dead_code)]
+
+use std::path::{Component, Path};
+
+use hostguard::iptables::save;
+use hostguard::lxc::config::Config;
+use hostguard::state::iptables::RuleArgs;
+use hostguard::state::sysctl::{values_equal, SysctlKey, SysctlState};
+use hostguard::state::types::Limit;
+use hostguard::sysctl::{glob_match, parse_line, render};
+
+/// Any bytes as a state document: an error or a document whose parts keep their promises.
+pub fn state_document(bytes: &[u8]) {
+    if let Ok(doc) = hostguard::state::load(bytes, "fuzz") {
+        if let Some(s) = &doc.sysctl {
+            sysctl_state(s);
+        }
+    }
+}
+
+/// A document of one sysctl key and value, built as valid JSON so the fuzzer reaches validation
+/// and rendering rather than the JSON parser.
+pub fn sysctl_entry(key: &str, value: &str, ignore_missing: bool) {
+    let doc = serde_json::json!({
+        "version": 1,
+        "sysctl": {"persist": "/etc/sysctl.d/60-hostguard.conf", "ignore_missing": ignore_missing, "values": {key: value}}
+    });
+    state_document(doc.to_string().as_bytes());
+}
+
+/// A validated sysctl section: its persisted file stays in /etc/sysctl.d, every key stays under
+/// /proc/sys, and the rendered file reads back, line by line, as exactly the document's values.
+fn sysctl_state(s: &SysctlState) {
+    if let Some(p) = &s.persist {
+        let name = p.strip_prefix("/etc/sysctl.d/").expect("persist is in /etc/sysctl.d");
+        assert!(!name.contains('/') && name.ends_with(".conf") && !name.starts_with('.'), "persist {p:?}");
+    }
+    let text = render(s);
+    let read: Vec<(String, String)> = text.lines().filter_map(parse_line).collect();
+    assert_eq!(read.len(), s.values.len(), "rendered file {text:?} has another number of settings");
+    for (k, v) in &s.values {
+        sysctl_key_ok(k);
+        let want = (k.rel_path().to_string(), v.normalized());
+        assert!(read.contains(&want), "{want:?} does not read back from {text:?}");
+        assert!(values_equal(v.as_str(), &v.normalized()), "{v:?} differs from its normal form");
+    }
+}
+
+fn sysctl_key_ok(k: &SysctlKey) {
+    let rel = k.rel_path();
+    assert!(!rel.starts_with('/') && !rel.ends_with('/'), "{rel:?}");
+    for c in rel.split('/') {
+        assert!(!c.is_empty() && c != "." && c != "..", "{k:?} has component {c:?}");
+        assert!(!c.chars().any(char::is_control), "{k:?}");
+    }
+    let full = format!("/proc/sys/{rel}");
+    assert!(Path::new(&full).components().all(|c| !matches!(c, Component::ParentDir)), "{full}");
+    let again = SysctlKey::parse(rel).unwrap_or_else(|e| panic!("{rel:?}, the path of {k:?}, is refused: {e}"));
+    assert_eq!(again.rel_path(), rel);
+}
+
+/// A sysctl key as the document names it.
+pub fn sysctl_key(s: &str) {
+    if let Ok(k) = SysctlKey::parse(s) {
+        sysctl_key_ok(&k);
+    }
+}
+
+/// A line of a sysctl.d file, and a glob against a key path.
+pub fn sysctl_line(line: &str, path: &str) {
+    if let Some((k, _v)) = parse_line(line) {
+        assert!(glob_match(&k, &k), "{k:?} does not match itself");
+        let _ = glob_match(&k, path);
+    }
+}
+
+/// A size: what parses prints in a form that parses to the same size.
+pub fn size(s: &str) {
+    let parsed = Limit::parse(s);
+    assert_eq!(Limit::from_json(&serde_json::Value::String(s.to_string())), parsed);
+    if let Ok(l) = parsed {
+        assert_eq!(Limit::parse(&l.to_string()), Ok(l), "{s:?} -> {l}");
+        assert!(!s.chars().any(|c| c.is_control() && c != '\t'), "{s:?} accepted with a control character");
+    }
+}
+
+/// `iptables-save` output: what parses renders as restore input that parses to the same tables.
+pub fn iptables_save(text: &str) {
+    let Ok(tables) = save::parse(text) else { return };
+    let mut out = String::new();
+    for t in &tables {
+        out.push_str(&format!("*{}\n", t.name));
+        for c in &t.chains {
+            out.push_str(&format!(":{} {} [0:0]\n", c.name, c.policy.as_deref().unwrap_or("-")));
+        }
+        for c in &t.chains {
+            for r in &c.rules {
+                save::push_rule(&mut out, &c.name, &r.args);
+            }
+        }
+        out.push_str("COMMIT\n");
+    }
+    let again = save::parse(&out).unwrap_or_else(|e| panic!("rendered tables do not parse ({e}):\n{out}"));
+    assert_eq!(again, tables, "rendered tables read back differently:\n{out}");
+}
+
+/// A rule as a document writes it: accepted rules reach iptables-restore as one line whose
+/// arguments are exactly the rule's, whatever shell metacharacters they hold.
+pub fn iptables_rule(text: &str) {
+    let Ok(rule) = RuleArgs::parse(text) else { return };
+    let mut line = String::new();
+    save::push_rule(&mut line, "HG", rule.args());
+    assert_eq!(line.matches('\n').count(), 1, "{text:?} renders as more than one line: {line:?}");
+    let args = save::split(line.trim_end_matches('\n')).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+    assert_eq!(&args[2..], rule.args(), "{text:?} renders as {line:?}");
+}
+
+/// An LXC config: read and written back byte for byte.
+pub fn lxc_config(text: &str) {
+    let c = Config::parse(text);
+    assert_eq!(c.text(), text);
+    for (_, e) in c.entries() {
+        assert!(e.key.starts_with("lxc.") && !e.key.contains('='), "{e:?}");
+    }
+}
