@@ -148,6 +148,11 @@ fn a_document_says_whether_it_closes_each_finding() {
     // The document's own persisted file is kept, not replaced by the fixes' default one.
     assert_eq!(m["sysctl"]["persist"], "/etc/sysctl.d/70-site.conf");
     assert_eq!(m["lxc"]["containers"]["web1"]["config"]["lxc.cgroup.pids.max"], "4096");
+    // A finding the document already closes adds no fix: its value stays the document's.
+    let merged = h.run(&["audit", "--emit-state", &closes]);
+    let m: serde_json::Value = serde_json::from_str(&merged.stdout).unwrap();
+    assert_eq!(m["sysctl"]["values"]["vm.swappiness"], 5);
+    assert_eq!(m["lxc"]["containers"]["web1"]["config"]["lxc.cgroup.pids.max"], "500");
 }
 
 /// One container check: `config` has the problem; the finding appears with `severity`, and the

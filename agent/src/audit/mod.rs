@@ -167,12 +167,13 @@ impl AuditReport {
 
     /// Every fix merged into one document, merged over `base` (the document given, if any):
     /// where both say something, the fix wins, since the point is to close the finding.
-    /// The one exception: a document that persists its sysctl values in a file of its own keeps
-    /// that file, rather than have the fixes start a second one.
+    /// A finding the document already closes adds no fix (two idmaps for one container would
+    /// be a broken config, not a stronger one). And a document that persists its sysctl values
+    /// in a file of its own keeps that file, rather than have the fixes start a second one.
     pub fn emit_state(&self, base: Option<serde_json::Value>) -> serde_json::Value {
         let mut doc = base.unwrap_or_else(|| serde_json::json!({}));
         let persist = doc.pointer("/sysctl/persist").cloned();
-        for f in self.findings.iter().filter(|f| !f.fix.is_null()) {
+        for f in self.findings.iter().filter(|f| !f.fix.is_null() && f.closed_by_state != Some(true)) {
             merge(&mut doc, &f.fix);
         }
         if let Some(p) = persist {

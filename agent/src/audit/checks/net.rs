@@ -37,7 +37,8 @@ fn bridges(f: &Facts) -> (Vec<&str>, Vec<&str>) {
 /// The FORWARD chain a container host wants: policy DROP; per container bridge, same-bridge
 /// traffic dropped (first, so it wins), traffic out of it accepted, replies back in accepted;
 /// per LAN bridge, bridged traffic accepted (else DROP would cut containers off the LAN once
-/// bridge netfilter is on). Rules are ensured (`purge: false`): Docker's and others stay.
+/// bridge netfilter is on). Rules are ensured (`purge` is left out, so false): Docker's and
+/// others stay, and a document that purges the chain keeps purging it when the fix is merged in.
 /// When bridge netfilter is loaded but off, it is turned on too, so the same-bridge rule works.
 fn forward_fix(f: &Facts, family: &str, nf_key: &str) -> Value {
     let (containers, lan) = bridges(f);
@@ -53,7 +54,7 @@ fn forward_fix(f: &Facts, family: &str, nf_key: &str) -> Value {
     for b in &lan {
         rules.push(format!("-i {b} -o {b} -j ACCEPT"));
     }
-    let mut fix = json!({"iptables": {family: {"filter": {"FORWARD": {"policy": "DROP", "purge": false, "rules": rules}}}}});
+    let mut fix = json!({"iptables": {family: {"filter": {"FORWARD": {"policy": "DROP", "rules": rules}}}}});
     if nf == Some(false) && !containers.is_empty() {
         merge(&mut fix, &sysctl_fix(&dotted(nf_key), 1));
     }
@@ -131,7 +132,7 @@ pub fn inter_container(f: &Facts) -> Vec<Finding> {
         for b in &containers {
             let subject = format!("iptables/{family}/bridge/{b}");
             let reference = "Docker docs (\"icc\": false, Docker's inter-container communication setting); CIS Docker Benchmark 2.1 (restrict network traffic between containers); LXC/Incus security guidance (isolate containers on a shared bridge)";
-            let drop_rule = json!({"iptables": {family: {"filter": {"FORWARD": {"purge": false, "rules": [format!("-i {b} -o {b} -j DROP")]}}}}});
+            let drop_rule = json!({"iptables": {family: {"filter": {"FORWARD": {"rules": [format!("-i {b} -o {b} -j DROP")]}}}}});
             match bridge_nf(f, nf_key) {
                 None => out.push(finding(
                     "iptables.inter_container",
