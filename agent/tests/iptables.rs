@@ -288,6 +288,22 @@ fn purge_removes_strays_keeps_ignored_and_never_touches_docker_chains_or_nat() {
 }
 
 #[test]
+fn rules_may_jump_to_a_chain_the_same_document_creates() {
+    for b in BACKENDS {
+        let ns = Netns::new();
+        ipt(&ns, b, false, &["-A", "FORWARD", "-j", "ACCEPT"]);
+        let doc = json!({ "version": 1, "iptables": { "backend": b, "ipv4": { "filter": {
+            "FORWARD": { "purge": true, "rules": ["-p tcp --dport ssh -j MINE", "-j ACCEPT"] },
+            "MINE": { "purge": true, "rules": ["-p icmp --icmp-type echo-request -j RETURN", "-j DROP"] } } } } });
+        ns.apply(&doc).expect(2, b);
+        ns.plan(&doc).expect(0, b);
+        let s = save(&ns, b, false, "filter");
+        assert!(s.contains("-A FORWARD -p tcp -m tcp --dport 22 -j MINE"), "{b}: {s}");
+        assert!(s.contains(":MINE - "), "{b}: {s}");
+    }
+}
+
+#[test]
 fn without_purge_listed_rules_are_added_and_others_kept() {
     for b in BACKENDS {
         let ns = Netns::new();
@@ -324,6 +340,7 @@ fn a_batch_with_one_invalid_rule_leaves_the_table_as_it_was_and_names_the_rule()
             assert_eq!(fw["status"], "failed");
             let msg = fw["message"].as_str().unwrap();
             assert!(msg.contains("NO-SUCH-CHAIN"), "{b} {fam}: {msg}");
+            assert!(msg.contains(&format!("iptables.{fam}[\"filter\"][\"FORWARD\"].rules[1]")), "{b} {fam}: {msg}");
             assert_eq!(r.resource(&format!("iptables/{fam}/filter/KEEP"))["status"], "failed");
             assert_eq!(before, save(&ns, b, v6, "filter"), "{b} {fam}: the table changed");
         }

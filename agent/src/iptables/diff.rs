@@ -40,7 +40,7 @@ pub struct Desired<'a> {
     pub policy: Option<&'a str>,
     pub purge: bool,
     pub ignore: &'a [Regex],
-    pub rules: Vec<Entry>,
+    pub rules: &'a [Entry],
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +51,7 @@ pub struct ChainDiff {
     pub set_policy: Option<String>,
     /// Whether the rules must be rewritten.
     pub rewrite: bool,
-    /// The complete rule list to write when `rewrite`.
+    /// The complete rule list to write when `rewrite` (empty otherwise).
     pub target: Vec<Entry>,
     /// Human diff lines: `+` missing, `-` removed, `~` out of order.
     pub lines: Vec<String>,
@@ -105,26 +105,29 @@ pub fn diff(desired: &Desired, current: Option<&Chain>) -> ChainDiff {
         _ => None,
     };
     let want: Vec<&Rule> = desired.rules.iter().map(|e| &e.canon).collect();
-    let (compared, target) = if desired.purge {
+    let (compared, kept): (Vec<&Rule>, Vec<&Rule>) = if desired.purge {
         let listed: HashSet<&Rule> = want.iter().copied().collect();
-        let ignored = |r: &Rule| {
-            !listed.contains(r) && {
+        let (kept, managed) = cur.rules.iter().partition(|r| {
+            !desired.ignore.is_empty() && !listed.contains(*r) && {
                 let line = r.line(desired.chain);
                 desired.ignore.iter().any(|re| re.is_match(&line))
             }
-        };
-        let kept: Vec<&Rule> = cur.rules.iter().filter(|r| ignored(r)).collect();
-        let managed: Vec<&Rule> = cur.rules.iter().filter(|r| !ignored(r)).collect();
-        let mut target: Vec<Entry> = kept.iter().map(|r| Entry::kept(r)).collect();
-        target.extend(desired.rules.iter().cloned());
-        (managed, target)
+        });
+        (managed, kept)
     } else {
-        let all: Vec<&Rule> = cur.rules.iter().collect();
-        (all, merge(&cur.rules, &desired.rules))
+        (cur.rules.iter().collect(), Vec::new())
     };
-    let target_rules: Vec<&Rule> = if desired.purge { want.clone() } else { target.iter().map(|e| &e.canon).collect() };
-    let rewrite = compared != target_rules || current.is_none() && !target.is_empty();
-    let (lines, counts) = if compared != target_rules { lines(desired.chain, &compared, &target_rules) } else { Default::default() };
+    let merged = if desired.purge { Vec::new() } else { merge(&cur.rules, desired.rules) };
+    let target_rules: Vec<&Rule> = if desired.purge { want } else { merged.iter().map(|e| &e.canon).collect() };
+    let differs = compared != target_rules;
+    let rewrite = differs || current.is_none() && !target_rules.is_empty();
+    let (lines, counts) = if differs { lines(desired.chain, &compared, &target_rules) } else { Default::default() };
+    // The full list to write is only built when the chain is rewritten.
+    let target = match (rewrite, desired.purge) {
+        (false, _) => Vec::new(),
+        (true, true) => kept.iter().map(|r| Entry::kept(r)).chain(desired.rules.iter().cloned()).collect(),
+        (true, false) => merged,
+    };
     ChainDiff {
         exists: current.is_some(),
         current_policy: cur.policy.clone(),
@@ -273,7 +276,7 @@ mod tests {
     #[test]
     fn purge_keeps_ignored_rules_first_and_reports_the_rest() {
         let ignore = [Regex::new("-j DOCKER").unwrap()];
-        let d = Desired { chain: "FORWARD", policy: Some("DROP"), purge: true, ignore: &ignore, rules: entries(&["-j A", "-j B"]) };
+        let d = Desired { chain: "FORWARD", policy: Some("DROP"), purge: true, ignore: &ignore, rules: &entries(&["-j A", "-j B"]) };
         let cur = chain(Some("ACCEPT"), &["-j B", "-j stray", "-j DOCKER-USER", "-j A"]);
         let r = diff(&d, Some(&cur));
         assert!(!r.in_sync());
@@ -287,14 +290,14 @@ mod tests {
     #[test]
     fn ignored_rules_anywhere_are_in_sync() {
         let ignore = [Regex::new("-j DOCKER").unwrap()];
-        let d = Desired { chain: "FORWARD", policy: Some("DROP"), purge: true, ignore: &ignore, rules: entries(&["-j A", "-j B"]) };
+        let d = Desired { chain: "FORWARD", policy: Some("DROP"), purge: true, ignore: &ignore, rules: &entries(&["-j A", "-j B"]) };
         let cur = chain(Some("DROP"), &["-j A", "-j DOCKER", "-j B", "-j DOCKER-USER"]);
         assert!(diff(&d, Some(&cur)).in_sync());
     }
 
     #[test]
     fn missing_chain_is_created_even_when_empty() {
-        let d = Desired { chain: "MINE", policy: None, purge: true, ignore: &[], rules: Vec::new() };
+        let d = Desired { chain: "MINE", policy: None, purge: true, ignore: &[], rules: &[] };
         let r = diff(&d, None);
         assert!(!r.in_sync());
         assert!(r.summary("MINE").contains("will be created"));
@@ -302,7 +305,7 @@ mod tests {
 
     #[test]
     fn without_purge_listed_rules_are_ensured_in_order_and_others_stay() {
-        let d = Desired { chain: "FORWARD", policy: None, purge: false, ignore: &[], rules: entries(&["-j A", "-j B", "-j C"]) };
+        let d = Desired { chain: "FORWARD", policy: None, purge: false, ignore: &[], rules: &entries(&["-j A", "-j B", "-j C"]) };
         let cur = chain(Some("ACCEPT"), &["-j X", "-j A", "-j Y", "-j C"]);
         let r = diff(&d, Some(&cur));
         assert_eq!(target(&r), ["-j X", "-j A", "-j B", "-j Y", "-j C"]);
@@ -320,7 +323,7 @@ mod tests {
     fn diff_lines_are_capped_but_counts_are_not() {
         let many: Vec<String> = (0..500).map(|i| format!("-j R{i}")).collect();
         let refs: Vec<&str> = many.iter().map(String::as_str).collect();
-        let d = Desired { chain: "X", policy: None, purge: true, ignore: &[], rules: entries(&refs) };
+        let d = Desired { chain: "X", policy: None, purge: true, ignore: &[], rules: &entries(&refs) };
         let r = diff(&d, Some(&Chain { name: "X".into(), policy: None, rules: Vec::new() }));
         assert_eq!(r.counts.missing, 500);
         assert_eq!(r.lines.len(), MAX_LINES + 1);

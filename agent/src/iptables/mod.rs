@@ -31,6 +31,7 @@ use save::{Rule, TableDump};
 const KIND: &str = "iptables";
 
 const BY_SAVE: &str = "compared with iptables-save's output";
+const BY_EMPTY: &str = "none of the rules is present, whatever their spelling; the read-back after apply is compared in canonical form";
 const BY_NETNS: &str = "canonical form by iptables in a private network namespace";
 
 /// One owned chain, planned.
@@ -40,6 +41,9 @@ struct ChainPlan {
     rules: Vec<Entry>,
     diff: ChainDiff,
     compared_by: String,
+    /// The rules' canonical forms are the normaliser's guess, not yet confirmed by iptables:
+    /// after apply, a read-back that differs is canonicalised before it counts as failed.
+    lazy: bool,
 }
 
 impl ChainPlan {
@@ -49,7 +53,7 @@ impl ChainPlan {
             policy: self.spec.policy.map(|p| p.as_str()),
             purge: self.spec.purge,
             ignore: &self.spec.ignore,
-            rules: self.rules.clone(),
+            rules: &self.rules,
         }
     }
 
@@ -128,8 +132,24 @@ fn plan_group(host: &Host, tools: &Tools, family: Family, table: Table, current:
             None => norm.is_empty(),
         })
         .collect();
-    let need: Vec<usize> = (0..specs.len()).filter(|&k| !fast[k]).collect();
-    let existing: Vec<String> = current.chains.iter().map(|c| c.name.clone()).collect();
+    // A chain that holds none of its managed rules yet differs whatever the spelling: it is
+    // written without asking iptables first, and its read-back decides (`ChainPlan::lazy`).
+    let empty: Vec<bool> = specs
+        .iter()
+        .map(|s| {
+            !s.rules.is_empty()
+                && current.chain(s.chain.as_str()).is_none_or(|c| {
+                    c.rules.iter().all(|r| {
+                        let line = r.line(s.chain.as_str());
+                        s.purge && s.ignore.iter().any(|re| re.is_match(&line))
+                    })
+                })
+        })
+        .collect();
+    let need: Vec<usize> = (0..specs.len()).filter(|&k| !fast[k] && !empty[k]).collect();
+    // Declared in the namespace, so jumps to them load: the host's chains and every listed one.
+    let existing: Vec<String> =
+        current.chains.iter().map(|c| c.name.clone()).chain(specs.iter().map(|s| s.chain.to_string())).collect();
     let mut canonical: Vec<Option<std::result::Result<Vec<Rule>, String>>> = vec![None; specs.len()];
     let mut fallback_note: Vec<Option<String>> = vec![None; specs.len()];
     if !need.is_empty() {
@@ -173,6 +193,7 @@ fn plan_group(host: &Host, tools: &Tools, family: Family, table: Table, current:
         };
         let (rules, compared_by) = match canonical[k].take() {
             None if fast[k] => (direct(&normalized[k]), BY_SAVE.to_string()),
+            None if empty[k] => (direct(&normalized[k]), BY_EMPTY.to_string()),
             None => (direct(&normalized[k]), fallback_note[k].clone().unwrap_or_default()),
             Some(Ok(c)) if c.len() == spec.rules.len() => (direct(&c), BY_NETNS.to_string()),
             // A rule that iptables stores as several (`-s a,b`): write what iptables printed.
@@ -186,10 +207,11 @@ fn plan_group(host: &Host, tools: &Tools, family: Family, table: Table, current:
             spec: spec.clone(),
             rules,
             diff: diff::diff(
-                &Desired { chain: spec.chain.as_str(), policy: None, purge: false, ignore: &[], rules: Vec::new() },
+                &Desired { chain: spec.chain.as_str(), policy: None, purge: false, ignore: &[], rules: &[] },
                 None,
             ),
             compared_by,
+            lazy: empty[k],
         };
         plan.diff = diff::diff(&plan.desired(), current.chain(spec.chain.as_str()));
         out.push(plan);
@@ -262,6 +284,26 @@ impl Group {
         s
     }
 
+    /// Canonical forms of a lazily compared chain's rules, by iptables in a namespace.
+    fn canonical_now(&self, host: &Host, tools: &Tools, c: &ChainPlan) -> Option<Vec<Entry>> {
+        let written: Vec<Vec<String>> = c.spec.rules.iter().map(|r| normalize::negations_first(r.args())).collect();
+        let existing: Vec<String> = self
+            .current
+            .chains
+            .iter()
+            .map(|c| c.name.clone())
+            .chain(self.chains.iter().map(|c| c.spec.chain.to_string()))
+            .collect();
+        let req = canon::Request { chain: c.spec.chain.as_str(), rules: written.iter().map(Vec::as_slice).collect() };
+        let mut map = canon::canonicalize(host, tools, self.family, self.table, &existing, &[req]).ok()?;
+        let rules = map.remove(c.spec.chain.as_str())?;
+        Some(if rules.len() == written.len() {
+            rules.into_iter().zip(written).enumerate().map(|(i, (canon, write))| Entry { canon, write, source: Some(i) }).collect()
+        } else {
+            rules.iter().map(Entry::kept).collect()
+        })
+    }
+
     fn apply(&self, host: &Host, tools: &Tools, note: &str) -> Vec<ResourceReport> {
         let before: Vec<ResourceReport> = self.chains.iter().map(ChainPlan::report).collect();
         if self.changed().next().is_none() {
@@ -298,7 +340,14 @@ impl Group {
                 match &now {
                     Err(e) => r.after(Status::Failed, format!("applied ({what}) but could not read it back: {e}")),
                     Ok(dump) => {
-                        let again = diff::diff(&c.desired(), dump.chain(c.spec.chain.as_str()));
+                        let mut again = diff::diff(&c.desired(), dump.chain(c.spec.chain.as_str()));
+                        if !again.in_sync() && c.lazy {
+                            if let Some(rules) = self.canonical_now(host, tools, c) {
+                                let mut d = c.desired();
+                                d.rules = &rules;
+                                again = diff::diff(&d, dump.chain(c.spec.chain.as_str()));
+                            }
+                        }
                         if again.in_sync() {
                             let mut r = r.after(Status::Changed, format!("{what}{note}"));
                             if c.spec.policy.is_some() {
@@ -329,10 +378,19 @@ fn failure(stderr: &str, lines: &[Option<String>]) -> String {
     let n = msg.rsplit("line").next().and_then(|t| {
         t.trim_start_matches([':', ' ']).split(|c: char| !c.is_ascii_digit()).next().and_then(|n| n.parse::<usize>().ok())
     });
-    match n.and_then(|n| lines.get(n.wrapping_sub(1))).and_then(Clone::clone) {
-        Some(rule) => format!("{msg}: {rule}"),
-        None => msg,
+    if let Some(rule) = n.and_then(|n| lines.get(n.wrapping_sub(1))).and_then(Clone::clone) {
+        return format!("{msg}: {rule}");
     }
+    // nf_tables reports the line of COMMIT; its message names the culprit in quotes
+    // ("Chain 'X' does not exist"), which finds the rule.
+    let quoted = msg.split(['\'', '`']).skip(1).step_by(2).filter(|t| !t.is_empty() && !t.contains(' '));
+    for token in quoted {
+        let word = |l: &&String| l.split([' ', '`']).any(|w| w == token);
+        if let Some(rule) = lines.iter().flatten().find(word) {
+            return format!("{msg}: {rule}");
+        }
+    }
+    msg
 }
 
 impl Plan {
