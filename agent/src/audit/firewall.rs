@@ -211,7 +211,7 @@ pub fn overlay(filter: &mut Filter, family: &str, doc: &IptablesState) {
             policy: spec.policy.map(|p| p.as_str()),
             purge: spec.purge,
             ignore: &spec.ignore,
-            rules,
+            rules: &rules,
         };
         let d = diff::diff(&desired, filter.chain(spec.chain.as_str()));
         let new_rules: Vec<Rule> = d.target.iter().map(|e| e.canon.clone()).collect();
