@@ -53,9 +53,12 @@ end
 
 action :audit do
   description 'Run hostguard audit; log findings, and fail on audit_fail_on or above.'
-  result = runner.audit(document, fail_on: new_resource.audit_fail_on || 'high')
+  # With a document, hostguard also says whether applying it closes each finding.
+  result = runner.audit(new_resource.document.empty? ? nil : document, fail_on: new_resource.audit_fail_on || 'high')
   raise Hostguard::Error, "hostguard audit exited #{result.exitstatus}: #{result.stderr.strip}" if result.exitstatus == 1
-  logger.warn("hostguard audit: #{result.report.to_json}") if result.report
+  (result.report ? result.report['findings'] || [] : []).each do |f|
+    logger.warn("hostguard audit: [#{f['severity']}] #{f['id']} #{f['subject']}: #{f['title']}")
+  end
   raise Hostguard::Error, "hostguard audit found issues at or above #{new_resource.audit_fail_on}" if new_resource.audit_fail_on && result.exitstatus == 2
 end
 
