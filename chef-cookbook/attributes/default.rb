@@ -10,5 +10,6 @@ default['hostguard']['binary'] = '/usr/local/bin/hostguard'
 default['hostguard']['download_url'] = nil
 default['hostguard']['download_sha256'] = nil
 default['hostguard']['root'] = nil
-default['hostguard']['extra_args'] = []
+default['hostguard']['extra_args'] = []   # every command: %w(--lock-timeout 120)
+default['hostguard']['apply_args'] = []   # apply only: %w(--backup-dir /var/backups/hostguard)
 default['hostguard']['state_file'] = '/etc/hostguard/state.json'

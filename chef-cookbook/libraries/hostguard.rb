@@ -121,13 +121,14 @@ module Hostguard
     end
 
     # `hostguard apply`: the document is first saved at `state_file` (when given and different),
-    # so `hostguard plan` by hand sees what Chef applied.
-    def apply(document, state_file: nil)
+    # so `hostguard plan` by hand sees what Chef applied. `args` are apply's own options
+    # (`--backup-dir DIR`); extra_args go to every command.
+    def apply(document, state_file: nil, args: [])
       if state_file
         write_if_changed(state_file, json(document))
-        execute('apply', argv('apply', state_file), nil)
+        execute('apply', argv('apply', state_file, args), nil)
       else
-        execute('apply', argv('apply', '-'), json(document))
+        execute('apply', argv('apply', '-', args), json(document))
       end
     end
 

@@ -15,5 +15,6 @@ hostguard_state 'default' do
   binary hg['binary']
   root hg['root'] if hg['root']
   extra_args Array(hg['extra_args']).map(&:to_s)
+  apply_args Array(hg['apply_args']).map(&:to_s)
   state_file hg['state_file']
 end

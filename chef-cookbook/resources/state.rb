@@ -16,7 +16,9 @@ property :binary, String, default: '/usr/local/bin/hostguard',
 property :root, String,
          description: 'Passed as --root: the prefix of every host path. Unset means /.'
 property :extra_args, Array, default: [],
-         description: 'More arguments for hostguard plan and apply, e.g. %w(--backup-dir /var/backups/hostguard).'
+         description: 'Options for every hostguard command, e.g. %w(--lock-timeout 120).'
+property :apply_args, Array, default: [],
+         description: 'Options of hostguard apply only, e.g. %w(--backup-dir /var/backups/hostguard).'
 property :state_file, String, default: '/etc/hostguard/state.json',
          description: 'Where a real run saves the document before applying it; why-run never writes it.'
 property :audit_fail_on, String, equal_to: %w(low medium high),
@@ -40,7 +42,7 @@ action :apply do
   pending = current_resource ? current_resource.drift : ["apply the hostguard document once #{new_resource.binary} is installed"]
   unless pending.empty?
     converge_by(pending) do
-      result = runner.apply(document, state_file: new_resource.state_file)
+      result = runner.apply(document, state_file: new_resource.state_file, args: new_resource.apply_args)
       raise Hostguard::Error, result.error_message unless result.ok?
     end
   end

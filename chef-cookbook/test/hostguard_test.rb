@@ -154,6 +154,18 @@ class HostguardLibraryTest < Minitest::Test
     assert_match(/no-such-hostguard/, err.message)
   end
 
+  def test_apply_args_go_to_apply_only_and_extra_args_to_every_command
+    backups = File.join(TMP, 'backups')
+    r = runner(extra_args: ['--lock-timeout', '30'])
+    assert_equal 2, r.apply(document, args: ['--backup-dir', backups]).exitstatus
+    assert_equal 0, r.plan(document).exitstatus
+    assert_equal 2, r.apply(document('net.ipv4.ip_default_ttl' => 62), args: ['--backup-dir', backups]).exitstatus
+    kept = Dir[File.join(backups, 'etc_sysctl.d_60-hostguard.conf.*')]
+    assert(kept.any? { |f| File.read(f).include?('net.ipv4.ip_default_ttl = 61') }, kept.inspect)
+  ensure
+    FileUtils.rm_rf(backups)
+  end
+
   def test_version
     assert_match(/\A\d+\.\d+\.\d+/, runner.version)
   end

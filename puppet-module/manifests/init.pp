@@ -18,7 +18,8 @@
 # @param download_url When set, the binary is downloaded from here (https) to `binary`...
 # @param download_sha256 ...and must have this SHA-256, or the download fails.
 # @param root Passed as `--root`: the prefix of every host path. Unset means /.
-# @param extra_args More arguments for `hostguard plan` and `hostguard apply`.
+# @param extra_args Options for every hostguard command, e.g. ['--lock-timeout', '120'].
+# @param apply_args Options of `hostguard apply` only, e.g. ['--backup-dir', '/var/backups/hostguard'].
 # @param state_file Where the document is saved on real runs.
 class hostguard (
   Optional[Hash] $sysctl = undef,
@@ -30,6 +31,7 @@ class hostguard (
   Optional[Pattern[/\A[0-9a-fA-F]{64}\z/]] $download_sha256 = undef,
   Optional[String[1]] $root = undef,
   Array[String] $extra_args = [],
+  Array[String] $apply_args = [],
   String[1] $state_file = '/etc/hostguard/state.json',
 ) {
   if $download_url {
@@ -58,6 +60,7 @@ class hostguard (
     binary     => $binary,
     root       => $root,
     extra_args => $extra_args,
+    apply_args => $apply_args,
     state_file => $state_file,
   }
 }

@@ -7,7 +7,8 @@ Execution module for hostguard: runs the binary as an argument vector and return
     salt-call hostguard.show sysctl='[net.ipv4]'
 
 Defaults come from the minion config or pillar: ``hostguard:binary`` (``/usr/local/bin/hostguard``),
-``hostguard:root``, ``hostguard:extra_args``, and ``hostguard:document`` for the document when none
+``hostguard:root``, ``hostguard:extra_args`` (options of every command), ``hostguard:apply_args``
+(options of apply only, such as ``--backup-dir``), and ``hostguard:document`` for the document when none
 is given. A ``document`` argument may also be a path or an https:// URL that hostguard reads itself.
 
 No value is compared here: hostguard decides; this module only runs it and maps exit codes
@@ -143,7 +144,7 @@ def plan(document=None, binary=None, root=None, extra_args=None):
     return _checked(run("plan", document, binary, root, extra_args))
 
 
-def apply(document=None, binary=None, root=None, extra_args=None, state_file=None):
+def apply(document=None, binary=None, root=None, extra_args=None, state_file=None, apply_args=None):
     """
     Converge the host: the report of ``hostguard apply``. Exit 4 or 6 (some changes failed)
     returns the report and makes salt-call exit non-zero.
@@ -154,7 +155,7 @@ def apply(document=None, binary=None, root=None, extra_args=None, state_file=Non
 
         salt '*' hostguard.apply
     """
-    return _checked(run("apply", document, binary, root, extra_args, state_file))
+    return _checked(run("apply", document, binary, root, extra_args, state_file, args=_conf("apply_args", apply_args, [])))
 
 
 def audit(document=None, fail_on=None, emit_state=False, binary=None, root=None, extra_args=None):

@@ -36,7 +36,8 @@ def _change(resource):
     return change
 
 
-def converged(name, document=None, binary=None, root=None, extra_args=None, state_file="/etc/hostguard/state.json"):
+def converged(name, document=None, binary=None, root=None, extra_args=None, state_file="/etc/hostguard/state.json",
+              apply_args=None):
     """
     Ensure the host matches a hostguard state document.
 
@@ -49,7 +50,9 @@ def converged(name, document=None, binary=None, root=None, extra_args=None, stat
     root
         Passed as ``--root``: the prefix of every host path. Unset means /.
     extra_args
-        More arguments for ``hostguard plan`` and ``hostguard apply``.
+        Options for every hostguard command, e.g. ``['--lock-timeout', '120']``.
+    apply_args
+        Options of ``hostguard apply`` only, e.g. ``['--backup-dir', '/var/backups/hostguard']``.
     state_file
         Where a real run saves the document before applying it; ``test=True`` never writes it.
     """
@@ -77,7 +80,7 @@ def converged(name, document=None, binary=None, root=None, extra_args=None, stat
         ret["comment"] = "{} hostguard resource(s) would change".format(len(drift))
         return ret
 
-    res = __salt__["hostguard.run"]("apply", document, binary, root, extra_args, state_file)
+    res = __salt__["hostguard.run"]("apply", document, binary, root, extra_args, state_file, args=apply_args or [])
     report = res["report"] or {"resources": []}
     old = {r["id"]: r.get("current") for r in planned}
     for r in report["resources"]:

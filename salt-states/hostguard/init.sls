@@ -21,5 +21,6 @@ hostguard:
     - root: {{ hg.root }}
 {%- endif %}
     - extra_args: {{ hg.get('extra_args', []) | json }}
+    - apply_args: {{ hg.get('apply_args', []) | json }}
     - state_file: {{ hg.get('state_file', '/etc/hostguard/state.json') }}
     - document: {{ hg.get('document', {}) | json }}

@@ -46,7 +46,12 @@ Puppet::Type.newtype(:hostguard_state) do
   end
 
   newparam(:extra_args, array_matching: :all) do
-    desc 'More arguments for `hostguard plan` and `hostguard apply`, e.g. `["--backup-dir", "/var/backups/hostguard"]`.'
+    desc 'Options for every hostguard command, e.g. `["--lock-timeout", "120"]`.'
+    defaultto []
+  end
+
+  newparam(:apply_args, array_matching: :all) do
+    desc 'Options of `hostguard apply` only, e.g. `["--backup-dir", "/var/backups/hostguard"]`.'
     defaultto []
   end
 
@@ -98,7 +103,7 @@ Puppet::Type.newtype(:hostguard_state) do
   # `hostguard apply` of the whole document, once per run, whichever child syncs first.
   def apply_once
     @apply ||= begin
-      result = runner.run('apply', self[:document], state_file: self[:state_file])
+      result = runner.run('apply', self[:document], state_file: self[:state_file], command_args: self[:apply_args])
       provider.remember(result)
       result
     end

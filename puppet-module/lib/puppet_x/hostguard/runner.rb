@@ -64,22 +64,24 @@ module PuppetX
         @extra_args = Array(extra_args).map(&:to_s)
       end
 
-      def argv(command, state)
+      # `command_args` are options of this command only (apply's `--backup-dir`); `extra_args`
+      # go to every command.
+      def argv(command, state, command_args = [])
         args = [@binary, command, '--format', 'json']
         args += ['--root', @root] if @root
-        args + @extra_args + [state].compact
+        args + Array(command_args).map(&:to_s) + @extra_args + [state].compact
       end
 
       # Runs `command` over `document` (a Hash). With `state_file`, the document is first written
       # there (only when its content differs) and hostguard reads that file; without, it reads
       # standard input, which writes nothing (what dry runs use).
-      def run(command, document, state_file: nil)
+      def run(command, document, state_file: nil, command_args: [])
         json = JSON.pretty_generate(document) + "\n"
         if state_file
           write_if_changed(state_file, json)
-          execute(command, argv(command, state_file), nil)
+          execute(command, argv(command, state_file, command_args), nil)
         else
-          execute(command, argv(command, '-'), json)
+          execute(command, argv(command, '-', command_args), json)
         end
       end
 
