@@ -46,8 +46,14 @@ impl Netns {
 
     /// hostguard with `--root` in a temp dir, the document on stdin.
     fn hostguard(&self, args: &[&str], doc: &Value, env: &[(&str, &str)]) -> Run {
+        self.hostguard_as(&[], args, doc, env)
+    }
+
+    /// hostguard run through a wrapper command (`setpriv ...`).
+    fn hostguard_as(&self, prefix: &[&str], args: &[&str], doc: &Value, env: &[(&str, &str)]) -> Run {
         let root = self.root.path().to_str().unwrap().to_string();
-        let mut argv = vec![BIN, "--root", &root, "--format", "json"];
+        let mut argv = prefix.to_vec();
+        argv.extend([BIN, "--root", &root, "--format", "json"]);
         argv.extend_from_slice(args);
         argv.push("-");
         let mut c = self.cmd(&argv);
@@ -489,5 +495,26 @@ fn invalid_documents_are_refused_before_touching_anything() {
     for path in [r#"iptables.ipv4["filter"]["FORWARD"].rules[0]"#, r#"iptables.ipv4["filter"]["FORWARD"].rules[1]"#,
                  r#"iptables.ipv4["filter"]["MINE"].policy"#] {
         assert!(r.stderr.contains(path), "{path} not in {}", r.stderr);
+    }
+}
+
+#[test]
+fn without_the_privilege_to_make_a_namespace_the_builtin_normaliser_decides_and_says_so() {
+    // CAP_SYS_ADMIN (needed for unshare) dropped; CAP_NET_ADMIN (iptables) kept.
+    let nopriv = ["setpriv", "--bounding-set", "-sys_admin"];
+    for b in BACKENDS {
+        let ns = Netns::new();
+        ipt(&ns, b, false, &["-A", "FORWARD", "-j", "ACCEPT"]);
+        let doc = json!({ "version": 1, "iptables": { "backend": b, "ipv4": { "filter": { "FORWARD": {
+            "purge": true, "rules": ["-p tcp --dport ssh -s 10.1.2.3/8 -j ACCEPT",
+                                     "-m state --state ESTABLISHED,RELATED --jump ACCEPT"] } } } } });
+        let r = ns.hostguard_as(&nopriv, &["apply"], &doc, &[]);
+        r.expect(2, b);
+        let msg = r.resource("iptables/ipv4/filter/FORWARD")["message"].as_str().unwrap().to_string();
+        assert!(msg.contains("built-in normaliser"), "{b}: {msg}");
+        let again = ns.hostguard_as(&nopriv, &["plan"], &doc, &[]);
+        again.expect(0, b);
+        // With the privilege, iptables agrees.
+        ns.plan(&doc).expect(0, b);
     }
 }

@@ -78,7 +78,7 @@ pub fn disarm(host: &Host) -> Result<(), HostError> {
     std::fs::remove_file(&p).map_err(|e| HostError::io(&p, e))
 }
 
-/// Start the detached watchdog.
+/// Start the detached watchdog (before the change: it waits for the run lock this run holds).
 pub fn start_watchdog(host: &Host) -> Result<(), HostError> {
     use std::os::unix::process::CommandExt;
     use std::process::{Command, Stdio};
@@ -115,7 +115,8 @@ pub fn watchdog(host: &Host) -> Result<i32> {
 }
 
 /// Roll back now unless confirmed; exit code 0 when rolled back or nothing was pending.
-pub fn rollback_now(host: &Host) -> Result<i32> {
+/// Takes the run lock: never call it from a run that holds it.
+fn rollback_now(host: &Host) -> Result<i32> {
     if std::fs::rename(path(host, PENDING), path(host, ROLLING)).is_err() {
         return Ok(0); // confirmed (or never armed)
     }

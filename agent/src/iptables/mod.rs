@@ -349,7 +349,7 @@ impl Group {
                             }
                         }
                         if again.in_sync() {
-                            let mut r = r.after(Status::Changed, format!("{what}{note}"));
+                            let mut r = r.after(Status::Changed, format!("{what}{note} ({})", c.compared_by));
                             if c.spec.policy.is_some() {
                                 r.current = dump.chain(c.spec.chain.as_str()).and_then(|ch| ch.policy.clone());
                             }
@@ -424,7 +424,14 @@ impl Resources for Plan {
                 .iter()
                 .map(|g| confirm::Saved { restore: tools.restore_cmd(g.family), table: g.table.name().into(), input: g.render_rollback() })
                 .collect();
-            match confirm::arm(ctx.host, secs, &saved) {
+            // The watchdog starts before the change: it waits for this run's lock, so even a
+            // run killed half-way is rolled back.
+            let armed = confirm::arm(ctx.host, secs, &saved).and_then(|()| {
+                confirm::start_watchdog(ctx.host).inspect_err(|_| {
+                    let _ = confirm::disarm(ctx.host);
+                })
+            });
+            match armed {
                 Ok(()) => {
                     note = format!("; rolled back in {secs}s unless `hostguard confirm` runs");
                 }
@@ -445,14 +452,9 @@ impl Resources for Plan {
             }
         }
         let out: Vec<ResourceReport> = self.groups.iter().flat_map(|g| g.apply(ctx.host, tools, &note)).collect();
-        if ctx.opts.confirm.is_some() && !changed.is_empty() {
-            if out.iter().all(|r| r.status != Status::Changed) {
-                // Nothing took: there is nothing to roll back.
-                let _ = confirm::disarm(ctx.host);
-            } else if let Err(e) = confirm::start_watchdog(ctx.host) {
-                eprintln!("hostguard: warning: the --confirm watchdog did not start ({e}); rolling back now");
-                let _ = confirm::rollback_now(ctx.host);
-            }
+        if ctx.opts.confirm.is_some() && !changed.is_empty() && out.iter().all(|r| r.status != Status::Changed) {
+            // Nothing took: there is nothing to roll back.
+            let _ = confirm::disarm(ctx.host);
         }
         out
     }
