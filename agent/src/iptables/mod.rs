@@ -17,6 +17,7 @@ pub mod normalize;
 pub mod save;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use crate::engine::{Ctx, Resources};
 use crate::error::Result;
@@ -37,7 +38,7 @@ const BY_NETNS: &str = "canonical form by iptables in a private network namespac
 /// One owned chain, planned.
 #[derive(Debug)]
 struct ChainPlan {
-    spec: ChainSpec,
+    spec: Arc<ChainSpec>,
     rules: Vec<Entry>,
     diff: ChainDiff,
     compared_by: String,
@@ -113,7 +114,7 @@ pub fn plan(ctx: &Ctx, desired: &IptablesState) -> Result<Plan> {
     Ok(Plan { tools: Some(tools), groups })
 }
 
-fn plan_group(host: &Host, tools: &Tools, family: Family, table: Table, current: &TableDump, specs: &[ChainSpec]) -> Vec<ChainPlan> {
+fn plan_group(host: &Host, tools: &Tools, family: Family, table: Table, current: &TableDump, specs: &[Arc<ChainSpec>]) -> Vec<ChainPlan> {
     let written: Vec<Vec<Vec<String>>> =
         specs.iter().map(|s| s.rules.iter().map(|r| normalize::negations_first(r.args())).collect()).collect();
     let normalized: Vec<Vec<Rule>> = specs
@@ -181,25 +182,28 @@ fn plan_group(host: &Host, tools: &Tools, family: Family, table: Table, current:
             }
         }
     }
+    // Rules move into their entries rather than being copied: a 10,000-rule chain is tens of
+    // megabytes of small strings, and on a VM page faults are what a plan spends its time on.
     let mut out = Vec::new();
-    for (k, spec) in specs.iter().enumerate() {
-        let direct = |canon: &[Rule]| -> Vec<Entry> {
+    let parts = specs.iter().zip(written).zip(normalized).enumerate();
+    for (k, ((spec, written), normalized)) in parts {
+        let direct = |canon: Vec<Rule>, written: Vec<Vec<String>>| -> Vec<Entry> {
             canon
-                .iter()
-                .zip(&written[k])
+                .into_iter()
+                .zip(written)
                 .enumerate()
-                .map(|(i, (c, w))| Entry { canon: c.clone(), write: w.clone(), source: Some(i) })
+                .map(|(i, (canon, write))| Entry { canon, write, source: Some(i) })
                 .collect()
         };
         let (rules, compared_by) = match canonical[k].take() {
-            None if fast[k] => (direct(&normalized[k]), BY_SAVE.to_string()),
-            None if empty[k] => (direct(&normalized[k]), BY_EMPTY.to_string()),
-            None => (direct(&normalized[k]), fallback_note[k].clone().unwrap_or_default()),
-            Some(Ok(c)) if c.len() == spec.rules.len() => (direct(&c), BY_NETNS.to_string()),
+            None if fast[k] => (direct(normalized, written), BY_SAVE.to_string()),
+            None if empty[k] => (direct(normalized, written), BY_EMPTY.to_string()),
+            None => (direct(normalized, written), fallback_note[k].clone().unwrap_or_default()),
+            Some(Ok(c)) if c.len() == spec.rules.len() => (direct(c, written), BY_NETNS.to_string()),
             // A rule that iptables stores as several (`-s a,b`): write what iptables printed.
             Some(Ok(c)) => (c.iter().map(Entry::kept).collect(), BY_NETNS.to_string()),
             Some(Err(msg)) => (
-                direct(&normalized[k]),
+                direct(normalized, written),
                 format!("iptables refused a rule of this chain in a test namespace: {msg}; compared with the built-in normaliser"),
             ),
         };

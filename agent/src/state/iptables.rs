@@ -253,8 +253,9 @@ impl ChainSpec {
 #[derive(Debug, Clone)]
 pub struct IptablesState {
     pub backend: Backend,
-    /// Sorted by family, table, chain: the order of the report.
-    pub chains: Vec<ChainSpec>,
+    /// Sorted by family, table, chain: the order of the report. Shared with the plan, which
+    /// outlives the borrow of the document, so large rule lists are not copied.
+    pub chains: Vec<std::sync::Arc<ChainSpec>>,
 }
 
 pub fn validate(raw: RawIptables, errs: &mut ValidationErrors) -> IptablesState {
@@ -285,7 +286,7 @@ pub fn validate(raw: RawIptables, errs: &mut ValidationErrors) -> IptablesState 
         }
     }
     chains.sort_by(|a, b| (a.family, a.table, &a.chain).cmp(&(b.family, b.table, &b.chain)));
-    IptablesState { backend, chains }
+    IptablesState { backend, chains: chains.into_iter().map(std::sync::Arc::new).collect() }
 }
 
 fn validate_chain(
