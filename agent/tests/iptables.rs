@@ -518,3 +518,28 @@ fn without_the_privilege_to_make_a_namespace_the_builtin_normaliser_decides_and_
         ns.plan(&doc).expect(0, b);
     }
 }
+
+#[test]
+fn nat_mangle_and_raw_chains_converge_in_their_own_transactions() {
+    for b in BACKENDS {
+        for v6 in [false, true] {
+            let ns = Netns::new();
+            let fam = if v6 { "ipv6" } else { "ipv4" };
+            let net = if v6 { "fd00::/64" } else { "172.17.0.0/16" };
+            let masq = format!("-s {net} ! -o docker0 -j MASQUERADE");
+            let doc = json!({ "version": 1, "iptables": { "backend": b, fam: {
+                "nat": { "POSTROUTING": { "purge": true, "rules": [masq] } },
+                "mangle": { "PREROUTING": { "rules": ["-p tcp --dport 22 -j MARK --set-mark 0x1"] } },
+                "raw": { "PREROUTING": { "policy": "ACCEPT", "rules": ["-p udp --dport domain -j ACCEPT"] } } } } });
+            let r = ns.apply(&doc);
+            r.expect(2, &format!("{b} {fam}"));
+            for t in ["nat/POSTROUTING", "mangle/PREROUTING"] {
+                assert_eq!(r.resource(&format!("iptables/{fam}/{t}"))["status"], "changed", "{b} {fam} {t}");
+            }
+            ns.plan(&doc).expect(0, &format!("{b} {fam}"));
+            assert!(save(&ns, b, v6, "nat").contains(&format!("-A POSTROUTING -s {net} ! -o docker0 -j MASQUERADE")));
+            assert!(save(&ns, b, v6, "mangle").contains("-A PREROUTING -p tcp -m tcp --dport 22 -j MARK --set-xmark 0x1/0xffffffff"));
+            assert!(save(&ns, b, v6, "raw").contains("-A PREROUTING -p udp -m udp --dport 53 -j ACCEPT"));
+        }
+    }
+}
