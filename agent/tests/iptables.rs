@@ -543,3 +543,20 @@ fn nat_mangle_and_raw_chains_converge_in_their_own_transactions() {
         }
     }
 }
+
+#[test]
+fn one_table_failing_does_not_stop_another_and_exits_6() {
+    for b in BACKENDS {
+        let ns = Netns::new();
+        let filter_before = save(&ns, b, false, "filter");
+        let doc = json!({ "version": 1, "iptables": { "backend": b, "ipv4": {
+            "filter": { "FORWARD": { "rules": ["-j NO-SUCH-CHAIN"] } },
+            "nat": { "POSTROUTING": { "rules": ["-o eth0 -j MASQUERADE"] } } } } });
+        let r = ns.apply(&doc);
+        r.expect(6, b);
+        assert_eq!(r.resource("iptables/ipv4/filter/FORWARD")["status"], "failed");
+        assert_eq!(r.resource("iptables/ipv4/nat/POSTROUTING")["status"], "changed");
+        assert_eq!(filter_before, save(&ns, b, false, "filter"), "{b}");
+        assert!(save(&ns, b, false, "nat").contains("-A POSTROUTING -o eth0 -j MASQUERADE"));
+    }
+}
