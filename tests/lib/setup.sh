@@ -40,6 +40,12 @@ if ! command -v qemu-system-x86_64 >/dev/null; then
   fi
 fi
 
+# cargo-fuzz for tests/system/fuzz-smoke (the targets build with the nightly toolchain).
+if ! command -v cargo-fuzz >/dev/null; then
+  echo "setup: installing cargo-fuzz"
+  cargo install --locked cargo-fuzz >/dev/null 2>&1 || { echo "setup: cargo install cargo-fuzz failed" >&2; exit 1; }
+fi
+
 # Salt, pinned: 3008.5 does not install here (certifi), 3008.4 does.
 SALT_VENV=${SALT_VENV:-/opt/hostguard-tests/salt-venv}
 if [ ! -x "$SALT_VENV/bin/salt-call" ]; then
