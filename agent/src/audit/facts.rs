@@ -55,7 +55,7 @@ impl Container {
 
     /// The first key of `keys` with a line, and its last value.
     pub fn last_of(&self, keys: &[&str]) -> Option<(&str, &str)> {
-        self.effective.iter().filter(|e| keys.contains(&e.key.as_str())).last().map(|e| (e.key.as_str(), e.value.as_str()))
+        self.effective.iter().rev().find(|e| keys.contains(&e.key.as_str())).map(|e| (e.key.as_str(), e.value.as_str()))
     }
 }
 

@@ -76,9 +76,7 @@ pub struct AuditSummary {
 pub fn audit(host: &Host, lxcpath: Option<&str>, state: Option<&Document>) -> Result<AuditReport> {
     let facts = Facts::read(host, lxcpath)?;
     let mut findings = checks::run(&facts);
-    for f in &mut findings {
-        verify_fix(host, &facts, f);
-    }
+    verify_fixes(host, &facts, &mut findings);
     if let Some(doc) = state {
         let after = checks::run(&facts.overlay(host, doc));
         for f in &mut findings {
@@ -106,25 +104,39 @@ pub fn audit(host: &Host, lxcpath: Option<&str>, state: Option<&Document>) -> Re
 
 /// A fix is only offered when the checks, run on the facts with the fix applied, no longer see
 /// the finding: otherwise it is withdrawn (null) and the remedy says why, so `--emit-state` never
-/// carries a fragment that looks like a fix and is not one.
-fn verify_fix(host: &Host, facts: &Facts, f: &mut Finding) {
-    if f.fix.is_null() {
-        return;
+/// carries a fragment that looks like a fix and is not one. All fixes are tried together first
+/// (what `--emit-state` applies), so a host with many findings costs one overlay, not one per
+/// finding; only the findings that survive that are tried alone, to be sure their own fix fails.
+fn verify_fixes(host: &Host, facts: &Facts, findings: &mut [Finding]) {
+    let mut all = serde_json::json!({});
+    for f in findings.iter().filter(|f| !f.fix.is_null()) {
+        merge(&mut all, &f.fix);
     }
-    let mut doc = f.fix.clone();
-    doc["version"] = 1.into();
-    let closes = match crate::state::load(doc.to_string().as_bytes(), "the fix") {
-        Ok(d) => !checks::run(&facts.overlay(host, &d)).iter().any(|a| a.key() == f.key()),
-        Err(_) => false,
+    let survivors: Vec<(&'static str, String)> = match overlay_doc(&all) {
+        Some(doc) => checks::run(&facts.overlay(host, &doc)).iter().map(|a| (a.id, a.subject.clone())).collect(),
+        None => findings.iter().map(|f| (f.id, f.subject.clone())).collect(),
     };
-    if !closes {
-        let why = "no state document closes this on this host (the fragment that would be offered leaves it in place)";
-        f.remedy = Some(match f.remedy.take() {
-            Some(r) => format!("{r}; {why}"),
-            None => why.to_string(),
-        });
-        f.fix = serde_json::Value::Null;
+    for f in findings.iter_mut().filter(|f| !f.fix.is_null()) {
+        if !survivors.iter().any(|(id, subject)| (*id, subject.as_str()) == f.key()) {
+            continue;
+        }
+        let closes = overlay_doc(&f.fix).is_some_and(|d| !checks::run(&facts.overlay(host, &d)).iter().any(|a| a.key() == f.key()));
+        if !closes {
+            let why = "no state document closes this on this host (the fragment that would be offered leaves it in place)";
+            f.remedy = Some(match f.remedy.take() {
+                Some(r) => format!("{r}; {why}"),
+                None => why.to_string(),
+            });
+            f.fix = serde_json::Value::Null;
+        }
     }
+}
+
+/// A fix fragment as a validated document.
+fn overlay_doc(fragment: &serde_json::Value) -> Option<Document> {
+    let mut doc = fragment.clone();
+    doc["version"] = 1.into();
+    crate::state::load(doc.to_string().as_bytes(), "the fix").ok()
 }
 
 impl AuditReport {
