@@ -425,8 +425,11 @@ fn ssh_guard_refuses_a_ruleset_that_drops_the_session_unless_forced() {
             assert_eq!(r.code, 1, "{b} {fam}: {r:?}");
             assert!(r.stderr.contains("SSH session"), "{b} {fam}: {}", r.stderr);
             assert_eq!(before, save(&ns, b, v6, "filter"), "{b} {fam}: refused apply touched the table");
-            // Plan is not refused: it changes nothing.
-            ns.hostguard(&["plan"], &lockout, env).expect(2, b);
+            // Plan is not refused: it changes nothing, and says what apply would do.
+            let p = ns.hostguard(&["plan"], &lockout, env);
+            p.expect(2, b);
+            let msg = p.resource(&format!("iptables/{fam}/filter/INPUT"))["message"].as_str().unwrap().to_string();
+            assert!(msg.contains("apply would refuse"), "{b} {fam}: {msg}");
             ns.hostguard(&["apply", "--force"], &lockout, env).expect(2, b);
             assert!(save(&ns, b, v6, "filter").contains(":INPUT DROP"));
             // A ruleset that keeps the session passes without --force.

@@ -405,7 +405,14 @@ impl Plan {
 
 impl Resources for Plan {
     fn reports(&self) -> Vec<ResourceReport> {
-        self.groups.iter().flat_map(|g| g.chains.iter().map(ChainPlan::report)).collect()
+        let mut out: Vec<ResourceReport> = self.groups.iter().flat_map(|g| g.chains.iter().map(ChainPlan::report)).collect();
+        // Say in the plan what apply would refuse, on the first chain that changes.
+        if let Err(e) = guard::check_ssh(self) {
+            if let Some(r) = out.iter_mut().find(|r| r.status == Status::Drift) {
+                r.message.push_str(&format!("; apply would refuse without --force: {e}"));
+            }
+        }
+        out
     }
 
     fn preflight(&self, ctx: &Ctx) -> Result<()> {
