@@ -563,3 +563,17 @@ fn one_table_failing_does_not_stop_another_and_exits_6() {
         assert!(save(&ns, b, false, "nat").contains("-A POSTROUTING -o eth0 -j MASQUERADE"));
     }
 }
+
+#[test]
+fn auto_uses_the_backend_iptables_reports() {
+    let ns = Netns::new();
+    let version = ns.ok(&["iptables", "-V"]);
+    let b = if version.contains("nf_tables") { "nft" } else { "legacy" };
+    let mut doc = seed("auto");
+    doc["iptables"]["ipv6"] = json!({});
+    ns.apply(&doc).expect(2, "auto");
+    assert!(save(&ns, b, false, "filter").contains("-A FORWARD -i docker0 -o docker0 -j DROP"), "auto is {b}");
+    let other = if b == "nft" { "legacy" } else { "nft" };
+    assert!(!save(&ns, other, false, "filter").contains("docker0"), "auto also wrote {other}");
+    ns.plan(&doc).expect(0, "auto");
+}

@@ -516,3 +516,19 @@ pub fn show(ctx: &Ctx) -> Result<Option<serde_json::Value>> {
     }
     Ok(Some(doc.into()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_names_the_rule_its_line_points_at() {
+        let lines = vec![None, None, Some("iptables.ipv4[\"filter\"][\"X\"].rules[0] `-j A`".to_string()), Some("rules[1] `-j NOPE`".into())];
+        let legacy = "iptables-restore v1.8.9 (legacy): Couldn't load target `NOPE':No such file or directory\n\nError occurred at line: 4\nTry `iptables-restore -h' for more information.";
+        assert!(failure(legacy, &lines).ends_with(": rules[1] `-j NOPE`"), "{}", failure(legacy, &lines));
+        // nf_tables points at COMMIT; the quoted name finds the rule.
+        let nft = "iptables-nft-restore v1.8.9 (nf_tables): Chain 'NOPE' does not exist\nError occurred at line: 5";
+        assert!(failure(nft, &lines).ends_with(": rules[1] `-j NOPE`"), "{}", failure(nft, &lines));
+        assert_eq!(failure("something else", &lines), "something else");
+    }
+}
