@@ -137,7 +137,8 @@ fn save(ns: &Netns, backend: &str, v6: bool, table: &str) -> String {
 
 fn ipt(ns: &Netns, backend: &str, v6: bool, args: &[&str]) {
     let t = tool(backend, v6, "");
-    let mut argv = vec![t.as_str()];
+    // --wait: legacy's lock file is shared by every namespace, and tests run in parallel.
+    let mut argv = vec![t.as_str(), "--wait"];
     argv.extend_from_slice(args);
     ns.ok(&argv);
 }
