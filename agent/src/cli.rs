@@ -75,8 +75,8 @@ pub enum Cmd {
     /// Converge the host; print what changed (exit 0, 2, 4 or 6).
     #[command(after_help = "Example:\n  hostguard apply --backup-dir /var/backups/hostguard state.json")]
     Apply(ApplyArgs),
-    /// Hardening findings for the host.
-    #[command(after_help = "Example:\n  hostguard audit --fail-on medium")]
+    /// Hardening findings for the host, each with the state fragment that fixes it (exit 0 none, 2 findings).
+    #[command(after_help = "Examples:\n  hostguard audit --fail-on medium\n  hostguard audit state.json                 also: does applying state.json close each finding?\n  hostguard audit --emit-state > fix.json && hostguard apply fix.json\n\nFindings with \"fix\": null cannot be closed by a document; their \"remedy\" says what to do by hand.\nChecks, ids and sources: the Audit section of the README.")]
     Audit(AuditArgs),
     /// The host's current state, as a state document.
     #[command(after_help = "Example:\n  hostguard show --sysctl net.ipv4 --sysctl vm")]

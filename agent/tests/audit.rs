@@ -264,6 +264,16 @@ fn capability_drops_from_an_include_count() {
 }
 
 #[test]
+fn an_include_that_cannot_be_read_is_said_not_checked() {
+    let h = Host::clean("aud-inc");
+    h.config("web1", &format!("{HARDENED}lxc.include = /usr/share/lxc/config/gone.conf\n"));
+    let a = h.audit();
+    a.expect(0);
+    let skipped = a.json()["skipped"].to_string();
+    assert!(skipped.contains("lxc/web1: lxc.include /usr/share/lxc/config/gone.conf could not be read"), "{skipped}");
+}
+
+#[test]
 fn cap_keep_with_a_dangerous_capability_has_a_manual_remedy() {
     let h = Host::clean("aud-keep");
     let cfg = HARDENED.replace("lxc.cap.drop = mac_admin mac_override sys_module sys_rawio sys_time", "lxc.cap.keep = chown sys_module");

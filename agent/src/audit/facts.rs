@@ -276,6 +276,11 @@ impl Facts {
                 None
             }
         };
+        for c in &containers {
+            for inc in &c.missing_includes {
+                skipped.push(format!("lxc/{}: lxc.include {inc} could not be read; its checks saw the config without it", c.name));
+            }
+        }
         let firewalls = firewall::read(host);
         for fw in &firewalls {
             if let Err(e) = &fw.filter {
