@@ -188,3 +188,29 @@ fn bridge_rules_without_br_netfilter_say_to_load_it() {
     h.root.sysctl("net.bridge.bridge-nf-call-ip6tables", "1");
     h.expect_clean();
 }
+
+#[test]
+fn without_br_netfilter_the_fixes_leave_only_what_no_document_can_fix() {
+    // Regression: the fix used to add a LAN-bridge ACCEPT that bridge.netfilter_off then
+    // reported as a rule that never sees a packet.
+    let h = Host::new("audfw-nomodlan");
+    std::fs::remove_dir_all(h.root.host_path("/proc/sys/net/bridge")).unwrap();
+    h.bridge("br0", &["eth0", "vethC"], true);
+    let before = h.findings();
+    let manual: Vec<(String, String)> = before
+        .iter()
+        .filter(|f| f["fix"].is_null())
+        .map(|f| (f["id"].as_str().unwrap().to_string(), f["subject"].as_str().unwrap().to_string()))
+        .collect();
+    assert!(manual.contains(&("iptables.inter_container".into(), "iptables/ipv4/bridge/lxcbr0".into())), "{manual:?}");
+    let emitted = h.run(&["audit", "--emit-state"]);
+    let fix = h.root.doc("fix", &emitted.stdout);
+    h.run(&["apply", "--format", "json", &fix]).expect(2);
+    let after: Vec<(String, String)> = h
+        .findings()
+        .iter()
+        .map(|f| (f["id"].as_str().unwrap().to_string(), f["subject"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(after, manual, "after the fixes only the findings without a fix may remain");
+    assert!(!h.rules("iptables").contains("-i br0"), "{}", h.rules("iptables"));
+}

@@ -177,7 +177,8 @@ pub fn forward_verdict(filter: &Filter, in_if: &str, out_if: &str) -> Verdict {
     }
 }
 
-/// Rules (in any chain) that match traffic from `bridge` to itself by interface: they only see
+/// Rules (in any chain) that match traffic from `bridge` to itself by interface, other than
+/// ACCEPTs (an ACCEPT that never sees a packet lets through what passes anyway): they only see
 /// that traffic when bridge netfilter hands it to iptables.
 pub fn same_bridge_rules(filter: &Filter, bridge: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -186,7 +187,7 @@ pub fn same_bridge_rules(filter: &Filter, bridge: &str) -> Vec<String> {
             let args = &rule.args;
             let p = parse(args);
             let on = |s: &Option<(bool, String)>| matches!(s, Some((false, pat)) if if_matches(pat, bridge));
-            if on(&p.in_if) && on(&p.out_if) {
+            if on(&p.in_if) && on(&p.out_if) && p.target.as_deref() != Some("ACCEPT") {
                 out.push(line(&c.name, args));
             }
         }
@@ -282,7 +283,7 @@ mod tests {
 
     #[test]
     fn same_bridge_rules_need_both_sides_unnegated() {
-        let f = filter("ACCEPT", &["-i br0 -o br0 -j DROP", "-i br0 ! -o br0 -j ACCEPT", "-i br+ -o br+ -j LOG"], &[]);
+        let f = filter("ACCEPT", &["-i br0 -o br0 -j DROP", "-i br0 ! -o br0 -j ACCEPT", "-i br+ -o br+ -j LOG", "-i br0 -o br0 -j ACCEPT"], &[]);
         assert_eq!(same_bridge_rules(&f, "br0").len(), 2);
         assert!(same_bridge_rules(&f, "eth0").is_empty());
     }

@@ -51,7 +51,8 @@ fn forward_fix(f: &Facts, family: &str, nf_key: &str) -> Value {
         rules.push(format!("-i {b} ! -o {b} -j ACCEPT"));
         rules.push(format!("-o {b} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"));
     }
-    for b in &lan {
+    // Without br_netfilter bridged traffic never reaches FORWARD, so it needs no rule.
+    for b in lan.iter().filter(|_| nf.is_some()) {
         rules.push(format!("-i {b} -o {b} -j ACCEPT"));
     }
     let mut fix = json!({"iptables": {family: {"filter": {"FORWARD": {"policy": "DROP", "rules": rules}}}}});
