@@ -428,6 +428,28 @@ fn container_without_seccomp_gets_lxcs_policy() {
 }
 
 #[test]
+fn every_fix_at_once_leaves_only_what_no_document_can_fix() {
+    // Many problems in one config and a second container: the merged fixes must not fight
+    // (one config map, cap_drop and idmap together), and none may create a finding of its own.
+    let h = Host::clean("aud-all");
+    h.root.sysctl("vm.swappiness", "60");
+    h.config(
+        "web1",
+        "lxc.utsname = web1\nlxc.cgroup2.memory.max = 256M\nlxc.apparmor.profile = unconfined\n\
+         lxc.mount.auto = proc:rw sys:rw\nlxc.cgroup.devices.allow = a\nlxc.cap.drop = sys_module\n",
+    );
+    h.config("db", &HARDENED.replace("lxc.cgroup.memory.memsw.limit_in_bytes = 2G\n", "").replace("100000", "165536"));
+    let ids = |r: &Run| -> Vec<String> { r.json()["findings"].as_array().unwrap().iter().map(|f| format!("{} {}", f["id"], f["subject"])).collect() };
+    let before = h.audit();
+    assert!(ids(&before).len() >= 12, "{:?}", ids(&before));
+    let emitted = h.run(&["audit", "--emit-state"]);
+    let fix = h.root.doc("fix", &emitted.stdout);
+    h.run(&["apply", "--format", "json", &fix]).expect(2);
+    let after = h.audit();
+    assert_eq!(ids(&after), vec![r#""lxc.devices_allow_all" "lxc/web1""#.to_string()], "{}", after.stdout);
+}
+
+#[test]
 fn a_persisted_value_overridden_later_at_boot_is_found() {
     let h = Host::clean("aud-boot");
     h.root.write("/etc/sysctl.d/60-hostguard.conf", "vm.swappiness = 10\n");
