@@ -61,7 +61,7 @@ fn invalid_utf8() {
 #[test]
 fn oversized_document() {
     let mut doc = br#"{"version": 1, "sysctl": {"values": {"vm.swappiness": ""#.to_vec();
-    doc.extend(std::iter::repeat(b'1').take(16 * 1024 * 1024));
+    doc.extend(std::iter::repeat_n(b'1', 16 * 1024 * 1024));
     doc.extend_from_slice(br#""}}}"#);
     refused(&doc, "over the limit");
 }
