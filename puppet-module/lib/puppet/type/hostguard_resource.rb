@@ -7,6 +7,12 @@ Puppet::Type.newtype(:hostguard_resource) do
 
   attr_accessor :parent_state
 
+  # Generated at run time, these resources do not inherit metaparameters: without this,
+  # `noop => true` on hostguard_state (or on class hostguard) would still apply.
+  def noop?
+    (parent_state && parent_state.noop?) || super
+  end
+
   newparam(:name, namevar: true) { desc 'The hostguard resource id.' }
   newparam(:kind) { desc 'sysctl, cgroup, iptables or lxc.' }
   newparam(:current) { desc 'The current value hostguard read, if it has one.' }
