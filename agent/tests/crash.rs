@@ -1,9 +1,10 @@
 //! Crash at any point: `hostguard apply` is killed with SIGKILL after its Nth host write, for
-//! every N, and at random moments, across a document touching every resource kind that runs in a
-//! fake root (sysctl, cgroup v1, LXC configs). After each kill: every file is its old or its new
-//! version, never partial or empty; a temp file left behind does not trip the next run and is
-//! cleaned by it; the lock does not wedge the next run; the next apply converges, and the one after
-//! that finds nothing to do.
+//! every N, and at random moments, across a document touching every resource kind: sysctl,
+//! cgroup v1 and LXC configs in a fake root, iptables (IPv4 and IPv6, nf_tables) in a network
+//! namespace the test creates. After each kill: every file is its old or its new version, never
+//! partial or empty, and so is each firewall table; a temp file left behind does not trip the
+//! next run and is cleaned by it; the lock does not wedge the next run; the next apply converges,
+//! and the one after that finds nothing to do.
 
 mod util;
 
@@ -12,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use util::{run_with, FakeRoot, Run};
+use util::{run_with, FakeRoot, Netns, Run};
 
 const DOC: &str = r#"{"version": 1,
   "sysctl": {"persist": "/etc/sysctl.d/60-hostguard.conf",
@@ -24,7 +25,46 @@ const DOC: &str = r#"{"version": 1,
       "hostguard/web2": {"memory_limit": "256M", "cpu_shares": 256, "pids_max": 50}}},
   "lxc": {"dialect": "modern", "containers": {
       "web1": {"memory_limit": "256M", "cpu_shares": 256, "config": {"lxc.start.auto": "1"}},
-      "web2": {"memory_limit": "128M", "cap_drop": ["sys_module", "sys_time"], "config": {"lxc.start.delay": "5"}}}}}"#;
+      "web2": {"memory_limit": "128M", "cap_drop": ["sys_module", "sys_time"], "config": {"lxc.start.delay": "5"}}}},
+  "iptables": {"backend": "nft",
+      "ipv4": {"filter": {"FORWARD": {"policy": "DROP", "purge": true,
+                   "rules": ["-i docker0 -o eth0 -j ACCEPT", "-i docker0 -o docker0 -j DROP"]},
+                          "HG-IN": {"purge": true, "rules": ["-p tcp --dport 22 -j ACCEPT"]}}},
+      "ipv6": {"filter": {"FORWARD": {"policy": "DROP", "purge": true, "rules": ["-i docker0 -o eth0 -j ACCEPT"]}}}}}"#;
+
+/// The firewall before the document: an older ruleset, loaded afresh before every run.
+const OLD_V4: &str = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+                      -A FORWARD -i eth0 -j ACCEPT\n-A FORWARD -i docker0 -o eth1 -j ACCEPT\nCOMMIT\n";
+const OLD_V6: &str = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+                      -A FORWARD -i eth0 -j ACCEPT\nCOMMIT\n";
+
+/// The network namespace of one test, its firewall reset to the old ruleset.
+fn firewall(ns: &Netns) {
+    for (cmd, rules) in [("iptables-nft-restore", OLD_V4), ("ip6tables-nft-restore", OLD_V6)] {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &ns.name, cmd])
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), rules.as_bytes()).unwrap();
+        assert!(child.wait().unwrap().success(), "{cmd} of the old ruleset failed");
+    }
+}
+
+/// The IPv4 and the IPv6 filter table as the kernel holds them, without comments and counters.
+/// Each table is one transaction; the two are not one together.
+fn tables(ns: &Netns) -> [String; 2] {
+    ["iptables-nft-save", "ip6tables-nft-save"].map(|cmd| {
+        let o = Command::new("ip").args(["netns", "exec", &ns.name, cmd, "-t", "filter"]).output().unwrap();
+        assert!(o.status.success(), "{cmd}: {}", String::from_utf8_lossy(&o.stderr));
+        let mut out = String::new();
+        for line in String::from_utf8_lossy(&o.stdout).lines().filter(|l| !l.starts_with('#')) {
+            out.push_str(line.split(" [").next().unwrap());
+            out.push('\n');
+        }
+        out
+    })
+}
 
 /// The files a run replaces (atomically), as opposed to kernel files it writes in place.
 const REPLACED: [&str; 3] = ["/etc/sysctl.d/60-hostguard.conf", "/var/lib/lxc/web1/config", "/var/lib/lxc/web2/config"];
@@ -66,8 +106,8 @@ fn fixture(first_run: bool) -> FakeRoot {
     r
 }
 
-fn apply(r: &FakeRoot, doc: &str, env: &[(&str, &str)]) -> Run {
-    run_with(&[], &["apply", "--format", "json", "--lock-timeout", "5", "--root", &r.arg(), doc], None, env)
+fn apply(ns: &Netns, r: &FakeRoot, doc: &str, env: &[(&str, &str)]) -> Run {
+    run_with(&ns.prefix(), &["apply", "--format", "json", "--lock-timeout", "5", "--root", &r.arg(), doc], None, env)
 }
 
 /// Every file under the root but the lock, the state document and temp files.
@@ -91,21 +131,32 @@ fn temps(r: &FakeRoot) -> Vec<PathBuf> {
 struct Reference {
     before: BTreeMap<PathBuf, Vec<u8>>,
     after: BTreeMap<PathBuf, Vec<u8>>,
+    tables_before: [String; 2],
+    tables_after: [String; 2],
 }
 
-fn reference(first_run: bool) -> Reference {
+fn reference(ns: &Netns, first_run: bool) -> Reference {
     let r = fixture(first_run);
-    let before = files(&r);
+    firewall(ns);
+    let (before, tables_before) = (files(&r), tables(ns));
     let doc = r.doc("state", DOC);
-    let run = apply(&r, &doc, &[]);
+    let run = apply(ns, &r, &doc, &[]);
     run.expect(2);
     assert_eq!(run.json()["summary"]["failed"], 0, "{}", run.stdout);
-    Reference { before, after: files(&r) }
+    Reference { before, after: files(&r), tables_before, tables_after: tables(ns) }
 }
 
 /// What must hold right after a kill: each file is its old or its new version.
 #[track_caller]
-fn check_old_or_new(r: &FakeRoot, reference: &Reference, when: &str, kernel_may_be_empty: bool) {
+fn check_old_or_new(ns: &Netns, r: &FakeRoot, reference: &Reference, when: &str, kernel_may_be_empty: bool) {
+    for (i, fw) in tables(ns).iter().enumerate() {
+        assert!(
+            *fw == reference.tables_before[i] || *fw == reference.tables_after[i],
+            "{when}: a filter table is neither the old nor the new ruleset:\n{fw}\nold:\n{}\nnew:\n{}",
+            reference.tables_before[i],
+            reference.tables_after[i]
+        );
+    }
     let now = files(r);
     let paths: std::collections::BTreeSet<_> = reference.before.keys().chain(reference.after.keys()).chain(now.keys()).collect();
     for p in paths {
@@ -144,9 +195,9 @@ fn restore_emptied_kernel_files(r: &FakeRoot, reference: &Reference) {
 /// After a kill: the next apply takes the lock at once, converges with nothing failed, leaves the
 /// reference end state and no temp file; the apply after it and a plan find nothing to do.
 #[track_caller]
-fn check_recovers(r: &FakeRoot, doc: &str, reference: &Reference, when: &str) {
+fn check_recovers(ns: &Netns, r: &FakeRoot, doc: &str, reference: &Reference, when: &str) {
     let start = Instant::now();
-    let next = apply(r, doc, &[]);
+    let next = apply(ns, r, doc, &[]);
     assert!(
         next.code == 0 || next.code == 2,
         "{when}: the apply after the kill exited {}\nstdout: {}\nstderr: {}",
@@ -158,28 +209,32 @@ fn check_recovers(r: &FakeRoot, doc: &str, reference: &Reference, when: &str) {
     assert_eq!(next.json()["summary"]["failed"], 0, "{when}: {}", next.stdout);
     assert_eq!(temps(r), Vec::<PathBuf>::new(), "{when}: temp files left after the next apply");
     assert_eq!(files(r), reference.after, "{when}: the host after recovery is not the converged host");
-    let again = apply(r, doc, &[]);
+    assert_eq!(tables(ns), reference.tables_after, "{when}: the firewall after recovery is not the converged one");
+    let again = apply(ns, r, doc, &[]);
     again.expect(0);
-    run_with(&[], &["plan", "--format", "json", "--root", &r.arg(), doc], None, &[]).expect(0);
+    run_with(&ns.prefix(), &["plan", "--format", "json", "--root", &r.arg(), doc], None, &[]).expect(0);
 }
 
 fn killed_after_every_write(first_run: bool) -> usize {
-    let reference = reference(first_run);
+    let ns = Netns::new(if first_run { "crash1" } else { "crash2" });
+    let reference = reference(&ns, first_run);
     let mut n = 1;
     loop {
         let r = fixture(first_run);
+        firewall(&ns);
         let doc = r.doc("state", DOC);
         let n_s = n.to_string();
-        let run = apply(&r, &doc, &[("HOSTGUARD_FAULT_AFTER_WRITES", &n_s)]);
+        let run = apply(&ns, &r, &doc, &[("HOSTGUARD_FAULT_AFTER_WRITES", &n_s)]);
         if run.code != -1 {
             // Fewer than n writes: the run finished. It must be the whole, clean apply.
             run.expect(2);
             assert_eq!(files(&r), reference.after);
+            assert_eq!(tables(&ns), reference.tables_after);
             break;
         }
         let when = format!("killed after write {n} (first_run: {first_run})");
-        check_old_or_new(&r, &reference, &when, false);
-        check_recovers(&r, &doc, &reference, &when);
+        check_old_or_new(&ns, &r, &reference, &when, false);
+        check_recovers(&ns, &r, &doc, &reference, &when);
         n += 1;
     }
     eprintln!("first_run {first_run}: killed after each of {} host writes", n - 1);
@@ -189,14 +244,15 @@ fn killed_after_every_write(first_run: bool) -> usize {
 #[test]
 fn killed_after_each_write_of_a_first_run_recovers() {
     let writes = killed_after_every_write(true);
-    // 6 keys, the new sysctl.d file (temp + rename), its directory, 7 cgroup files, 2 configs.
-    assert!(writes >= 18, "only {writes} host writes were seen; the fault injection is not counting them");
+    // 6 keys, the new sysctl.d file (temp + rename), its directory, 7 cgroup files, 2 configs
+    // (temp + rename each), 2 firewall tables.
+    assert!(writes >= 20, "only {writes} host writes were seen; the fault injection is not counting them");
 }
 
 #[test]
 fn killed_after_each_write_of_a_replacing_run_recovers() {
     let writes = killed_after_every_write(false);
-    assert!(writes >= 17, "only {writes} host writes were seen; the fault injection is not counting them");
+    assert!(writes >= 19, "only {writes} host writes were seen; the fault injection is not counting them");
 }
 
 /// A small deterministic generator: the seed is printed, and `HOSTGUARD_CRASH_SEED` replays it.
@@ -219,19 +275,30 @@ fn killed_at_random_moments_recovers() {
         .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1);
     eprintln!("killed_at_random_moments_recovers: HOSTGUARD_CRASH_SEED={seed}");
     let mut rng = Rng(seed);
+    let ns = Netns::new("crash3");
     for first_run in [true, false] {
-        let reference = reference(first_run);
-        // How long a whole run takes here, so kills land from start-up to the end.
-        let r = fixture(first_run);
-        let doc = r.doc("state", DOC);
-        let start = Instant::now();
-        apply(&r, &doc, &[]).expect(2);
-        let span = start.elapsed().as_micros() as u64 * 3 / 2;
+        let reference = reference(&ns, first_run);
+        // How long a whole run takes here (the quickest of three), so kills land from start-up
+        // to the end.
+        let span = (0..3)
+            .map(|_| {
+                let r = fixture(first_run);
+                firewall(&ns);
+                let doc = r.doc("state", DOC);
+                let start = Instant::now();
+                apply(&ns, &r, &doc, &[]).expect(2);
+                start.elapsed().as_micros() as u64
+            })
+            .min()
+            .unwrap();
         let (mut killed, mut finished, mut midway) = (0, 0, 0);
         for i in 0..40 {
             let r = fixture(first_run);
+            firewall(&ns);
             let doc = r.doc("state", DOC);
-            let mut child = Command::new(util::bin())
+            // `ip netns exec` execs hostguard in place: the pid killed is hostguard's.
+            let mut child = Command::new("ip")
+                .args(["netns", "exec", &ns.name, util::bin()])
                 .args(["apply", "--format", "json", "--lock-timeout", "5", "--root", &r.arg(), &doc])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -248,13 +315,13 @@ fn killed_at_random_moments_recovers() {
                 killed += 1;
             }
             let when = format!("kill {i} at {delay}us (seed {seed}, first_run: {first_run})");
-            check_old_or_new(&r, &reference, &when, true);
+            check_old_or_new(&ns, &r, &reference, &when, true);
             let now = files(&r);
             if now != reference.before && now != reference.after {
                 midway += 1;
             }
             restore_emptied_kernel_files(&r, &reference);
-            check_recovers(&r, &doc, &reference, &when);
+            check_recovers(&ns, &r, &doc, &reference, &when);
         }
         eprintln!("first_run {first_run}: {killed} runs killed at random moments ({midway} between two writes), {finished} finished first");
         assert!(midway >= 1, "no kill landed between two writes of a run: the delays miss the run");
@@ -267,10 +334,12 @@ fn a_stale_temp_file_with_our_future_pid_does_not_block_a_write() {
     // Temp files of killed runs (pids that no longer exist) beside two files the run replaces:
     // removed by the next write of those files, never read as configuration. (A temp file named
     // with the next run's own pid is covered by the Host unit tests.)
-    let reference = reference(false);
+    let ns = Netns::new("crash4");
+    let reference = reference(&ns, false);
     let r = fixture(false);
+    firewall(&ns);
     let doc = r.doc("state", DOC);
     r.write("/etc/sysctl.d/.60-hostguard.conf.hostguard-tmp.2147483000", "vm.swappiness = 99\n");
     r.write("/var/lib/lxc/web1/.config.hostguard-tmp.2147483001", "lxc.uts.name = partial");
-    check_recovers(&r, &doc, &reference, "stale temp files planted");
+    check_recovers(&ns, &r, &doc, &reference, "stale temp files planted");
 }
