@@ -117,10 +117,8 @@ pub fn plan(ctx: &Ctx, desired: &IptablesState) -> Result<Plan> {
 fn plan_group(host: &Host, tools: &Tools, family: Family, table: Table, current: &TableDump, specs: &[Arc<ChainSpec>]) -> Vec<ChainPlan> {
     let written: Vec<Vec<Vec<String>>> =
         specs.iter().map(|s| s.rules.iter().map(|r| normalize::negations_first(r.args())).collect()).collect();
-    let normalized: Vec<Vec<Rule>> = specs
-        .iter()
-        .map(|s| s.rules.iter().map(|r| Rule::new(normalize::normalize(r.args(), family))).collect())
-        .collect();
+    let normalized: Vec<Vec<Rule>> =
+        written.iter().map(|rs| rs.iter().map(|a| Rule::new(normalize::normalize_fixed(a, family))).collect()).collect();
     // The fast path: every desired rule, normalised, is literally what the host prints.
     let fast: Vec<bool> = specs
         .iter()

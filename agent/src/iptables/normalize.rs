@@ -47,8 +47,13 @@ struct Section {
 
 /// Rewrite `args` into iptables-save's form as far as this normaliser knows it.
 pub fn normalize(args: &[String], family: Family) -> Vec<String> {
-    let args = negations_first(args);
-    let mut basic: HashMap<&'static str, Vec<String>> = HashMap::new();
+    normalize_fixed(&negations_first(args), family)
+}
+
+/// `normalize` of arguments that already went through `negations_first`.
+pub fn normalize_fixed(args: &[String], family: Family) -> Vec<String> {
+    // One slot per basic match, in BASIC's order.
+    let mut basic: [Option<Vec<String>>; 6] = Default::default();
     let mut matches: Vec<Section> = Vec::new();
     let mut target: Option<Section> = None;
     let mut i = 0;
@@ -62,7 +67,7 @@ pub fn normalize(args: &[String], family: Family) -> Vec<String> {
             continue;
         }
         let opt = short_option(a).unwrap_or(a);
-        if let Some(&(name, takes)) = BASIC.iter().find(|(n, _)| *n == opt) {
+        if let Some((slot, &(name, takes))) = BASIC.iter().enumerate().find(|(_, (n, _))| *n == opt) {
             let mut v = Vec::new();
             if neg {
                 v.push("!".to_string());
@@ -74,7 +79,7 @@ pub fn normalize(args: &[String], family: Family) -> Vec<String> {
                 }
                 i += 1;
             }
-            basic.insert(name, v);
+            basic[slot] = Some(v);
             neg = false;
             i += 1;
             continue;
@@ -110,7 +115,7 @@ pub fn normalize(args: &[String], family: Family) -> Vec<String> {
             t.opts.push(o);
             continue;
         }
-        let proto = basic.get("-p").and_then(|v| v.last()).cloned();
+        let proto = basic[4].as_ref().and_then(|v| v.last()).cloned();
         let implicit = proto.filter(|p| IMPLICIT.contains(&p.as_str()) && is_proto_option(&o));
         if let Some(p) = implicit {
             let in_last = matches.last().is_some_and(|m| section_has_option(m, &o));
@@ -129,10 +134,8 @@ pub fn normalize(args: &[String], family: Family) -> Vec<String> {
         }
     }
     let mut out = Vec::new();
-    for (name, _) in BASIC {
-        if let Some(v) = basic.remove(name) {
-            out.extend(v);
-        }
+    for v in basic.into_iter().flatten() {
+        out.extend(v);
     }
     for m in &matches {
         out.extend(m.head.iter().cloned());
