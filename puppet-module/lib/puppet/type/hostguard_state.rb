@@ -82,6 +82,9 @@ Puppet::Type.newtype(:hostguard_state) do
         value: r['desired'].nil? ? 'in sync' : r['desired'].to_s,
         diff: r['diff'], plan_message: r['message'], state: title,
       }.reject { |_k, v| v.nil? || v == [] }
+      # Generated resources inherit no metaparameters: a schedule on hostguard_state must hold
+      # for them too (noop is taken from this resource by hostguard_resource#noop?).
+      [:schedule, :loglevel].each { |m| params[m] = self[m] unless self[m].nil? }
       child = Puppet::Type.type(:hostguard_resource).new(params)
       child.parent_state = self
       child
