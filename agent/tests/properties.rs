@@ -98,6 +98,23 @@ fn every_inline_counter_is_dropped() {
     assert!(hostguard::state::iptables::RuleArgs::parse("-p tcp -c 1 2 -j ACCEPT").is_err());
 }
 
+/// A sysctl.d line with many stars hung the run: the glob match was exponential in the stars
+/// (found by the sysctl_line fuzz target, as a timeout).
+#[test]
+fn a_glob_with_many_stars_matches_in_bounded_time() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let pattern = format!("{}v", "*".repeat(40));
+        let path = "x".repeat(200);
+        let no = hostguard::sysctl::glob_match(&pattern, &path);
+        let yes = hostguard::sysctl::glob_match(&format!("net/{}*/rp_filter", "*".repeat(40)), "net/eth0/rp_filter");
+        tx.send((no, yes)).unwrap();
+    });
+    let got = rx.recv_timeout(std::time::Duration::from_secs(5)).expect("glob_match did not finish in 5 s");
+    assert_eq!(got, (false, true));
+    props::sysctl_line(&format!("{} = 1", "*".repeat(40)), &"x".repeat(60));
+}
+
 /// Shell metacharacters are literal arguments, on one restore line.
 #[test]
 fn shell_metacharacters_stay_literal_arguments() {

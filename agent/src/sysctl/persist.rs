@@ -144,16 +144,34 @@ pub fn parse_line(line: &str) -> Option<(String, String)> {
 }
 
 /// systemd-sysctl's globs: `*` stands for any run of characters within one component.
+/// Component by component, each with the two-pointer wildcard match that backtracks only to the
+/// last `*`: time O(pattern x path). (A recursive match was exponential in the number of stars;
+/// the fuzzer found a sysctl.d line that hung a run.)
 pub fn glob_match(pattern: &str, path: &str) -> bool {
-    fn go(p: &[u8], s: &[u8]) -> bool {
-        match (p.first(), s.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => go(&p[1..], s) || (!s.is_empty() && s[0] != b'/' && go(p, &s[1..])),
-            (Some(a), Some(b)) if a == b => go(&p[1..], &s[1..]),
-            _ => false,
+    let (p, s): (Vec<&str>, Vec<&str>) = (pattern.split('/').collect(), path.split('/').collect());
+    p.len() == s.len() && p.iter().zip(&s).all(|(p, s)| component_match(p.as_bytes(), s.as_bytes()))
+}
+
+fn component_match(p: &[u8], s: &[u8]) -> bool {
+    let (mut pi, mut si) = (0, 0);
+    // Where the last `*` was, and where in `s` its match now ends.
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, si));
+            pi += 1;
+        } else if pi < p.len() && p[pi] == s[si] {
+            pi += 1;
+            si += 1;
+        } else if let Some((sp, ss)) = star {
+            star = Some((sp, ss + 1));
+            pi = sp + 1;
+            si = ss + 1;
+        } else {
+            return false;
         }
     }
-    go(pattern.as_bytes(), path.as_bytes())
+    p[pi..].iter().all(|&c| c == b'*')
 }
 
 impl Plan {
