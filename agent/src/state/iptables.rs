@@ -299,6 +299,16 @@ fn validate_chain(
 ) -> Option<ChainSpec> {
     let before = errs.0.len();
     let chain = ChainName::parse(name).map_err(|m| errs.push(path, m)).ok();
+    let builtin_elsewhere = Table::ALL.iter().any(|t| t.is_builtin(name));
+    if chain.is_some() && builtin_elsewhere && !table.is_builtin(name) {
+        errs.push(
+            path,
+            format!(
+                "{name} is not a built-in chain of the {table} table ({}); a user chain named like a built-in one is almost certainly a mistake",
+                table.builtin_chains().join(", ")
+            ),
+        );
+    }
     let policy = match &raw.policy {
         None => None,
         Some(p) => match Policy::parse(p) {
@@ -411,7 +421,7 @@ mod tests {
                     "FORWARD": { "ignore": ["x"] }
                 }
             },
-            "ipv6": { "nat": { "THIS-NAME-IS-LONGER-THAN-28-CHARS": {} } }
+            "ipv6": { "nat": { "THIS-NAME-IS-LONGER-THAN-28-CHARS": {}, "FORWARD": {} } }
         }));
         let want = [
             "iptables.backend: ",
@@ -424,6 +434,7 @@ mod tests {
             r#"iptables.ipv4["filter"]["MYCHAIN"].policy: "#,
             r#"iptables.ipv4["filtre"]: "#,
             r#"iptables.ipv6["nat"]["THIS-NAME-IS-LONGER-THAN-28-CHARS"]: "#,
+            r#"iptables.ipv6["nat"]["FORWARD"]: FORWARD is not a built-in chain of the nat table"#,
         ];
         assert_eq!(errs.len(), want.len(), "{errs:#?}");
         for w in want {
