@@ -44,12 +44,13 @@ pub fn canonicalize(
             input.push_str(&format!(":{c} - [0:0]\n"));
         }
     }
-    let header_lines = input.lines().count();
-    let mut line_of: Vec<(String, String)> = Vec::new();
+    // Per input line, the rule it loads: iptables' error names a line number.
+    let mut lines: Vec<Option<String>> = vec![None; input.lines().count()];
     for c in chains {
         for r in &c.rules {
+            let start = input.len();
             save::push_rule(&mut input, c.chain, r);
-            line_of.push((c.chain.to_string(), input.lines().last().unwrap_or("").to_string()));
+            lines.push(Some(format!("`{}`", input[start..].trim_end())));
         }
     }
     input.push_str("COMMIT\n");
@@ -66,7 +67,7 @@ pub fn canonicalize(
                 .run(&[&restore, "--wait"], Some(input.as_bytes()))
                 .map_err(|e| CanonError::Unavailable(e.to_string()))?;
             if !out.success {
-                return Err(CanonError::Rejected(explain(&out.stderr, header_lines, &line_of)));
+                return Err(CanonError::Rejected(super::failure(&out.stderr, &lines)));
             }
             let out = host
                 .run_ok(&[&save_cmd, "-t", table.name()], None)
@@ -81,22 +82,4 @@ pub fn canonicalize(
         .iter()
         .map(|c| (c.chain.to_string(), dump.chain(c.chain).map(|ch| ch.rules.clone()).unwrap_or_default()))
         .collect())
-}
-
-/// iptables' message, plus the rule its line number points at. Legacy reports the rule's line;
-/// nf_tables reports the line of COMMIT, where the whole batch failed.
-pub fn explain(stderr: &str, header_lines: usize, line_of: &[(String, String)]) -> String {
-    let msg: Vec<&str> = stderr
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("Try `"))
-        .collect();
-    let msg = msg.join("; ");
-    let line = msg.rsplit("line").next().and_then(|t| {
-        t.trim_start_matches([':', ' ']).split(|c: char| !c.is_ascii_digit()).next().and_then(|n| n.parse::<usize>().ok())
-    });
-    match line.and_then(|n| n.checked_sub(header_lines + 1)).and_then(|i| line_of.get(i)) {
-        Some((_, rule)) => format!("{msg} (the rule `{rule}`)"),
-        None => msg,
-    }
 }

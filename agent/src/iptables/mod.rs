@@ -374,7 +374,7 @@ impl Group {
 }
 
 /// iptables' message, with the document rule its line number points at.
-fn failure(stderr: &str, lines: &[Option<String>]) -> String {
+pub(crate) fn failure(stderr: &str, lines: &[Option<String>]) -> String {
     let msg: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("Try `")).collect();
     let msg = msg.join("; ");
     let n = msg.rsplit("line").next().and_then(|t| {
