@@ -7,7 +7,7 @@ mod util;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use util::{run_with, FakeRoot};
+use util::{run_with, FakeRoot, Netns};
 
 fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/corpus")
@@ -24,6 +24,7 @@ struct Case {
 enum Expect {
     Refused { stderr: String },
     Failed { code: i32, id: String, message: String },
+    Saved { text: String },
 }
 
 /// The rows of the README's table.
@@ -31,7 +32,14 @@ fn cases() -> Vec<Case> {
     let readme = std::fs::read_to_string(corpus_dir().join("README.md")).unwrap();
     let mut out = Vec::new();
     for line in readme.lines().filter(|l| l.starts_with("| `")) {
-        let cells: Vec<&str> = line.trim().trim_matches('|').split('|').map(str::trim).collect();
+        // `\|` is a literal `|` inside a cell.
+        let cells: Vec<String> = line
+            .trim()
+            .trim_matches('|')
+            .replace("\\|", "\u{1}")
+            .split('|')
+            .map(|c| c.trim().replace('\u{1}', "|"))
+            .collect();
         assert_eq!(cells.len(), 4, "README row does not have 4 cells: {line}");
         let name = cells[0].trim_matches('`').to_string();
         let links = cells[2]
@@ -44,9 +52,11 @@ fn cases() -> Vec<Case> {
                 (p.to_string(), t.to_string())
             })
             .collect();
-        let must = cells[3];
+        let must = cells[3].as_str();
         let expect = if let Some(text) = must.strip_prefix("exit 1: ") {
             Expect::Refused { stderr: text.to_string() }
+        } else if let Some(text) = must.strip_prefix("exit 2: saved ") {
+            Expect::Saved { text: text.to_string() }
         } else {
             let (code, rest) = must.split_once(": failed ").unwrap_or_else(|| panic!("{name}: cannot read {must:?}"));
             let (id, message) = rest.split_once(": ").unwrap_or_else(|| panic!("{name}: cannot read {must:?}"));
@@ -131,8 +141,9 @@ fn plant(w: &World, case: &Case) {
     }
 }
 
-fn run_case(case: &Case) -> Result<(), String> {
+fn run_case(ns: &Netns, case: &Case) -> Result<(), String> {
     let w = world();
+    let pre = ns.prefix();
     plant(&w, case);
     let doc = corpus_dir().join(format!("{}.json", case.name));
     let bytes = std::fs::read(&doc).map_err(|e| format!("{}: {e}", doc.display()))?;
@@ -143,7 +154,7 @@ fn run_case(case: &Case) -> Result<(), String> {
         Expect::Refused { stderr } => {
             for cmd in ["validate", "plan", "apply"] {
                 // From standard input, so the raw bytes arrive exactly as in the file.
-                let run = run_with(&[], &[cmd, "--format", "json", "--root", &root, "-"], Some(&bytes), &[]);
+                let run = run_with(&pre, &[cmd, "--format", "json", "--root", &root, "-"], Some(&bytes), &[]);
                 if run.code != 1 || !run.stderr.contains(stderr.as_str()) {
                     return Err(format!("{cmd}: exit {} (want 1), stderr {:?} (want it to contain {stderr:?})", run.code, cut(&run.stderr)));
                 }
@@ -152,9 +163,9 @@ fn run_case(case: &Case) -> Result<(), String> {
         }
         Expect::Failed { code, id, message } => {
             let doc = doc.to_string_lossy();
-            let plan = run_with(&[], &["plan", "--format", "json", "--root", &root, &doc], None, &[]);
+            let plan = run_with(&pre, &["plan", "--format", "json", "--root", &root, &doc], None, &[]);
             outputs.push(plan.stdout.clone() + &plan.stderr);
-            let run = run_with(&[], &["apply", "--format", "json", "--root", &root, &doc], None, &[]);
+            let run = run_with(&pre, &["apply", "--format", "json", "--root", &root, &doc], None, &[]);
             outputs.push(run.stdout.clone() + &run.stderr);
             if run.code != *code {
                 return Err(format!("apply: exit {} (want {code})\nstdout: {}\nstderr: {}", run.code, run.stdout, run.stderr));
@@ -164,6 +175,17 @@ fn run_case(case: &Case) -> Result<(), String> {
             if res["status"] != "failed" || !msg.contains(message.as_str()) {
                 return Err(format!("apply: {id} is {} with message {msg:?} (want failed, containing {message:?})", res["status"]));
             }
+        }
+        Expect::Saved { text } => {
+            let run = run_with(&pre, &["apply", "--format", "json", "--root", &root, &doc.to_string_lossy()], None, &[]);
+            if run.code != 2 {
+                return Err(format!("apply: exit {} (want 2)\nstdout: {}\nstderr: {}", run.code, run.stdout, run.stderr));
+            }
+            let saved = ns_iptables_save(ns);
+            if !saved.contains(text.as_str()) {
+                return Err(format!("iptables-save does not show {text:?}:\n{saved}"));
+            }
+            ns.hostguard(&["plan", "--format", "json", "--root", &root, &doc.to_string_lossy()]).expect(0);
         }
     }
     if snapshot(w.root.path()) != root_before {
@@ -178,6 +200,13 @@ fn run_case(case: &Case) -> Result<(), String> {
     Ok(())
 }
 
+/// Every table of the namespace's nf_tables IPv4 firewall.
+fn ns_iptables_save(ns: &Netns) -> String {
+    let o = std::process::Command::new("ip").args(["netns", "exec", &ns.name, "iptables-nft-save"]).output().unwrap();
+    assert!(o.status.success(), "iptables-nft-save: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 fn cut(s: &str) -> &str {
     &s[..s.char_indices().nth(400).map_or(s.len(), |(i, _)| i)]
 }
@@ -185,10 +214,12 @@ fn cut(s: &str) -> &str {
 #[test]
 fn every_hostile_case_is_refused_and_leaves_the_host_untouched() {
     let cases = cases();
-    assert!(cases.len() >= 60, "only {} cases read from the README", cases.len());
+    assert!(cases.len() >= 75, "only {} cases read from the README", cases.len());
     let mut failures = Vec::new();
     for case in &cases {
-        if let Err(e) = run_case(case) {
+        // A namespace per case: an accepted firewall case starts from an empty firewall.
+        let ns = Netns::new("corpus");
+        if let Err(e) = run_case(&ns, case) {
             failures.push(format!("{}: {e}", case.name));
         }
     }
