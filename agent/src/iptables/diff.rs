@@ -158,43 +158,39 @@ fn merge(current: &[Rule], want: &[Entry]) -> Vec<Entry> {
             pos = i + 1;
         }
     }
-    let kept_at: HashSet<usize> = matched.iter().flatten().copied().collect();
-    let listed: HashSet<&Rule> = want.iter().map(|e| &e.canon).collect();
-    // Out-of-order copies of listed rules are moved, not duplicated.
-    let mut out: Vec<Entry> = Vec::new();
-    let mut slot_of: HashMap<usize, usize> = HashMap::new();
-    for (i, r) in current.iter().enumerate() {
-        if listed.contains(r) && !kept_at.contains(&i) {
-            continue;
+    // Missing rules go right after the listed rule before them; those before the first listed
+    // rule found go right before it; with none found, at the end. One pass, no inserts.
+    let mut after: HashMap<usize, Vec<usize>> = HashMap::new();
+    let mut before_first: Vec<usize> = Vec::new();
+    let mut anchor: Option<usize> = None;
+    for (j, m) in matched.iter().enumerate() {
+        match (m, anchor) {
+            (Some(i), _) => anchor = Some(*i),
+            (None, Some(i)) => after.entry(i).or_default().push(j),
+            (None, None) => before_first.push(j),
         }
-        if kept_at.contains(&i) {
-            slot_of.insert(i, out.len());
-        }
-        out.push(Entry::kept(r));
     }
-    // Insert missing ones: after the previous listed rule, else before the next, else at the end.
-    let mut placed: Vec<Option<usize>> = matched.iter().map(|m| m.map(|i| slot_of[&i])).collect();
-    for j in 0..want.len() {
-        if placed[j].is_some() {
-            // Replace the kept copy with the document's spelling of the same rule.
-            let at = placed[j].expect("checked");
-            out[at] = want[j].clone();
-            continue;
+    let first = matched.iter().flatten().next().copied();
+    let by_index: HashMap<usize, usize> = matched.iter().enumerate().filter_map(|(j, m)| m.map(|i| (i, j))).collect();
+    let listed: HashSet<&Rule> = want.iter().map(|e| &e.canon).collect();
+    let mut out: Vec<Entry> = Vec::with_capacity(current.len() + want.len());
+    for (i, r) in current.iter().enumerate() {
+        if Some(i) == first {
+            out.extend(before_first.iter().map(|&j| want[j].clone()));
         }
-        let at = if j > 0 {
-            placed[j - 1].map(|p| p + 1)
-        } else {
-            None
+        match by_index.get(&i) {
+            // The document's spelling of the same rule.
+            Some(&j) => out.push(want[j].clone()),
+            // An out-of-order copy of a listed rule is moved, not duplicated.
+            None if listed.contains(r) => continue,
+            None => out.push(Entry::kept(r)),
         }
-        .or_else(|| placed[j + 1..].iter().flatten().next().copied())
-        .unwrap_or(out.len());
-        out.insert(at, want[j].clone());
-        for p in placed.iter_mut().flatten() {
-            if *p >= at {
-                *p += 1;
-            }
+        if let Some(js) = after.get(&i) {
+            out.extend(js.iter().map(|&j| want[j].clone()));
         }
-        placed[j] = Some(at);
+    }
+    if first.is_none() {
+        out.extend(before_first.iter().map(|&j| want[j].clone()));
     }
     out
 }
