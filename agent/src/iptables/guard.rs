@@ -83,6 +83,8 @@ pub enum Verdict {
 /// The content of one chain after apply: the plan's target for owned chains, else the host's.
 pub trait Chains {
     fn rules(&self, chain: &str) -> Option<Vec<Rule>>;
+    /// Whether `chain` is a chain (not a target such as LOG), without copying its rules.
+    fn has(&self, chain: &str) -> bool;
     fn policy(&self, chain: &str) -> Option<String>;
 }
 
@@ -94,6 +96,9 @@ impl Chains for Group {
             }
         }
         self.current.chain(chain).map(|c| c.rules.clone())
+    }
+    fn has(&self, chain: &str) -> bool {
+        self.chains.iter().any(|c| c.spec.chain.as_str() == chain) || self.current.chain(chain).is_some()
     }
     fn policy(&self, chain: &str) -> Option<String> {
         if let Some(c) = self.chains.iter().find(|c| c.spec.chain.as_str() == chain) {
@@ -154,7 +159,7 @@ fn walk(chains: &dyn Chains, chain: &str, s: &Session, depth: usize) -> Verdict 
             Some("ACCEPT") if m == M::Yes => return Verdict::Accept,
             Some("DROP" | "REJECT") => return Verdict::Drop(format!("the rule `{}`", r.line(chain))),
             Some("RETURN") if m == M::Yes => return Verdict::Continue,
-            Some(t) if chains.rules(t).is_some() => match walk(chains, t, s, depth + 1) {
+            Some(t) if chains.has(t) => match walk(chains, t, s, depth + 1) {
                 Verdict::Drop(why) => return Verdict::Drop(why),
                 Verdict::Accept if m == M::Yes => return Verdict::Accept,
                 _ => {}
@@ -273,6 +278,9 @@ mod tests {
     impl Chains for Fake {
         fn rules(&self, c: &str) -> Option<Vec<Rule>> {
             self.0.get(c).cloned()
+        }
+        fn has(&self, c: &str) -> bool {
+            self.0.contains_key(c)
         }
         fn policy(&self, _: &str) -> Option<String> {
             self.1.clone()
