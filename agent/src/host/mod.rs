@@ -279,7 +279,10 @@ impl Host {
     }
 
     /// Take the run lock `/run/hostguard.lock`, waiting at most `timeout`.
+    /// `/run` is made without following a link, so a fake root's `/run` linked elsewhere cannot
+    /// put the lock (and its truncating open) outside the root.
     pub fn lock(&self, timeout: std::time::Duration) -> Result<Lock, crate::error::Error> {
+        beneath::open_dir_for_write(&self.root, Path::new("/run"), true, &|| {})?;
         Lock::acquire(&self.path("/run/hostguard.lock"), timeout)
     }
 
@@ -412,6 +415,17 @@ mod tests {
         fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).unwrap();
         h.write_file("/var/lib/lxc/c/config", b"b\n").unwrap();
         assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o7777, 0o640);
+    }
+
+    #[test]
+    fn the_lock_is_never_taken_through_a_linked_run_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("root")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("root/run")).unwrap();
+        let e = Host::new(dir.path().join("root")).lock(std::time::Duration::from_secs(1)).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
     }
 
     #[test]
