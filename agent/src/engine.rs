@@ -75,12 +75,26 @@ pub fn converge(host: &Host, opts: &Options, doc: &Document, command: Command) -
             for p in &plans {
                 p.preflight(&ctx)?;
             }
-            plans.into_iter().flat_map(|p| p.apply(&ctx)).collect()
+            let before: Vec<ResourceReport> = plans.iter().flat_map(|p| p.reports()).collect();
+            let after = plans.into_iter().flat_map(|p| p.apply(&ctx)).collect();
+            with_old_values(after, &before)
         }
     };
     let mut report = Report::new(command, hostname(), doc.sha256.clone(), started_at);
     report.finish(resources, started);
     Ok(report)
+}
+
+/// SPEC section 4: a `changed` resource shows the value it had before (`current`) and the one it
+/// has now (`desired`), as "60 -> 10"; a `failed` one keeps what the host holds after the attempt.
+/// Done here, once, rather than in every kind's apply.
+fn with_old_values(mut after: Vec<ResourceReport>, before: &[ResourceReport]) -> Vec<ResourceReport> {
+    for r in after.iter_mut().filter(|r| r.status == crate::report::Status::Changed) {
+        if let Some(b) = before.iter().find(|b| b.id == r.id) {
+            r.current = b.current.clone();
+        }
+    }
+    after
 }
 
 /// What `show` reads besides sysctl: limits the scope of a potentially large dump.

@@ -35,6 +35,9 @@ fn drift_then_apply_then_in_sync() {
     let apply = hostguard(&["apply", "--format", "json", "--root", &root, &doc]);
     apply.expect(2);
     assert_eq!(apply.status("sysctl/vm.swappiness"), "changed");
+    // SPEC section 4: a changed resource shows the old value as current, the new as desired.
+    assert_eq!(apply.resource("sysctl/vm.swappiness")["current"], "60");
+    assert_eq!(apply.resource("sysctl/vm.swappiness")["desired"], "10");
     assert_eq!(apply.json()["summary"]["changed"], 3);
     assert_eq!(r.sysctl_value("vm.swappiness"), "10");
     assert_eq!(r.sysctl_value("net.ipv4.ip_forward"), "1");
