@@ -378,7 +378,10 @@ fn confirm_keeps_the_change_and_its_absence_rolls_it_back() {
             libc::kill(-pgid, libc::SIGHUP);
         }
         assert_ne!(before4, save(&ns, b, false, "filter"), "{b}: the change was not made");
-        wait_for(Duration::from_secs(15), || save(&ns, b, false, "filter") == before4);
+        // The watchdog restores IPv4 and IPv6 one after the other: wait for both.
+        wait_for(Duration::from_secs(15), || {
+            save(&ns, b, false, "filter") == before4 && save(&ns, b, true, "filter") == before6
+        });
         assert_eq!(before4, save(&ns, b, false, "filter"), "{b}: ipv4 not rolled back");
         assert_eq!(before6, save(&ns, b, true, "filter"), "{b}: ipv6 not rolled back");
         let late = ns.bare(&["confirm"]);
