@@ -41,6 +41,7 @@ daemon() {
   local log=$1; shift
   setsid "$@" > "$log" 2>&1 < /dev/null &
   FLEET_PGIDS+=("$!")
+  disown "$!"   # ended by fleet_cleanup; no job-control notice when it has to be killed
 }
 
 # collector_start: starts the report collector (tests/lib/collector.py) on a Unix socket, and in
