@@ -75,8 +75,9 @@ pub fn sysctl_line(line: &str, path: &str) {
     if let Some((k, _v)) = parse_line(line) {
         assert!(glob_match(&k, &k), "{k:?} does not match itself");
         let got = glob_match(&k, path);
-        // Short enough for the obvious (exponential) definition to be the reference.
-        if k.len() <= 16 && path.len() <= 16 {
+        // Short enough, and few enough stars, for the obvious (exponential) definition to be
+        // the reference: with 15 stars it took the fuzzer's 10 s timeout itself.
+        if k.len() <= 16 && path.len() <= 16 && k.matches('*').count() <= 4 {
             assert_eq!(got, glob_reference(k.as_bytes(), path.as_bytes()), "glob {k:?} against {path:?}");
         }
     }
