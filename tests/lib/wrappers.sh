@@ -44,7 +44,9 @@ in_ns() { ip netns exec "$NS" "$@"; }
 # test reaches it), stopped on exit.
 serve_dir() {
   in_ns ip link set lo up
-  in_ns python3 -m http.server --bind 127.0.0.1 --directory "$1" "$2" >"$TMP/http.log" 2>&1 &
+  # Not through in_ns: a backgrounded function is a subshell, and killing it would leave the
+  # server running. `ip netns exec` execs in place, so $! is the server's own pid.
+  ip netns exec "$NS" python3 -m http.server --bind 127.0.0.1 --directory "$1" "$2" >"$TMP/http.log" 2>&1 &
   SANDBOX_PIDS+=($!)
   for _ in $(seq 50); do
     in_ns python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' "$2" 2>/dev/null && return 0
