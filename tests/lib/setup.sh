@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PACKAGES=(iptables iproute2 lxc busybox-static uidmap ruby puppet puppetserver prometheus prometheus-node-exporter
-          openssl cpio xz-utils kmod curl python3-venv)
+          openssl cpio xz-utils kmod curl python3-venv debootstrap)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
