@@ -32,8 +32,9 @@ Examples:
                                              also POST the report and write Prometheus metrics
   hostguard show --sysctl net.ipv4           current values as a state document
 
-Exit codes: 0 in sync / converged, 2 drift found / changes made, 4 some changes failed,
-6 some changes made and some failed, 1 the document or the host could not be read.";
+Exit codes: 0 in sync / converged, 2 drift found / changes made, 4 some resources failed
+(plan: apply would certainly fail them), 6 drift or changes and some failed, 1 the document or the
+host could not be read.";
 
 #[derive(Debug, Parser)]
 #[command(name = "hostguard", version, about = "Converge a Linux container host to a desired state and report drift",
@@ -69,7 +70,7 @@ pub enum Format {
 
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
-    /// Read the host, print drift, change nothing (exit 0 in sync, 2 drift).
+    /// Read the host, print drift, change nothing (exit 0 in sync, 2 drift, 4 cannot converge, 6 both).
     #[command(after_help = "Example:\n  hostguard plan examples/host.json")]
     Plan(RunArgs),
     /// Converge the host; print what changed (exit 0, 2, 4 or 6).

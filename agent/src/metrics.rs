@@ -56,7 +56,7 @@ pub fn render(report: &Report) -> String {
     chosen.sort_by_key(|&i| (!drifting(report.resources[i].status), i));
     chosen.truncate(MAX_RESOURCE_SERIES);
     chosen.sort_unstable();
-    family(&mut out, "hostguard_resource_drift", "1 when a resource was not as the document says at the end of the last run (plan: drift; apply: failed), else 0.");
+    family(&mut out, "hostguard_resource_drift", "1 when a resource was not as the document says at the end of the last run (drift or failed), else 0.");
     for i in &chosen {
         let r = &report.resources[*i];
         let _ = writeln!(
@@ -89,7 +89,7 @@ fn header(started: SystemTime, duration: Duration, success: bool, exit_code: i32
     let _ = writeln!(out, "hostguard_last_run_duration_seconds {:.3}", duration.as_secs_f64());
     family(&mut out, "hostguard_last_run_success", "1 when the last run read the document and the host and produced a report, 0 when it exited 1.");
     let _ = writeln!(out, "hostguard_last_run_success {}", u8::from(success));
-    family(&mut out, "hostguard_last_run_exit_code", "Exit code of the last run (0 in sync, 2 drift or changed, 4 failed, 6 changed and failed, 1 error).");
+    family(&mut out, "hostguard_last_run_exit_code", "Exit code of the last run (0 in sync, 2 drift or changed, 4 failed, 6 drift or changed and failed, 1 error).");
     let _ = writeln!(out, "hostguard_last_run_exit_code {exit_code}");
     out
 }

@@ -127,25 +127,20 @@ impl Report {
         self.duration_ms = started.elapsed().as_millis() as u64;
     }
 
-    /// SPEC section 2: plan 0 in sync, 2 drift; apply 0 nothing to do, 2 changed, 4 failed,
-    /// 6 both. A plan that found a resource it cannot read counts as drift: the host is not as
-    /// the document says.
+    /// SPEC section 2: plan 0 in sync, 2 drift, 4 some resources cannot converge (`failed`
+    /// already in plan: apply would certainly fail them), 6 both; apply 0 nothing to do,
+    /// 2 changed, 4 failed, 6 both.
     pub fn exit_code(&self) -> i32 {
         let s = self.summary;
-        match self.command {
-            Command::Plan => {
-                if s.drift + s.failed + s.changed > 0 {
-                    2
-                } else {
-                    0
-                }
-            }
-            Command::Apply => match (s.changed > 0, s.failed > 0) {
-                (false, false) => 0,
-                (true, false) => 2,
-                (false, true) => 4,
-                (true, true) => 6,
-            },
+        let changes = match self.command {
+            Command::Plan => s.drift + s.changed,
+            Command::Apply => s.changed,
+        };
+        match (changes > 0, s.failed > 0) {
+            (false, false) => 0,
+            (true, false) => 2,
+            (false, true) => 4,
+            (true, true) => 6,
         }
     }
 
@@ -216,6 +211,8 @@ mod tests {
         use Status::*;
         assert_eq!(report(Command::Plan, &[InSync]).exit_code(), 0);
         assert_eq!(report(Command::Plan, &[InSync, Drift]).exit_code(), 2);
+        assert_eq!(report(Command::Plan, &[InSync, Failed]).exit_code(), 4);
+        assert_eq!(report(Command::Plan, &[Drift, Failed]).exit_code(), 6);
         assert_eq!(report(Command::Apply, &[InSync]).exit_code(), 0);
         assert_eq!(report(Command::Apply, &[Changed, InSync]).exit_code(), 2);
         assert_eq!(report(Command::Apply, &[Failed]).exit_code(), 4);

@@ -3,6 +3,8 @@
 
 mod util;
 
+use std::process::Command;
+
 use util::{hostguard, run_with, FakeRoot, Netns};
 
 fn fake_host() -> FakeRoot {
@@ -92,11 +94,18 @@ fn human_plan_shows_old_and_new_values_and_a_summary() {
 fn missing_key_fails_unless_ignore_missing() {
     let r = fake_host();
     let doc = r.doc("state", r#"{"version": 1, "sysctl": {"values": {"net.netfilter.nf_conntrack_max": 262144, "vm.swappiness": 10}}}"#);
+    // SPEC section 2: an honest plan. The key apply would fail is failed already in plan, with
+    // the same message, and the plan exits 6 (drift, and a resource that cannot converge).
+    let plan = hostguard(&["plan", "--format", "json", "--root", &r.arg(), &doc]);
+    plan.expect(6);
+    assert_eq!(plan.status("sysctl/net.netfilter.nf_conntrack_max"), "failed");
+    assert_eq!(plan.status("sysctl/vm.swappiness"), "drift");
     let apply = hostguard(&["apply", "--format", "json", "--root", &r.arg(), &doc]);
     apply.expect(6);
     let missing = apply.resource("sysctl/net.netfilter.nf_conntrack_max");
     assert_eq!(missing["status"], "failed");
     assert!(missing["message"].as_str().unwrap().contains("net.netfilter.nf_conntrack_max does not exist"), "{missing}");
+    assert_eq!(missing["message"], plan.resource("sysctl/net.netfilter.nf_conntrack_max")["message"], "plan says what apply says");
 
     let doc = r.doc("ignore", r#"{"version": 1, "sysctl": {"ignore_missing": true, "values": {"net.netfilter.nf_conntrack_max": 262144}}}"#);
     let apply = hostguard(&["apply", "--format", "json", "--root", &r.arg(), &doc]);
@@ -104,6 +113,58 @@ fn missing_key_fails_unless_ignore_missing() {
     let skipped = apply.resource("sysctl/net.netfilter.nf_conntrack_max");
     assert_eq!(skipped["status"], "in_sync");
     assert!(skipped["message"].as_str().unwrap().contains("skipped"), "{skipped}");
+}
+
+#[test]
+fn a_plan_with_only_keys_that_cannot_converge_exits_4() {
+    let r = fake_host();
+    let doc = r.doc("state", r#"{"version": 1, "sysctl": {"values": {"vm.no_such_key": 1, "vm.swappiness": 60}}}"#);
+    let plan = hostguard(&["plan", "--format", "json", "--root", &r.arg(), &doc]);
+    plan.expect(4);
+    assert_eq!(plan.json()["summary"]["failed"], 1);
+    let human = hostguard(&["plan", "--format", "human", "--root", &r.arg(), &doc]);
+    human.expect(4);
+    assert!(human.stdout.contains("! FAILED  sysctl/vm.no_such_key"), "{}", human.stdout);
+}
+
+#[test]
+fn a_key_that_does_not_exist_is_never_persisted() {
+    for ignore_missing in [false, true] {
+        let r = fake_host();
+        let doc = r.doc("state", &format!(r#"{{"version": 1, "sysctl": {{"persist": "/etc/sysctl.d/60-hostguard.conf",
+            "ignore_missing": {ignore_missing}, "values": {{"vm.no_such_key": 1, "vm.swappiness": 10}}}}}}"#));
+        let apply = hostguard(&["apply", "--format", "json", "--root", &r.arg(), &doc]);
+        apply.expect(if ignore_missing { 2 } else { 6 });
+        let persisted = r.read("/etc/sysctl.d/60-hostguard.conf");
+        assert!(!persisted.contains("no_such_key"), "ignore_missing={ignore_missing}: {persisted}");
+        assert!(persisted.contains("vm.swappiness = 10"), "{persisted}");
+        let plan = hostguard(&["plan", "--format", "json", "--root", &r.arg(), &doc]);
+        plan.expect(if ignore_missing { 0 } else { 4 });
+        assert_eq!(plan.status("sysctl-file/etc/sysctl.d/60-hostguard.conf"), "in_sync");
+    }
+}
+
+#[test]
+fn a_word_for_an_integer_key_is_failed_in_plan_and_never_written() {
+    let r = fake_host();
+    r.sysctl("net.ipv4.tcp_congestion_control", "cubic");
+    let doc = r.doc("state", r#"{"version": 1, "sysctl": {"persist": "/etc/sysctl.d/60-hostguard.conf", "values": {
+        "vm.swappiness": "high", "net.ipv4.ip_forward": "", "net.ipv4.tcp_congestion_control": "bbr",
+        "net.ipv4.ip_local_port_range": "1024 0x10000"}}}"#);
+    let plan = hostguard(&["plan", "--format", "json", "--root", &r.arg(), &doc]);
+    plan.expect(6);
+    let word = plan.resource("sysctl/vm.swappiness");
+    assert_eq!(word["status"], "failed");
+    assert!(word["message"].as_str().unwrap().contains(r#"holds whole numbers (now 60) and "high" is not one"#), "{word}");
+    assert_eq!(plan.status("sysctl/net.ipv4.ip_forward"), "failed", "an empty value does not set an integer key");
+    // Text keys are the handler's to judge; a hex number starts with a digit and may be taken.
+    assert_eq!(plan.status("sysctl/net.ipv4.tcp_congestion_control"), "drift");
+    assert_eq!(plan.status("sysctl/net.ipv4.ip_local_port_range"), "drift");
+    let apply = hostguard(&["apply", "--format", "json", "--root", &r.arg(), &doc]);
+    assert_eq!(apply.resource("sysctl/vm.swappiness")["message"], word["message"]);
+    assert_eq!(r.sysctl_value("vm.swappiness"), "60", "not written");
+    let persisted = r.read("/etc/sysctl.d/60-hostguard.conf");
+    assert!(!persisted.contains("swappiness") && !persisted.contains("ip_forward"), "{persisted}");
 }
 
 #[test]
@@ -297,4 +358,26 @@ fn real_kernel_value_that_does_not_take_is_failed_with_what_it_holds() {
     let res = apply.resource("sysctl/net.ipv4.ip_local_port_range");
     assert!(res["message"].as_str().unwrap().contains("Invalid argument"), "{res}");
     assert_eq!(ns.cat("/proc/sys/net/ipv4/ip_local_port_range"), before);
+}
+
+/// The rule plan uses for integer keys, checked against the real kernel: the word plan refuses is
+/// one the kernel refuses, and the hex number plan lets through is one the kernel takes.
+#[test]
+fn real_kernel_refuses_the_word_plan_calls_failed() {
+    let ns = Netns::new("honest");
+    let r = FakeRoot::new();
+    let doc = r.doc("state", r#"{"version": 1, "sysctl": {"values": {"net.ipv4.ip_default_ttl": "sixty"}}}"#);
+    let plan = ns.hostguard(&["plan", "--format", "json", &doc]);
+    plan.expect(4);
+    assert!(plan.resource("sysctl/net.ipv4.ip_default_ttl")["message"].as_str().unwrap().contains("Invalid argument"));
+    let write = |v: &str| {
+        Command::new("ip")
+            .args(["netns", "exec", &ns.name, "sh", "-c", &format!("exec env printf %s '{v}' > /proc/sys/net/ipv4/ip_default_ttl")])
+            .output()
+            .unwrap()
+    };
+    let refused = write("sixty");
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("Invalid argument"), "{refused:?}");
+    assert!(write("0x3c").status.success(), "the kernel takes a hex number");
+    assert_eq!(ns.cat("/proc/sys/net/ipv4/ip_default_ttl"), "60");
 }

@@ -29,6 +29,9 @@ struct Key {
     key: SysctlKey,
     desired: SysctlValue,
     current: Current,
+    /// Why apply would certainly fail, known before writing (SPEC section 2: an honest plan):
+    /// the same message in plan and apply, and apply does not try.
+    refused: Option<String>,
 }
 
 #[derive(Debug)]
@@ -53,14 +56,24 @@ fn read_key(host: &Host, key: &SysctlKey) -> Result<Current, HostError> {
 pub fn plan(ctx: &Ctx, desired: &SysctlState) -> Result<Plan> {
     let mut keys = Vec::new();
     for (key, value) in &desired.values {
-        keys.push(Key {
-            key: key.clone(),
-            desired: value.clone(),
-            current: read_key(ctx.host, key)?,
-        });
+        let current = read_key(ctx.host, key)?;
+        let refused = refusal(key, value, &current, desired.ignore_missing);
+        keys.push(Key { key: key.clone(), desired: value.clone(), current, refused });
     }
+    // A key the kernel lacks or would refuse is never persisted: systemd-sysctl would complain
+    // about it at every boot, and the file would promise a value the host cannot hold.
+    let persisted = SysctlState {
+        values: desired
+            .values
+            .iter()
+            .zip(&keys)
+            .filter(|(_, k)| k.refused.is_none() && k.current != Current::Missing)
+            .map(|(kv, _)| kv.clone())
+            .collect(),
+        ..desired.clone()
+    };
     let persist = match &desired.persist {
-        Some(path) => Some(persist::plan(ctx.host, path, desired)?),
+        Some(path) => Some(persist::plan(ctx.host, path, &persisted)?),
         None => None,
     };
     Ok(Plan {
@@ -77,6 +90,13 @@ impl Key {
 
     fn report(&self, ignore_missing: bool) -> ResourceReport {
         let desired = Some(self.desired.normalized());
+        if let Some(why) = &self.refused {
+            let current = match &self.current {
+                Current::Value(v) => Some(v.clone()),
+                Current::Missing => None,
+            };
+            return ResourceReport::new(KIND, self.id(), Status::Failed).values(current, desired).message(why.clone());
+        }
         match &self.current {
             Current::Value(v) if self.desired.matches(v) => {
                 ResourceReport::new(KIND, self.id(), Status::InSync).values(Some(v.clone()), desired)
@@ -85,19 +105,15 @@ impl Key {
             Current::Missing if ignore_missing => ResourceReport::new(KIND, self.id(), Status::InSync)
                 .values(None, desired)
                 .message(format!("{} does not exist on this host; skipped (ignore_missing)", self.key)),
-            Current::Missing => ResourceReport::new(KIND, self.id(), Status::Drift)
-                .values(None, desired)
-                .message(missing_message(&self.key)),
+            Current::Missing => unreachable!("a missing key without ignore_missing is refused in plan"),
         }
     }
 
     fn apply(&self, host: &Host, ignore_missing: bool) -> ResourceReport {
         let before = self.report(ignore_missing);
-        if before.status == Status::InSync {
+        if before.status != Status::Drift {
+            // In sync, or refused in plan with the message apply would give: nothing to write.
             return before;
-        }
-        if self.current == Current::Missing {
-            return before.after(Status::Failed, missing_message(&self.key));
         }
         let old = before.current.clone().unwrap_or_default();
         if let Err(e) = host.write_value(proc_path(&self.key), &self.desired.normalized()) {
@@ -122,6 +138,40 @@ impl Key {
             Err(e) => before.after(Status::Failed, format!("wrote {} but could not read it back: {e}", self.key)),
         }
     }
+}
+
+/// Why writing `value` to `key` would certainly fail, when that is known before writing.
+///
+/// Two cases are certain: the key does not exist (unless ignore_missing), and a key the kernel
+/// prints as whole numbers (every token an integer: proc_dointvec and its kin) given a token that
+/// does not start with a digit (after an optional `-`), which those handlers refuse with EINVAL
+/// before storing anything, or given no value at all, which they take as a write of nothing. A
+/// key printed as text (`cubic`, a core pattern, a list with commas) is not judged: its handler
+/// alone knows what it takes.
+fn refusal(key: &SysctlKey, value: &SysctlValue, current: &Current, ignore_missing: bool) -> Option<String> {
+    let now = match current {
+        Current::Missing if ignore_missing => return None,
+        Current::Missing => return Some(missing_message(key)),
+        Current::Value(v) => v,
+    };
+    let integers = !now.is_empty() && now.split_whitespace().all(|t| t.parse::<i128>().is_ok());
+    if !integers {
+        return None;
+    }
+    let starts_like_a_number = |t: &str| t.strip_prefix('-').unwrap_or(t).starts_with(|c: char| c.is_ascii_digit());
+    if let Some(word) = value.as_str().split_whitespace().find(|t| !starts_like_a_number(t)) {
+        return Some(format!(
+            "the kernel refuses {key} = {value}: {key} holds whole numbers (now {now}) and {word:?} is not one \
+             (writing it fails with Invalid argument); nothing was written"
+        ));
+    }
+    if value.as_str().trim().is_empty() {
+        return Some(format!(
+            "the kernel cannot set {key} to an empty value: {key} holds whole numbers (now {now}), and writing \
+             nothing leaves it as it is; nothing was written"
+        ));
+    }
+    None
 }
 
 fn missing_message(key: &SysctlKey) -> String {

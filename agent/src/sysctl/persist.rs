@@ -22,7 +22,11 @@ pub fn render(desired: &SysctlState) -> String {
     let mut lines: Vec<String> = desired
         .values
         .iter()
-        .map(|(k, v)| format!("{}{} = {}", if desired.ignore_missing { "-" } else { "" }, k.conf_name(), v.normalized()))
+        .map(|(k, v)| {
+            let line = format!("{}{} = {}", if desired.ignore_missing { "-" } else { "" }, k.conf_name(), v.normalized());
+            // An empty value is `key =`: systemd-sysctl and sysctl -p write it as the empty string.
+            line.trim_end().to_string()
+        })
         .collect();
     lines.sort();
     let mut out = String::from(HEADER);
