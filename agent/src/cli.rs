@@ -88,6 +88,22 @@ pub enum Cmd {
     /// Keep a change made with `apply --confirm` (exit 1 when nothing is waiting or it is too late).
     #[command(after_help = "Example:\n  hostguard apply --confirm 60 state.json && hostguard confirm")]
     Confirm,
+    /// Print the JSON Schema of the state document (for editors and CI); reads nothing.
+    #[command(after_help = "Example:\n  hostguard schema > state.schema.json\n\nIn a document, \"$schema\": \"./state.schema.json\" lets an editor check it as you type; hostguard ignores the key.")]
+    Schema,
+    /// Print a shell completion script (bash, zsh or fish); reads nothing.
+    #[command(after_help = "Examples:\n  hostguard completions bash > /etc/bash_completion.d/hostguard\n  hostguard completions zsh > ~/.zfunc/_hostguard\n  hostguard completions fish > ~/.config/fish/completions/hostguard.fish")]
+    Completions {
+        #[arg(value_enum, value_name = "SHELL")]
+        shell: crate::man::Shell,
+    },
+    /// Print the manual page (roff), or write every page into DIR; reads nothing.
+    #[command(after_help = "Examples:\n  hostguard man | man -l -\n  hostguard man --dir /usr/local/share/man/man1")]
+    Man {
+        /// Write hostguard.1 and one hostguard-COMMAND.1 per command into DIR instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// The detached rollback timer of `apply --confirm` (internal).
     #[command(name = "__confirm-watchdog", hide = true)]
     ConfirmWatchdog,
@@ -280,6 +296,33 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             let host = Host::new(&g.root);
             let _lock = host.lock(Duration::from_secs(g.lock_timeout))?;
             print(&crate::iptables::confirm::confirm(&host)?);
+            Ok(0)
+        }
+        Cmd::Schema => {
+            print(state::schema::document_schema_text().trim_end());
+            Ok(0)
+        }
+        Cmd::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(&crate::man::completions(Cli::command(), *shell));
+            Ok(0)
+        }
+        Cmd::Man { dir } => {
+            use clap::CommandFactory;
+            match dir {
+                Some(dir) => {
+                    let written = crate::man::write_pages(Cli::command(), dir)
+                        .map_err(|e| Error::Load(format!("{}: cannot write the manual pages: {e}", dir.display())))?;
+                    for p in written {
+                        print(&p.display().to_string());
+                    }
+                }
+                None => {
+                    let pages = crate::man::pages(Cli::command());
+                    print(pages[0].1.trim_end());
+                }
+            }
             Ok(0)
         }
         Cmd::ConfirmWatchdog => crate::iptables::confirm::watchdog(&Host::new(&g.root)),

@@ -11,6 +11,7 @@ pub mod host;
 pub mod http;
 pub mod iptables;
 pub mod lxc;
+pub mod man;
 pub mod metrics;
 pub mod report;
 pub mod source;

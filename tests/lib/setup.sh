@@ -4,7 +4,8 @@
 set -euo pipefail
 
 PACKAGES=(iptables iproute2 lxc busybox-static uidmap ruby puppet puppetserver prometheus prometheus-node-exporter
-          openssl cpio xz-utils kmod curl python3-venv debootstrap)
+          openssl cpio xz-utils kmod curl python3-venv debootstrap
+          python3-jsonschema strace)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

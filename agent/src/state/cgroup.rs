@@ -8,25 +8,43 @@ use std::fmt;
 use super::types::{control_char_problem, plain_name_problem, Limit};
 use super::{key_path, UniqueMap, ValidationErrors};
 
-#[derive(Debug, Clone, serde::Deserialize)]
+/// Limits of named cgroups, on cgroup v1 or v2.
+#[derive(Debug, Clone, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Cgroups")]
 pub struct RawCgroups {
+    /// Which cgroup version to manage: `auto` (default) reads /sys/fs/cgroup; a forced version
+    /// the host does not have exits 1.
     #[serde(default)]
+    #[schemars(schema_with = "super::schema::cgroup_version")]
     pub version: Option<String>,
+    /// Groups by path below the cgroup root (`hostguard/web1`); a missing group is created.
     #[serde(default)]
     pub groups: UniqueMap<RawGroup>,
 }
 
-#[derive(Debug, Clone, serde::Deserialize)]
+/// The limits of one group; absent ones are not managed. At least one is required.
+#[derive(Debug, Clone, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Group")]
 pub struct RawGroup {
+    /// Memory limit (v1 memory.limit_in_bytes, v2 memory.max): bytes, K/M/G/T, or "max".
     #[serde(default)]
+    #[schemars(schema_with = "super::schema::size")]
     pub memory_limit: Option<serde_json::Value>,
+    /// Memory plus swap, as Docker's --memory-swap (v1 memsw; v2 memory.swap.max is this minus
+    /// memory_limit). Needs memory_limit beside it, and may not be below it.
     #[serde(default)]
+    #[schemars(schema_with = "super::schema::size")]
     pub memory_swap_limit: Option<serde_json::Value>,
+    /// The v1 cpu.shares value, 2..262144 (1024 is the kernel's default); on v2 it becomes
+    /// cpu.weight by the runc/crun formula (1024 -> 100).
     #[serde(default)]
+    #[schemars(schema_with = "super::schema::cpu_shares")]
     pub cpu_shares: Option<serde_json::Value>,
+    /// pids.max: 1..4194304 tasks, or "max".
     #[serde(default)]
+    #[schemars(schema_with = "super::schema::pids_max")]
     pub pids_max: Option<serde_json::Value>,
 }
 

@@ -9,26 +9,45 @@ use regex::Regex;
 use super::types::control_char_problem;
 use super::{key_path, UniqueMap, ValidationErrors};
 
-#[derive(Debug, Clone, serde::Deserialize)]
+/// Chains owned by hostguard, IPv4 and IPv6; chains and tables not listed are never touched.
+#[derive(Debug, Clone, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Iptables")]
 pub struct RawIptables {
+    /// `auto` runs iptables-save/iptables-restore as installed; `nft` and `legacy` force
+    /// iptables-nft-* or iptables-legacy-*.
     #[serde(default)]
+    #[schemars(schema_with = "super::schema::iptables_backend")]
     pub backend: Option<String>,
+    /// IPv4 tables (filter, nat, mangle, raw, security) holding chains by name.
     #[serde(default)]
+    #[schemars(schema_with = "super::schema::iptables_tables")]
     pub ipv4: UniqueMap<UniqueMap<RawChain>>,
+    /// IPv6 tables, as ipv4.
     #[serde(default)]
+    #[schemars(schema_with = "super::schema::iptables_tables")]
     pub ipv6: UniqueMap<UniqueMap<RawChain>>,
 }
 
-#[derive(Debug, Clone, serde::Deserialize)]
+/// One owned chain: its policy and rules.
+#[derive(Debug, Clone, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Chain")]
 pub struct RawChain {
+    /// Policy of a built-in chain (user chains have none).
     #[serde(default)]
+    #[schemars(schema_with = "super::schema::iptables_policy")]
     pub policy: Option<String>,
+    /// true: rules not in `rules` are removed (except `ignore` matches). false: the listed rules
+    /// are ensured present, in order, and no other rule is ever removed.
     #[serde(default)]
     pub purge: bool,
+    /// Regular expressions matched against a rule as iptables-save prints it (`-A CHAIN`
+    /// included); matching rules are never removed. Only with purge.
     #[serde(default)]
     pub ignore: Vec<String>,
+    /// Rules as written after `-A CHAIN` (`-i lxcbr0 -o eth0 -j ACCEPT`), split with shell
+    /// quoting; compared in the form iptables-save prints. `""` is a counting rule.
     #[serde(default)]
     pub rules: Vec<String>,
 }

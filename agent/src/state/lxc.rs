@@ -8,43 +8,68 @@ use super::{key_path, UniqueMap, ValidationErrors};
 
 pub const DEFAULT_LXCPATH: &str = "/var/lib/lxc";
 
-#[derive(Debug, Clone, serde::Deserialize)]
+/// Configs of named LXC containers (`LXCPATH/NAME/config`), and the live limits of running ones.
+#[derive(Debug, Clone, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Lxc")]
 pub struct RawLxc {
+    /// Where containers live (absolute); /var/lib/lxc by default.
     #[serde(default)]
     pub lxcpath: Option<String>,
+    /// Config key names: `modern` (LXC 2.1+: lxc.net.0.type, lxc.idmap), `legacy` (LXC 1.x/2.0:
+    /// lxc.network.type, lxc.id_map), or `auto` from the installed LXC and the cgroup version.
     #[serde(default)]
+    #[schemars(schema_with = "super::schema::lxc_dialect")]
     pub dialect: Option<String>,
+    /// Containers by name; keys of their configs the document does not name are kept as they are.
     #[serde(default)]
     pub containers: UniqueMap<RawContainer>,
 }
 
-#[derive(Debug, Clone, serde::Deserialize)]
+/// What hostguard manages in one container's config; absent fields are not managed.
+#[derive(Debug, Clone, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Container")]
 pub struct RawContainer {
+    /// Memory limit: bytes, K/M/G/T, or "max" (written for the host's cgroup version).
     #[serde(default)]
+    #[schemars(schema_with = "super::schema::size")]
     pub memory_limit: Option<serde_json::Value>,
+    /// Memory plus swap (needs memory_limit, and at least it).
     #[serde(default)]
+    #[schemars(schema_with = "super::schema::size")]
     pub memory_swap_limit: Option<serde_json::Value>,
+    /// The v1 cpu.shares value, 2..262144 (cpu.weight on cgroup v2).
     #[serde(default)]
+    #[schemars(schema_with = "super::schema::cpu_shares_number")]
     pub cpu_shares: Option<serde_json::Value>,
     /// One object per interface: `{"type": "veth", "link": "lxcbr0", "ipv4.address": [..]}`.
     #[serde(default)]
+    #[schemars(schema_with = "super::schema::lxc_network")]
     pub network: Option<Vec<UniqueMap<serde_json::Value>>>,
+    /// Capabilities to drop (`sys_module`, with or without `cap_`).
     #[serde(default)]
     pub cap_drop: Option<Vec<String>>,
+    /// User and group id mappings of an unprivileged container.
     #[serde(default)]
     pub idmap: Option<Vec<RawIdmap>>,
+    /// Other single-valued LXC keys, set as given (`"lxc.start.auto": "1"`).
     #[serde(default)]
+    #[schemars(schema_with = "super::schema::lxc_config")]
     pub config: UniqueMap<String>,
+    /// When the container runs, also write its limits to its live cgroup (no restart needed);
+    /// what cannot change live is reported as restart_required.
     #[serde(default)]
     pub live: bool,
 }
 
-#[derive(Debug, Clone, serde::Deserialize)]
+/// One id range: `type` `u` (user ids) or `g` (group ids), container id, host id, count.
+#[derive(Debug, Clone, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Idmap")]
 pub struct RawIdmap {
     #[serde(rename = "type")]
+    #[schemars(schema_with = "super::schema::idmap_type")]
     pub kind: String,
     pub container: u64,
     pub host: u64,
@@ -173,7 +198,7 @@ pub struct Container {
 pub const REPEATABLE_NET_KEYS: [&str; 5] =
     ["ipv4.address", "ipv6.address", "veth.ipv4.route", "veth.ipv6.route", "veth.vlan.tagged.id"];
 
-const NET_TYPES: [&str; 7] = ["empty", "none", "veth", "vlan", "macvlan", "ipvlan", "phys"];
+pub(crate) const NET_TYPES: [&str; 7] = ["empty", "none", "veth", "vlan", "macvlan", "ipvlan", "phys"];
 
 /// Why a key may not appear in the `config` map, if it may not: keys that have their own field,
 /// and keys LXC reads as a list (a map value could only say one of their lines).

@@ -6,6 +6,7 @@
 pub mod cgroup;
 pub mod iptables;
 pub mod lxc;
+pub mod schema;
 pub mod sysctl;
 pub mod types;
 
@@ -21,10 +22,22 @@ use crate::error::Error;
 /// and an endless stream from a broken URL must not exhaust memory.
 pub const MAX_DOCUMENT_BYTES: usize = 16 * 1024 * 1024;
 
-/// The document as serde reads it. Unknown fields are errors at every level.
-#[derive(Debug, serde::Deserialize)]
+/// The desired state of one container host. Unknown fields are errors at every level; every
+/// value is validated before the host is touched.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawDocument {
+    /// The JSON Schema this document follows, for editors; hostguard ignores it.
+    #[serde(rename = "$schema", default)]
+    #[schemars(schema_with = "schema::meta_schema")]
+    pub meta_schema: Option<String>,
+    /// Notes for the people who read the document (a string, or a list of lines); hostguard
+    /// ignores it. JSON has no comments: this is where they go.
+    #[serde(rename = "$comment", default)]
+    #[schemars(schema_with = "schema::comment")]
+    pub comment: Option<serde_json::Value>,
+    /// The document format: 1.
+    #[schemars(schema_with = "schema::version")]
     pub version: serde_json::Value,
     #[serde(default)]
     pub sysctl: Option<sysctl::RawSysctl>,
@@ -205,6 +218,10 @@ pub fn validate(raw: RawDocument, sha256: String) -> Result<Document, Validation
             format!("unsupported version {}; this hostguard reads version 1", raw.version),
         );
     }
+    let is_text = |v: &serde_json::Value| v.is_string() || v.as_array().is_some_and(|a| a.iter().all(|l| l.is_string()));
+    if let Some(c) = raw.comment.as_ref().filter(|c| !is_text(c)) {
+        errs.push("$comment", format!("{c} is not a comment: use a string or a list of strings"));
+    }
     let sysctl = raw.sysctl.map(|s| sysctl::validate(s, &mut errs));
     let cgroups = raw.cgroups.map(|c| cgroup::validate(c, &mut errs));
     let iptables = raw.iptables.map(|i| iptables::validate(i, &mut errs));
@@ -293,6 +310,14 @@ mod tests {
         let e = load_str(r#"{"version": 1} {"version": 1}"#).unwrap_err().to_string();
         assert!(e.contains("trailing characters"), "{e}");
         load_str("{\"version\": 1}\n\n").unwrap();
+    }
+
+    #[test]
+    fn schema_and_comment_keys_are_accepted_and_ignored() {
+        load_str(r#"{"$schema": "./state.schema.json", "$comment": ["a note", "another"], "version": 1}"#).unwrap();
+        load_str(r#"{"$comment": "one line", "version": 1}"#).unwrap();
+        let e = load_str(r#"{"$comment": 5, "version": 1}"#).unwrap_err().to_string();
+        assert!(e.contains("$comment: 5 is not a comment"), "{e}");
     }
 
     #[test]

@@ -5,14 +5,22 @@ use std::fmt;
 use super::types::control_char_problem;
 use super::{key_path, UniqueMap, ValidationErrors};
 
-#[derive(Debug, serde::Deserialize)]
+/// Kernel parameters under /proc/sys, and optionally the sysctl.d file that persists them.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Sysctl")]
 pub struct RawSysctl {
+    /// One file /etc/sysctl.d/NAME.conf written with every value, so they survive a reboot.
+    /// Absent: runtime values only, no file is written.
     #[serde(default)]
     pub persist: Option<String>,
+    /// A key the kernel does not have is reported as skipped (in sync) instead of drift/failed.
     #[serde(default)]
     pub ignore_missing: bool,
+    /// Keys (`vm.swappiness`, or `/`-separated `net/ipv4/conf/eth0.100/forwarding`) to values:
+    /// whole numbers or strings, compared token by token as the kernel prints them.
     #[serde(default)]
+    #[schemars(schema_with = "super::schema::sysctl_values")]
     pub values: UniqueMap<serde_json::Value>,
 }
 
