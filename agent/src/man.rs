@@ -56,9 +56,9 @@ pub fn completions(cmd: clap::Command, shell: Shell) -> Vec<u8> {
 /// The exit codes, as the README states them and `Report::exit_code` returns them.
 const EXIT_CODES: &[(&str, &str)] = &[
     ("0", "plan: in sync; validate: valid; audit: no finding at or above --fail-on; apply: converged, nothing needed changing."),
-    ("2", "plan: drift found (a resource that cannot converge counts as drift); audit: findings; apply: changes were made, all succeeded."),
-    ("4", "apply: some changes failed."),
-    ("6", "apply: some changes made, some failed."),
+    ("2", "plan: drift found; audit: findings; apply: changes were made, all succeeded."),
+    ("4", "plan: some resources cannot converge as the host stands (failed already in plan); apply: some changes failed."),
+    ("6", "plan: drift, and some resources cannot converge; apply: some changes made, some failed."),
     ("1", "the document or the host could not be read, or the command line was wrong; nothing was touched. \
            A usage error exits 1, not 2, so that a wrapper never mistakes a typo for drift."),
 ];
