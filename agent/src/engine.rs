@@ -11,7 +11,7 @@ use crate::error::Result;
 use crate::host::Host;
 use crate::report::{Command, Report, ResourceReport};
 use crate::state::Document;
-use crate::{cgroup, iptables, lxc, sysctl};
+use crate::{cgroup, iptables, lxc, nftables, sysctl};
 
 /// Run-wide settings that modules may consult.
 #[derive(Debug, Clone, Default)]
@@ -55,6 +55,9 @@ pub fn plan_all(ctx: &Ctx, doc: &Document) -> Result<Vec<Box<dyn Resources>>> {
     }
     if let Some(i) = &doc.iptables {
         plans.push(Box::new(iptables::plan(ctx, i)?));
+    }
+    if let Some(n) = &doc.nftables {
+        plans.push(Box::new(nftables::plan(ctx, n)?));
     }
     if let Some(l) = &doc.lxc {
         plans.push(Box::new(lxc::plan(ctx, l)?));

@@ -13,6 +13,7 @@ pub mod iptables;
 pub mod lxc;
 pub mod man;
 pub mod metrics;
+pub mod nftables;
 pub mod report;
 pub mod source;
 pub mod state;

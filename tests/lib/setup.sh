@@ -3,7 +3,7 @@
 # virtualenv. Safe to run again; prints what it installs.
 set -euo pipefail
 
-PACKAGES=(iptables iproute2 lxc busybox-static uidmap ruby puppet puppetserver prometheus prometheus-node-exporter
+PACKAGES=(iptables nftables iproute2 lxc busybox-static uidmap ruby puppet puppetserver prometheus prometheus-node-exporter
           openssl cpio xz-utils kmod curl python3-venv debootstrap
           python3-jsonschema strace)
 

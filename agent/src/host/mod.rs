@@ -6,6 +6,7 @@
 
 mod beneath;
 mod lock;
+pub mod netns;
 
 use std::fs::{self, File};
 use std::io::{Read, Write};

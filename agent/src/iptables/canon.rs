@@ -1,8 +1,6 @@
 //! Canonical forms by iptables itself: the desired chains are loaded into a throwaway network
-//! namespace and read back with iptables-save, so two spellings iptables stores alike compare
-//! equal whatever extension they use. The namespace belongs to one short-lived thread that calls
-//! `unshare(CLONE_NEWNET)`: the restore and save it runs (as argv) inherit that thread's
-//! namespace, and it disappears with them. The host's own firewall is never involved.
+//! namespace (`host::netns`) and read back with iptables-save, so two spellings iptables stores
+//! alike compare equal whatever extension they use. The host's own firewall is never involved.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -56,27 +54,19 @@ pub fn canonicalize(
     input.push_str("COMMIT\n");
     let restore = tools.restore_cmd(family);
     let save_cmd = tools.save_cmd(family);
-    let result = std::thread::scope(|s| {
-        s.spawn(|| {
-            // SAFETY: unshare on the calling thread only; it has no memory-safety preconditions.
-            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-                let e = std::io::Error::last_os_error();
-                return Err(CanonError::Unavailable(format!("cannot create a network namespace: {e}")));
-            }
-            let out = host
-                .run(&[&restore, "--wait"], Some(input.as_bytes()))
-                .map_err(|e| CanonError::Unavailable(e.to_string()))?;
-            if !out.success {
-                return Err(CanonError::Rejected(super::failure(&out.stderr, &lines)));
-            }
-            let out = host
-                .run_ok(&[&save_cmd, "-t", table.name()], None)
-                .map_err(|e| CanonError::Unavailable(e.to_string()))?;
-            Ok(out.stdout)
-        })
-        .join()
-        .unwrap_or_else(|_| Err(CanonError::Unavailable("the namespace thread panicked".into())))
-    })?;
+    let result = crate::host::netns::scoped(|| {
+        let out = host
+            .run(&[&restore, "--wait"], Some(input.as_bytes()))
+            .map_err(|e| CanonError::Unavailable(e.to_string()))?;
+        if !out.success {
+            return Err(CanonError::Rejected(super::failure(&out.stderr, &lines)));
+        }
+        let out = host
+            .run_ok(&[&save_cmd, "-t", table.name()], None)
+            .map_err(|e| CanonError::Unavailable(e.to_string()))?;
+        Ok(out.stdout)
+    })
+    .map_err(CanonError::Unavailable)??;
     let dump = parse_table(&result, table).map_err(CanonError::Unavailable)?;
     Ok(chains
         .iter()

@@ -6,6 +6,7 @@
 pub mod cgroup;
 pub mod iptables;
 pub mod lxc;
+pub mod nftables;
 pub mod schema;
 pub mod sysctl;
 pub mod types;
@@ -46,6 +47,8 @@ pub struct RawDocument {
     #[serde(default)]
     pub iptables: Option<iptables::RawIptables>,
     #[serde(default)]
+    pub nftables: Option<nftables::RawNftables>,
+    #[serde(default)]
     pub lxc: Option<lxc::RawLxc>,
 }
 
@@ -55,6 +58,7 @@ pub struct Document {
     pub sysctl: Option<sysctl::SysctlState>,
     pub cgroups: Option<cgroup::CgroupsState>,
     pub iptables: Option<iptables::IptablesState>,
+    pub nftables: Option<nftables::NftablesState>,
     pub lxc: Option<lxc::LxcState>,
     /// Hex SHA-256 of the bytes the document was read from.
     pub sha256: String,
@@ -225,11 +229,13 @@ pub fn validate(raw: RawDocument, sha256: String) -> Result<Document, Validation
     let sysctl = raw.sysctl.map(|s| sysctl::validate(s, &mut errs));
     let cgroups = raw.cgroups.map(|c| cgroup::validate(c, &mut errs));
     let iptables = raw.iptables.map(|i| iptables::validate(i, &mut errs));
+    let nftables = raw.nftables.map(|n| nftables::validate(n, &mut errs));
     let lxc = raw.lxc.map(|l| lxc::validate(l, &mut errs));
     errs.into_result(Document {
         sysctl,
         cgroups,
         iptables,
+        nftables,
         lxc,
         sha256,
     })

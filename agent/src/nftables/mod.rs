@@ -1,0 +1,250 @@
+//! The `nftables` resource kind (SPEC section 3b): whole named tables, owned whole, read with
+//! `nft -s list table`, compared in the form nft itself lists them, and replaced — every changed
+//! table at once — in one `nft -f` transaction that `nft -c` has checked first. Tables the
+//! document does not name (Docker's, firewalld's, Incus's, libvirt's, iptables-nft's) are never
+//! listed, compared or written.
+//!
+//! Every table is one resource (`nftables/inet/hostguard`). How it is compared: when the document
+//! is already spelled as nft lists it, directly (no namespace); otherwise the desired tables are
+//! loaded into a throwaway network namespace and listed there (`canon`), so `tcp dport ssh` and
+//! `tcp dport 22` are the same rule. A table nft refuses there is `failed` already in plan, with
+//! nft's message and the document rule it points at.
+
+pub mod canon;
+pub mod diff;
+pub mod listing;
+pub mod render;
+
+use std::sync::Arc;
+
+use crate::engine::{Ctx, Resources};
+use crate::error::{HostError, Result};
+use crate::host::Host;
+use crate::report::{ResourceReport, Status};
+use crate::state::nftables::{NftablesState, TableSpec};
+
+use listing::Table;
+use render::Script;
+
+const KIND: &str = "nftables";
+pub const NFT: &str = "nft";
+
+const BY_LISTING: &str = "compared with nft's listing";
+const BY_NETNS: &str = "canonical form by nft in a private network namespace";
+
+/// One owned table, planned.
+#[derive(Debug)]
+struct TablePlan {
+    spec: Arc<TableSpec>,
+    current: Option<Table>,
+    /// The table as nft lists it once loaded, or why nft refuses it.
+    desired: std::result::Result<Table, String>,
+    diff: Vec<String>,
+    compared_by: String,
+}
+
+impl TablePlan {
+    fn id(&self) -> String {
+        format!("{KIND}/{}/{}", self.spec.family, self.spec.name)
+    }
+
+    fn changes(&self) -> bool {
+        self.desired.is_ok() && !self.diff.is_empty()
+    }
+
+    fn report(&self) -> ResourceReport {
+        let r = ResourceReport::new(KIND, self.id(), Status::InSync);
+        match &self.desired {
+            Err(why) => ResourceReport { status: Status::Failed, ..r }.message(format!("nft refuses the table: {why}")),
+            Ok(_) if self.diff.is_empty() => r.message(format!("in sync ({})", self.compared_by)),
+            Ok(_) => ResourceReport { status: Status::Drift, ..r }
+                .message(format!("{} ({})", diff::summary(&self.diff), self.compared_by))
+                .with_diff(self.diff.clone()),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Plan {
+    tables: Vec<TablePlan>,
+}
+
+/// The tables the host holds, as `(family, name)`.
+pub fn list_tables(host: &Host) -> std::result::Result<Vec<(String, String)>, HostError> {
+    let out = host.run_ok(&[NFT, "list", "tables"], None)?;
+    Ok(out
+        .stdout
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            match (w.next(), w.next(), w.next()) {
+                (Some("table"), Some(f), Some(n)) => Some((f.to_string(), n.trim_matches('"').to_string())),
+                _ => None,
+            }
+        })
+        .collect())
+}
+
+/// One table as the host holds it, `None` when it does not exist.
+pub fn read_table(host: &Host, family: &str, name: &str) -> std::result::Result<Option<Table>, HostError> {
+    let out = host.run_ok(&[NFT, "-s", "list", "table", family, name], None)?;
+    let mut r = listing::parse(&out.stdout).map_err(|e| HostError::Other(format!("`nft -s list table {family} {name}`: {e}")))?;
+    Ok(r.tables.pop())
+}
+
+pub fn plan(ctx: &Ctx, desired: &NftablesState) -> Result<Plan> {
+    if desired.tables.is_empty() {
+        return Ok(Plan { tables: Vec::new() });
+    }
+    let existing = list_tables(ctx.host).map_err(|e| {
+        HostError::Other(format!("cannot read the host's nftables tables (is the nftables package installed?): {e}"))
+    })?;
+    let mut tables = Vec::new();
+    for spec in &desired.tables {
+        let (f, n) = (spec.family.name(), spec.name.as_str());
+        let current = if existing.iter().any(|(ef, en)| ef == f && en == n) { read_table(ctx.host, f, n)? } else { None };
+        tables.push(TablePlan { spec: spec.clone(), current, desired: Ok(Table::default()), diff: Vec::new(), compared_by: String::new() });
+    }
+    // The fast path: the document already says what nft lists.
+    let mut need = Vec::new();
+    for (k, t) in tables.iter_mut().enumerate() {
+        let listed = render::as_listed(&t.spec);
+        let d = diff::diff(&t.spec, &listed, t.current.as_ref());
+        if d.is_empty() {
+            (t.desired, t.compared_by) = (Ok(listed), BY_LISTING.into());
+        } else {
+            need.push(k);
+        }
+    }
+    if !need.is_empty() {
+        let specs: Vec<&TableSpec> = need.iter().map(|&k| &*tables[k].spec).collect();
+        match canon::canonicalize(ctx.host, &specs) {
+            Ok(results) => {
+                for (&k, result) in need.iter().zip(results) {
+                    tables[k].desired = result;
+                    tables[k].compared_by = BY_NETNS.into();
+                }
+            }
+            Err(why) => {
+                for &k in &need {
+                    tables[k].desired = Ok(render::as_listed(&tables[k].spec));
+                    tables[k].compared_by = format!("compared as written, not in nft's canonical form: {why}");
+                }
+            }
+        }
+    }
+    for t in &mut tables {
+        if let Ok(want) = &t.desired {
+            t.diff = diff::diff(&t.spec, want, t.current.as_ref());
+        }
+    }
+    Ok(Plan { tables })
+}
+
+impl Plan {
+    fn changed(&self) -> impl Iterator<Item = &TablePlan> {
+        self.tables.iter().filter(|t| t.changes())
+    }
+
+    /// The owned tables this plan rewrites, as they are now: what a `--confirm` rollback
+    /// restores (a table that did not exist is deleted).
+    pub fn rollback_script(&self) -> Option<String> {
+        let changed: Vec<&TablePlan> = self.changed().collect();
+        if changed.is_empty() {
+            return None;
+        }
+        let mut s = String::new();
+        for t in changed {
+            let key = t.spec.key();
+            s.push_str(&format!("table {key}\ndelete table {key}\n"));
+            if let Some(cur) = &t.current {
+                s.push_str(&listing::render(cur));
+            }
+        }
+        Some(s)
+    }
+
+    fn refused(&self) -> Option<String> {
+        let bad = self.tables.iter().find(|t| t.desired.is_err())?;
+        Some(format!("not applied: nft refuses the table {}, and all owned tables change in one transaction", bad.spec.key()))
+    }
+
+    fn fail_changed(&self, why: &str) -> Vec<ResourceReport> {
+        self.tables
+            .iter()
+            .map(|t| {
+                let r = t.report();
+                if t.changes() {
+                    r.after(Status::Failed, why.to_string())
+                } else {
+                    r
+                }
+            })
+            .collect()
+    }
+
+    fn apply_with(&self, host: &Host, note: &str) -> Vec<ResourceReport> {
+        let changed: Vec<&TablePlan> = self.changed().collect();
+        if changed.is_empty() {
+            return self.tables.iter().map(TablePlan::report).collect();
+        }
+        // All owned tables change in one transaction or not at all: a document with a table nft
+        // refuses changes none of them, as a refused batch would.
+        if let Some(why) = self.refused() {
+            return self.fail_changed(&why);
+        }
+        let mut script = Script::new();
+        for t in &changed {
+            render::replace(&mut script, &t.spec);
+        }
+        // Checked first, so a refused batch is known to change nothing, then committed: nft
+        // applies a whole `-f` file as one transaction.
+        for check in [true, false] {
+            let argv: &[&str] = if check { &[NFT, "-c", "-f", "-"] } else { &[NFT, "-f", "-"] };
+            match host.run(argv, Some(script.text.as_bytes())) {
+                Err(e) => return self.fail_changed(&format!("not applied: {e}")),
+                Ok(out) if !out.success => {
+                    let how = if check { "`nft -c` refused the batch" } else { "`nft -f` refused the batch" };
+                    return self.fail_changed(&format!("{how}, so no table was changed: {}", script.explain(&out.stderr)));
+                }
+                Ok(_) => {}
+            }
+        }
+        self.tables
+            .iter()
+            .map(|t| {
+                let r = t.report();
+                if !t.changes() {
+                    return r;
+                }
+                let Ok(want) = &t.desired else { return r };
+                match read_table(host, t.spec.family.name(), t.spec.name.as_str()) {
+                    Err(e) => r.after(Status::Failed, format!("applied but could not read it back: {e}")),
+                    Ok(now) => {
+                        let again = diff::diff(&t.spec, want, now.as_ref());
+                        if again.is_empty() {
+                            r.after(Status::Changed, format!("replaced the table: {}{note} ({})", diff::summary(&t.diff), t.compared_by))
+                        } else {
+                            r.after(Status::Failed, format!("applied, but nft does not hold the desired table: {}", diff::summary(&again)))
+                                .with_diff(again)
+                        }
+                    }
+                }
+            })
+            .collect()
+    }
+}
+
+impl Resources for Plan {
+    fn reports(&self) -> Vec<ResourceReport> {
+        // Plan says what apply would do: with one table refused, none changes.
+        match self.refused() {
+            Some(why) => self.fail_changed(&why),
+            None => self.tables.iter().map(TablePlan::report).collect(),
+        }
+    }
+
+    fn apply(self: Box<Self>, ctx: &Ctx) -> Vec<ResourceReport> {
+        self.apply_with(ctx.host, "")
+    }
+}
