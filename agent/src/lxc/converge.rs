@@ -3,11 +3,12 @@
 //! then each managed setting is compared with the lines that hold it and, when it differs,
 //! those lines alone are replaced. Every other line stays as the operator wrote it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::cgroupmap::{parse_size, translate, CgroupVersion};
 use super::config::{Config, Entry, Line};
 use super::legacy;
+use crate::state::lxc::REPEATABLE_NET_KEYS;
 
 /// The key dialect configs are written in, once `auto` is resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,17 +192,58 @@ fn in_sync(s: &Setting, have: &[&Entry]) -> bool {
             };
             groups(have.to_vec()) == groups(want)
         }
-        Cmp::Seq | Cmp::Multiset => {
-            let norm = |es: Vec<&Entry>| -> Vec<(String, String)> {
-                let mut v: Vec<_> = es.iter().map(|e| (e.key.clone(), collapse(&e.value))).collect();
-                if s.cmp == Cmp::Multiset {
-                    v.sort();
+        Cmp::Multiset => {
+            let norm = |es: Vec<&Entry>| {
+                let mut nets = interfaces(es);
+                for values in nets.values_mut().flat_map(|n| n.values_mut()) {
+                    values.iter_mut().for_each(|v| *v = collapse(v));
+                    values.sort();
                 }
-                v
+                nets
             };
             norm(have.to_vec()) == norm(want)
         }
+        Cmp::Seq => {
+            let norm = |es: Vec<&Entry>| -> Vec<(String, String)> { es.iter().map(|e| (e.key.clone(), collapse(&e.value))).collect() };
+            norm(have.to_vec()) == norm(want)
+        }
     }
+}
+
+/// One interface as LXC holds it: each key with its values (one, or several for the keys in
+/// `REPEATABLE_NET_KEYS`), in the order the file gives them.
+pub type Interface = BTreeMap<String, Vec<String>>;
+
+/// The interfaces LXC builds from indexed `lxc.net.N.*` lines, read in file order as LXC's own
+/// parser does: a `type` line starts its interface over (LXC clears the whole netdev, so keys
+/// above it are lost), a repeatable key adds a value, any other key replaces its value, and an
+/// empty `lxc.net` clears every interface. Comparing line by line instead made a config with a
+/// repeated `lxc.net.0.type` (LXC's own lxc-complex example) drift from the document `show`
+/// printed for it.
+pub fn interfaces<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> BTreeMap<usize, Interface> {
+    let mut nets: BTreeMap<usize, Interface> = BTreeMap::new();
+    for e in entries {
+        if e.key == "lxc.net" && e.value.trim().is_empty() {
+            nets.clear();
+            continue;
+        }
+        let Some((idx, sub)) = e.key.strip_prefix("lxc.net.").and_then(|r| r.split_once('.')) else { continue };
+        let Ok(idx) = idx.parse::<usize>() else { continue };
+        let net = nets.entry(idx).or_default();
+        if sub == "type" {
+            net.clear();
+            if e.value.trim().is_empty() {
+                continue;
+            }
+        }
+        let values = net.entry(sub.to_string()).or_default();
+        if !REPEATABLE_NET_KEYS.contains(&sub) {
+            values.clear();
+        }
+        values.push(e.value.clone());
+    }
+    nets.retain(|_, n| !n.is_empty());
+    nets
 }
 
 /// Replace a setting's lines: a single-valued key in place of its last line; a list in place of
@@ -323,6 +365,37 @@ mod tests {
         s.lines = vec![Line::new("lxc.cap.drop", "sys_rawio")];
         let out = converge(&cfg, &[s], V1_MODERN);
         assert_eq!(out.config.text(), "lxc.cap.drop = sys_rawio\nx\n");
+    }
+
+    fn network(lines: &[(&str, &str)]) -> Setting {
+        Setting {
+            name: "network".into(),
+            owns: Owns::Network,
+            lines: lines.iter().map(|(k, v)| Line::new(k, v)).collect(),
+            cmp: Cmp::Multiset,
+            class: Class::Restart,
+        }
+    }
+
+    #[test]
+    fn a_repeated_net_type_line_starts_the_interface_over_as_lxc_reads_it() {
+        // LXC's own doc/examples/lxc-complex.conf: three interfaces all written as lxc.net.0.
+        let cfg = Config::parse(
+            "lxc.net.0.type = veth\nlxc.net.0.link = br0\nlxc.net.0.ipv4.address = 10.2.3.5/24\n\
+             lxc.net.0.type = phys\nlxc.net.0.link = random0\nlxc.net.0.ipv4.address = 10.2.3.6/24\n",
+        );
+        let lxc_reads = network(&[("lxc.net.0.type", "phys"), ("lxc.net.0.link", "random0"), ("lxc.net.0.ipv4.address", "10.2.3.6/24")]);
+        assert!(converge(&cfg, &[lxc_reads], V1_MODERN).changes.is_empty());
+        let all_lines = network(&[
+            ("lxc.net.0.type", "phys"),
+            ("lxc.net.0.link", "random0"),
+            ("lxc.net.0.ipv4.address", "10.2.3.5/24"),
+            ("lxc.net.0.ipv4.address", "10.2.3.6/24"),
+        ]);
+        assert_eq!(converge(&cfg, &[all_lines], V1_MODERN).changes.len(), 1, "LXC drops the first interface's address");
+        // A key above the type line is lost too.
+        let cfg = Config::parse("lxc.net.0.link = br0\nlxc.net.0.type = veth\n");
+        assert_eq!(interfaces(cfg.entries().map(|(_, e)| e))[&0], Interface::from([("type".to_string(), vec!["veth".to_string()])]));
     }
 
     #[test]

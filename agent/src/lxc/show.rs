@@ -1,12 +1,11 @@
 //! `show` for LXC: each container's managed settings, read from its config, as the `lxc`
 //! section of a state document that `apply` takes back unchanged.
 
-use std::collections::BTreeMap;
-
 use serde_json::{json, Map, Value};
 
 use super::cgroupmap::{parse_size, weight_to_shares};
 use super::config::Config;
+use super::converge::interfaces;
 use super::legacy;
 use crate::engine::Ctx;
 use crate::error::Result;
@@ -71,23 +70,19 @@ pub fn settings(cfg: &Config) -> Map<String, Value> {
         out.insert("cpu_shares".into(), n.into());
     }
 
-    let mut nets: BTreeMap<usize, Map<String, Value>> = BTreeMap::new();
-    for (_, e) in cfg.entries() {
-        let Some(rest) = e.key.strip_prefix("lxc.net.") else { continue };
-        let Some((idx, sub)) = rest.split_once('.') else { continue };
-        let Ok(idx) = idx.parse::<usize>() else { continue };
-        let net = nets.entry(idx).or_default();
-        if REPEATABLE_NET_KEYS.contains(&sub) {
-            let list = net.entry(sub.to_string()).or_insert_with(|| Value::Array(Vec::new()));
-            if let Value::Array(items) = list {
-                items.push(e.value.clone().into());
-            }
-        } else {
-            net.insert(sub.to_string(), e.value.clone().into());
-        }
-    }
+    // The interfaces as LXC reads them (a repeated `type` line starts one over).
+    let nets: Vec<Value> = interfaces(cfg.entries().map(|(_, e)| e))
+        .into_values()
+        .map(|net| {
+            let keys = net.into_iter().map(|(k, mut values)| {
+                let v = if REPEATABLE_NET_KEYS.contains(&k.as_str()) { values.into() } else { values.pop().unwrap_or_default().into() };
+                (k, v)
+            });
+            Value::Object(keys.collect())
+        })
+        .collect();
     if !nets.is_empty() {
-        out.insert("network".into(), Value::Array(nets.into_values().map(Value::Object).collect()));
+        out.insert("network".into(), Value::Array(nets));
     }
 
     let caps: std::collections::BTreeSet<String> = cfg

@@ -180,3 +180,39 @@ impl Drop for Netns {
         let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
     }
 }
+
+/// `tests/data/`: the real-world corpora (sources in its MANIFEST.md).
+pub fn data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data")
+}
+
+/// The rows of the manifest's table for one directory: (file, expected).
+pub fn manifest_rows(dir: &str) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(data_dir().join("MANIFEST.md")).unwrap();
+    let heading = format!("## `{dir}/`");
+    let mut rows = Vec::new();
+    let mut inside = false;
+    for line in text.lines() {
+        if line.starts_with("## ") {
+            inside = line.starts_with(&heading);
+            continue;
+        }
+        if !inside || !line.starts_with("| `") {
+            continue;
+        }
+        let cells: Vec<&str> = line.trim().trim_matches('|').split('|').map(str::trim).collect();
+        assert!(cells.len() >= 4, "MANIFEST.md row has fewer than 4 cells: {line}");
+        rows.push((cells[0].trim_matches('`').to_string(), cells[cells.len() - 1].to_string()));
+    }
+    assert!(!rows.is_empty(), "MANIFEST.md has no table under {heading}");
+    // Every file has a row and every row a file: the manifest cannot drift from the data.
+    let mut files: Vec<String> = std::fs::read_dir(data_dir().join(dir))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    let mut named: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+    named.sort();
+    assert_eq!(files, named, "tests/data/{dir}/ and the MANIFEST.md table under {heading} disagree");
+    rows
+}
