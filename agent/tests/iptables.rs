@@ -582,3 +582,176 @@ fn auto_uses_the_backend_iptables_reports() {
     assert!(!save(&ns, other, false, "filter").contains("docker0"), "auto also wrote {other}");
     ns.plan(&doc).expect(0, "auto");
 }
+
+/// Docker 20.10's FORWARD for one bridge (moby's setup_ip_tables_linux.go), loaded as Docker
+/// loads it: its jumps first, then per bridge four rules.
+fn docker_network(ns: &Netns, b: &str, bridge: &str) {
+    for rule in [
+        vec!["-I", "FORWARD", "-o", bridge, "-j", "DOCKER"],
+        vec!["-I", "FORWARD", "-o", bridge, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"],
+        vec!["-I", "FORWARD", "-i", bridge, "!", "-o", bridge, "-j", "ACCEPT"],
+        vec!["-I", "FORWARD", "-i", bridge, "-o", bridge, "-j", "ACCEPT"],
+    ] {
+        ipt(ns, b, false, &rule);
+    }
+}
+
+fn docker_daemon(ns: &Netns, b: &str) {
+    for c in ["DOCKER", "DOCKER-USER", "DOCKER-ISOLATION-STAGE-1"] {
+        ipt(ns, b, false, &["-N", c]);
+    }
+    ipt(ns, b, false, &["-A", "DOCKER-USER", "-j", "RETURN"]);
+    ipt(ns, b, false, &["-A", "FORWARD", "-j", "DOCKER-USER"]);
+    ipt(ns, b, false, &["-A", "FORWARD", "-j", "DOCKER-ISOLATION-STAGE-1"]);
+    docker_network(ns, b, "docker0");
+}
+
+fn lxc_forward(b: &str, foreign: &[&str], rules: &[&str]) -> Value {
+    json!({ "version": 1, "iptables": { "backend": b, "ipv4": { "filter": { "FORWARD": {
+        "policy": "DROP", "purge": true, "foreign": foreign, "rules": rules } } } } })
+}
+
+fn rules_of(ns: &Netns, b: &str, chain: &str) -> Vec<String> {
+    let prefix = format!("-A {chain} ");
+    save(ns, b, false, "filter").lines().filter(|l| l.starts_with(&prefix) || *l == prefix.trim_end()).map(String::from).collect()
+}
+
+const LXC: [&str; 3] = ["-i lxcbr0 -o eth0 -j ACCEPT", "-i eth0 -o lxcbr0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT", "-i lxcbr0 -o lxcbr0 -j DROP"];
+
+#[test]
+fn dockers_rules_are_never_drift_and_never_removed_when_docker_is_named() {
+    for b in BACKENDS {
+        let ns = Netns::new();
+        docker_daemon(&ns, b);
+        docker_network(&ns, b, "br-0123456789ab");
+        ipt(&ns, b, false, &["-A", "FORWARD", "-i", "lxcbr0", "-j", "REJECT"]);
+        let docker_before: Vec<String> = rules_of(&ns, b, "FORWARD").into_iter().filter(|l| !l.contains("lxcbr0")).collect();
+        let doc = lxc_forward(b, &["docker"], &LXC);
+        let r = ns.apply(&doc);
+        r.expect(2, b);
+        let after = rules_of(&ns, b, "FORWARD");
+        let docker_after: Vec<String> = after.iter().filter(|l| !l.contains("lxcbr0")).cloned().collect();
+        assert_eq!(docker_before, docker_after, "{b}: Docker's rules were moved or removed");
+        assert!(!after.iter().any(|l| l.contains("-i lxcbr0 -j REJECT")), "{b}: {after:?}");
+        ns.plan(&doc).expect(0, b);
+        // Docker creates another network: still in sync, and the next apply keeps it.
+        docker_network(&ns, b, "br-ba9876543210");
+        ns.plan(&doc).expect(0, b);
+        // A dockerd restart re-adds what it misses, at the top: not drift either.
+        ipt(&ns, b, false, &["-D", "FORWARD", "-j", "DOCKER-USER"]);
+        ipt(&ns, b, false, &["-I", "FORWARD", "-j", "DOCKER-USER"]);
+        ns.plan(&doc).expect(0, b);
+    }
+}
+
+#[test]
+fn an_unknown_neighbour_is_refused_naming_the_known_ones() {
+    let ns = Netns::new();
+    let r = ns.hostguard(&["validate"], &lxc_forward("nft", &["podman"], &LXC), &[]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("\"podman\"") && r.stderr.contains("\"docker\"") && r.stderr.contains("\"kube-proxy\""), "{}", r.stderr);
+    assert!(r.stderr.contains(r#"iptables.ipv4["filter"]["FORWARD"].foreign[0]"#), "{}", r.stderr);
+}
+
+/// Regression: `purge: false` deleted the second copy of a listed rule and called it drift.
+#[test]
+fn without_purge_duplicates_stay_and_the_empty_rule_round_trips_through_show() {
+    for b in BACKENDS {
+        let ns = Netns::new();
+        ipt(&ns, b, false, &["-N", "CUSTOM"]);
+        for _ in 0..3 {
+            ipt(&ns, b, false, &["-A", "CUSTOM", "-s", "192.0.2.0/24", "-j", "RETURN"]);
+        }
+        ipt(&ns, b, false, &["-A", "CUSTOM"]);
+        let before = rules_of(&ns, b, "CUSTOM");
+        let doc = json!({ "version": 1, "iptables": { "backend": b, "ipv4": { "filter": { "CUSTOM": {
+            "rules": ["-s 192.0.2.0/24 -j RETURN", ""] } } } } });
+        ns.plan(&doc).expect(0, b);
+        ns.apply(&doc).expect(0, b);
+        assert_eq!(before, rules_of(&ns, b, "CUSTOM"), "{b}");
+        // `show` prints the empty rule as "", and its own output plans in sync.
+        let root = ns.root.path().to_str().unwrap().to_string();
+        let shown = ns.ok(&[BIN, "--root", &root, "show"]);
+        let shown: Value = serde_json::from_str(&shown).unwrap();
+        let custom = &shown["iptables"]["ipv4"]["filter"]["CUSTOM"]["rules"];
+        assert!(custom.as_array().unwrap().iter().any(|r| r == ""), "{custom}");
+        let mut only = json!({ "version": 1, "iptables": shown["iptables"].clone() });
+        only["iptables"]["backend"] = json!(b);
+        ns.plan(&only).expect(0, b);
+    }
+}
+
+/// The rollback of `apply --confirm` undoes only that apply's edits: a network Docker created
+/// during the wait keeps its four rules.
+#[test]
+fn rollback_keeps_what_a_neighbour_added_during_the_wait() {
+    for b in BACKENDS {
+        let ns = Netns::new();
+        docker_daemon(&ns, b);
+        ipt(&ns, b, false, &["-A", "FORWARD", "-i", "lxcbr0", "-j", "REJECT"]);
+        let before = rules_of(&ns, b, "FORWARD");
+        let doc = lxc_forward(b, &["docker"], &LXC);
+        ns.hostguard(&["apply", "--confirm", "3"], &doc, &[]).expect(2, b);
+        docker_network(&ns, b, "br-0123456789ab");
+        let with_net: Vec<String> = rules_of(&ns, b, "FORWARD").into_iter().filter(|l| l.contains("br-0123456789ab")).collect();
+        assert_eq!(with_net.len(), 4, "{b}");
+        wait_for(Duration::from_secs(20), || save(&ns, b, false, "filter").contains(":FORWARD ACCEPT"));
+        std::thread::sleep(Duration::from_millis(500));
+        let after = rules_of(&ns, b, "FORWARD");
+        for r in &with_net {
+            assert!(after.contains(r), "{b}: the rollback deleted {r}: {after:?}");
+        }
+        let old: Vec<String> = after.iter().filter(|l| !l.contains("br-0123456789ab")).cloned().collect();
+        assert_eq!(old, before, "{b}: not rolled back to the rules before");
+    }
+}
+
+/// A neighbour adding and deleting its rules in the same chain while applies run: none of its
+/// rules is lost, and every apply ends in sync or says it failed.
+#[test]
+fn a_neighbour_changing_the_chain_during_applies_loses_no_rule() {
+    for b in BACKENDS {
+        let ns = Netns::new();
+        docker_daemon(&ns, b);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let name = ns.name.clone();
+        let flag = stop.clone();
+        let backend = b.to_string();
+        let neighbour = std::thread::spawn(move || {
+            let mut made = Vec::new();
+            let mut n = 0;
+            while !flag.load(Ordering::SeqCst) {
+                let br = format!("br-{n:012x}");
+                let ipt = |args: &[&str]| {
+                    let t = format!("iptables-{backend}");
+                    let mut argv = vec!["netns", "exec", &name, &t, "--wait"];
+                    argv.extend_from_slice(args);
+                    assert!(Command::new("ip").args(&argv).status().unwrap().success(), "{argv:?}");
+                };
+                ipt(&["-I", "FORWARD", "-o", &br, "-j", "DOCKER"]);
+                ipt(&["-I", "FORWARD", "-i", &br, "!", "-o", &br, "-j", "ACCEPT"]);
+                if n % 3 == 2 {
+                    // A network removed again: its rules are gone by its owner's hand.
+                    ipt(&["-D", "FORWARD", "-o", &br, "-j", "DOCKER"]);
+                    ipt(&["-D", "FORWARD", "-i", &br, "!", "-o", &br, "-j", "ACCEPT"]);
+                } else {
+                    made.push(br);
+                }
+                n += 1;
+            }
+            made
+        });
+        let variants = [lxc_forward(b, &["docker"], &LXC), lxc_forward(b, &["docker"], &LXC[..2])];
+        for i in 0..8 {
+            let r = ns.apply(&variants[i % 2]);
+            assert!(r.code == 2 || r.code == 0, "{b}: apply {i}: {r:?}");
+        }
+        stop.store(true, Ordering::SeqCst);
+        let made = neighbour.join().unwrap();
+        let after = rules_of(&ns, b, "FORWARD");
+        let lost: Vec<&String> = made.iter().filter(|br| after.iter().filter(|l| l.contains(br.as_str())).count() != 2).collect();
+        eprintln!("{b}: the neighbour made {} networks during 8 applies; lost rules of {}", made.len(), lost.len());
+        assert!(lost.is_empty(), "{b}: rules lost for {lost:?}");
+        ns.plan(&variants[1]).expect(0, b);
+    }
+}

@@ -196,8 +196,7 @@ pub fn same_bridge_rules(filter: &Filter, bridge: &str) -> Vec<String> {
 }
 
 /// Apply the document's chains of `family`'s filter table to `filter` with the iptables
-/// module's own diff: the policy when given; with `purge` the listed rules after the ignored
-/// ones, without it the listed rules ensured present in order. Rules are compared in the form
+/// module's own diff and edits: the policy when given, the chain as its targeted edits leave it. Rules are compared in the form
 /// the module's normaliser gives them (what iptables-save prints for common rules).
 pub fn overlay(filter: &mut Filter, family: &str, doc: &IptablesState) {
     for spec in doc.chains.iter().filter(|c| c.family.key() == family && c.table == Table::Filter) {
@@ -207,11 +206,13 @@ pub fn overlay(filter: &mut Filter, family: &str, doc: &IptablesState) {
             .enumerate()
             .map(|(i, r)| Entry { canon: Rule::new(normalize::normalize(r.args(), spec.family)), write: r.args().to_vec(), source: Some(i) })
             .collect();
+        let foreign = crate::iptables::foreign_in(spec, filter);
         let desired = Desired {
             chain: spec.chain.as_str(),
             policy: spec.policy.map(|p| p.as_str()),
             purge: spec.purge,
             ignore: &spec.ignore,
+            foreign: &foreign,
             rules: &rules,
         };
         let d = diff::diff(&desired, filter.chain(spec.chain.as_str()));

@@ -30,6 +30,11 @@ impl Tools {
         Ok(Tools { label, version, suffix: suffix.to_string() })
     }
 
+    #[cfg(test)]
+    pub fn for_tests() -> Tools {
+        Tools { label: "nf_tables".into(), version: "iptables v1.8.9 (nf_tables)".into(), suffix: String::new() }
+    }
+
     pub fn save_cmd(&self, family: Family) -> String {
         format!("{}{}-save", family.command(), self.suffix)
     }

@@ -1,11 +1,12 @@
 //! `apply --confirm SECONDS` and `hostguard confirm` (SPEC section 6), like `iptables-apply`.
 //!
-//! Before the change, the restore input that puts every changed chain back is written under
-//! `<root>/run/hostguard/confirm/`, with `pending.json` naming it. A watchdog — this binary again,
-//! in its own session (setsid), its standard streams on /dev/null, so it outlives the terminal or
-//! SSH connection that ran `apply` — waits for the apply to release the run lock, sleeps SECONDS,
-//! then renames `pending.json` to `rolling-back.json` and restores. `hostguard confirm` renames
-//! `pending.json` to `confirmed.json`. Only one rename can succeed, so a confirm that races the
+//! Before the change, what to undo (`undo::TableUndo`: the rule specs this apply edits and the
+//! chains as they were) is written under `<root>/run/hostguard/confirm/` as `pending.json`. A
+//! watchdog — this binary again, in its own session (setsid), its standard streams on
+//! /dev/null, so it outlives the terminal or SSH connection that ran `apply` — waits for the
+//! apply to release the run lock, sleeps SECONDS, then renames `pending.json` to
+//! `rolling-back.json` and undoes only this apply's edits, on the rules as they are then
+//! (`undo::render`). `hostguard confirm` renames `pending.json` to `confirmed.json`. Only one rename can succeed, so a confirm that races the
 //! deadline either keeps the rules or reports that they were rolled back, never both.
 
 use std::path::PathBuf;
@@ -13,6 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, HostError, Result};
 use crate::host::Host;
+
+use super::undo::{self, TableUndo};
 
 pub const DIR: &str = "/run/hostguard/confirm";
 const PENDING: &str = "pending.json";
@@ -23,19 +26,11 @@ const ROLLED: &str = "rolled-back.json";
 /// How long the watchdog waits for the run lock (the apply it guards, or another run).
 const LOCK_WAIT: Duration = Duration::from_secs(600);
 
-/// One table to put back: the restore command and its input.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Saved {
-    pub restore: String,
-    pub table: String,
-    pub input: String,
-}
-
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Pending {
     seconds: u64,
     armed_at: u64,
-    tables: Vec<Saved>,
+    tables: Vec<TableUndo>,
     #[serde(default)]
     result: Vec<String>,
 }
@@ -62,11 +57,21 @@ pub fn refuse_if_pending(host: &Host) -> Result<()> {
 }
 
 /// Record what to restore. Called before the change is made.
-pub fn arm(host: &Host, seconds: u64, tables: &[Saved]) -> Result<(), HostError> {
+pub fn arm(host: &Host, seconds: u64, tables: &[TableUndo]) -> Result<(), HostError> {
     for stale in [CONFIRMED, ROLLED] {
         let _ = std::fs::remove_file(path(host, stale));
     }
     let p = Pending { seconds, armed_at: now(), tables: tables.to_vec(), result: Vec::new() };
+    let json = serde_json::to_vec_pretty(&p).expect("serialises");
+    host.write_file(format!("{DIR}/{PENDING}"), &json)?;
+    Ok(())
+}
+
+/// The apply touched more than it first planned (it retried after a neighbour's change):
+/// record it, keeping the countdown of the record already armed.
+pub fn update(host: &Host, tables: &[TableUndo]) -> Result<(), HostError> {
+    let Some(mut p) = read(host, PENDING) else { return Ok(()) };
+    p.tables = tables.to_vec();
     let json = serde_json::to_vec_pretty(&p).expect("serialises");
     host.write_file(format!("{DIR}/{PENDING}"), &json)?;
     Ok(())
@@ -124,15 +129,11 @@ fn rollback_now(host: &Host) -> Result<i32> {
     let mut p = read(host, ROLLING).ok_or_else(|| Error::Load("the rollback record is unreadable".into()))?;
     let mut failed = false;
     for t in &p.tables {
-        let line = match host.run(&[&t.restore, "--noflush", "--wait"], Some(t.input.as_bytes())) {
-            Ok(o) if o.success => format!("restored the {} table with {}", t.table, t.restore),
-            Ok(o) => {
-                failed = true;
-                format!("FAILED to restore the {} table: {}", t.table, o.stderr.trim())
-            }
+        let line = match undo::rollback(host, t) {
+            Ok(line) => line,
             Err(e) => {
                 failed = true;
-                format!("FAILED to restore the {} table: {e}", t.table)
+                format!("FAILED to roll back the {} {} table: {e}", t.family.key(), t.table)
             }
         };
         p.result.push(line);

@@ -13,8 +13,10 @@ mod canon;
 pub mod confirm;
 pub mod diff;
 pub mod guard;
+pub mod neighbours;
 pub mod normalize;
 pub mod save;
+pub mod undo;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -26,8 +28,10 @@ use crate::report::{ResourceReport, Status};
 use crate::state::iptables::{Backend, ChainSpec, Family, IptablesState, Table};
 
 pub use backend::Tools;
-use diff::{ChainDiff, Desired, Entry};
+use diff::{ChainDiff, Desired, Edit, Entry};
+use neighbours::{Foreign, Neighbour};
 use save::{Rule, TableDump};
+use undo::{ChainUndo, TableUndo};
 
 const KIND: &str = "iptables";
 
@@ -42,6 +46,8 @@ struct ChainPlan {
     rules: Vec<Entry>,
     diff: ChainDiff,
     compared_by: String,
+    /// The neighbours of the chain, with what they need from the table as read.
+    foreign: Foreign,
     /// The rules' canonical forms are the normaliser's guess, not yet confirmed by iptables:
     /// after apply, a read-back that differs is canonicalised before it counts as failed.
     lazy: bool,
@@ -49,13 +55,22 @@ struct ChainPlan {
 
 impl ChainPlan {
     fn desired(&self) -> Desired<'_> {
+        self.desired_with(&self.foreign, &self.rules)
+    }
+
+    fn desired_with<'a>(&'a self, foreign: &'a Foreign, rules: &'a [Entry]) -> Desired<'a> {
         Desired {
             chain: self.spec.chain.as_str(),
             policy: self.spec.policy.map(|p| p.as_str()),
             purge: self.spec.purge,
             ignore: &self.spec.ignore,
-            rules: &self.rules,
+            foreign,
+            rules,
         }
+    }
+
+    fn foreign_in(&self, table: &TableDump) -> Foreign {
+        foreign_in(&self.spec, table)
     }
 
     fn id(&self) -> String {
@@ -78,6 +93,16 @@ impl ChainPlan {
             .message(format!("{what} ({})", self.compared_by))
             .with_diff(self.diff.lines.clone())
     }
+}
+
+/// A chain's neighbours as a table shows them (Docker's bridges are learned from its rules).
+pub fn foreign_in(spec: &ChainSpec, table: &TableDump) -> Foreign {
+    let bridges = if spec.foreign.contains(&Neighbour::Docker) {
+        neighbours::docker_bridges(table.chains.iter().map(|c| (c.name.as_str(), c.rules.as_slice())))
+    } else {
+        Default::default()
+    };
+    Foreign { names: spec.foreign.clone(), bridges }
 }
 
 /// The owned chains of one table of one family.
@@ -133,16 +158,14 @@ fn plan_group(host: &Host, tools: &Tools, family: Family, table: Table, current:
         .collect();
     // A chain that holds none of its managed rules yet differs whatever the spelling: it is
     // written without asking iptables first, and its read-back decides (`ChainPlan::lazy`).
+    let foreign: Vec<Foreign> = specs.iter().map(|s| foreign_in(s, current)).collect();
     let empty: Vec<bool> = specs
         .iter()
-        .map(|s| {
+        .zip(&foreign)
+        .map(|(s, f)| {
+            let d = Desired { chain: s.chain.as_str(), policy: None, purge: s.purge, ignore: &s.ignore, foreign: f, rules: &[] };
             !s.rules.is_empty()
-                && current.chain(s.chain.as_str()).is_none_or(|c| {
-                    c.rules.iter().all(|r| {
-                        let line = r.line(s.chain.as_str());
-                        s.purge && s.ignore.iter().any(|re| re.is_match(&line))
-                    })
-                })
+                && current.chain(s.chain.as_str()).is_none_or(|c| c.rules.iter().all(|r| !d.owns(r, &HashSet::new())))
         })
         .collect();
     let need: Vec<usize> = (0..specs.len()).filter(|&k| !fast[k] && !empty[k]).collect();
@@ -209,10 +232,11 @@ fn plan_group(host: &Host, tools: &Tools, family: Family, table: Table, current:
             spec: spec.clone(),
             rules,
             diff: diff::diff(
-                &Desired { chain: spec.chain.as_str(), policy: None, purge: false, ignore: &[], rules: &[] },
+                &Desired { chain: spec.chain.as_str(), policy: None, purge: false, ignore: &[], foreign: &foreign[k], rules: &[] },
                 None,
             ),
             compared_by,
+            foreign: foreign[k].clone(),
             lazy: empty[k],
         };
         plan.diff = diff::diff(&plan.desired(), current.chain(spec.chain.as_str()));
@@ -221,36 +245,51 @@ fn plan_group(host: &Host, tools: &Tools, family: Family, table: Table, current:
     out
 }
 
+/// How often a table is read, edited and read back before a neighbour changing it at the same
+/// time makes the chain `failed`.
+const ATTEMPTS: usize = 3;
+
 impl Group {
     fn changed(&self) -> impl Iterator<Item = &ChainPlan> {
         self.chains.iter().filter(|c| !c.diff.in_sync())
     }
 
-    /// The restore input that makes every changed chain as planned. Also returns, per line, the
-    /// document rule it loads, for error messages.
-    fn render(&self) -> (String, Vec<Option<String>>) {
+    /// The restore input that makes the chains as planned with targeted edits (SPEC section 5):
+    /// `-N` for a missing chain, the policy, then each chain's deletions and inserts. No chain is
+    /// declared (`:CHAIN -` flushes an existing user chain under `--noflush`) or flushed. Also
+    /// returns, per line, the document rule it loads, for error messages.
+    fn render(&self, diffs: &[(&ChainPlan, &ChainDiff)]) -> (String, Vec<Option<String>>) {
         let mut s = format!("*{}\n", self.table.name());
         let mut lines: Vec<Option<String>> = vec![None];
-        let changed: Vec<&ChainPlan> = self.changed().collect();
-        for c in &changed {
+        for (c, d) in diffs {
             let name = c.spec.chain.as_str();
-            if !c.spec.builtin() {
-                s.push_str(&format!(":{name} - [0:0]\n"));
+            if !d.exists && !c.spec.builtin() {
+                s.push_str(&format!("-N {name}\n"));
                 lines.push(None);
-            } else if let Some(p) = &c.diff.set_policy {
+            }
+            if let (Some(p), true) = (&d.set_policy, c.spec.builtin()) {
                 s.push_str(&format!(":{name} {p} [0:0]\n"));
                 lines.push(None);
             }
         }
-        for c in changed.iter().filter(|c| c.diff.rewrite) {
+        for (c, d) in diffs {
             let name = c.spec.chain.as_str();
-            s.push_str(&format!("-F {name}\n"));
-            lines.push(None);
-            for e in &c.diff.target {
-                save::push_rule(&mut s, name, &e.write);
-                lines.push(Some(match e.source {
+            for e in &d.edits {
+                let (op, entry) = match e {
+                    Edit::Delete(r) => {
+                        s.push_str(&format!("-D {name}"));
+                        push_args(&mut s, &r.args);
+                        lines.push(Some(format!("the rule `{}`, to delete", r.line(name))));
+                        continue;
+                    }
+                    Edit::Insert(at, entry) => (format!("-I {name} {at}"), entry),
+                    Edit::Append(entry) => (format!("-A {name}"), entry),
+                };
+                s.push_str(&op);
+                push_args(&mut s, &entry.write);
+                lines.push(Some(match entry.source {
                     Some(i) => format!("{}.rules[{i}] `{}`", c.doc_path(), c.spec.rules[i].text()),
-                    None => format!("the kept rule `{}`", e.canon.line(name)),
+                    None => format!("the kept rule `{}`", entry.canon.line(name)),
                 }));
             }
         }
@@ -258,32 +297,24 @@ impl Group {
         (s, lines)
     }
 
-    /// The restore input that puts the changed chains back as they are now (for `--confirm`).
-    fn render_rollback(&self) -> String {
-        let mut s = format!("*{}\n", self.table.name());
-        let changed: Vec<&ChainPlan> = self.changed().collect();
-        for c in &changed {
-            let name = c.spec.chain.as_str();
-            match (c.spec.builtin(), &c.diff.current_policy) {
-                (false, _) => s.push_str(&format!(":{name} - [0:0]\n")),
-                (true, Some(p)) => s.push_str(&format!(":{name} {p} [0:0]\n")),
-                (true, None) => {}
-            }
-        }
-        for c in &changed {
-            let name = c.spec.chain.as_str();
-            s.push_str(&format!("-F {name}\n"));
-            if let Some(cur) = self.current.chain(name) {
-                for r in &cur.rules {
-                    save::push_rule(&mut s, name, &r.args);
-                }
-            }
-        }
-        for c in changed.iter().filter(|c| !c.diff.exists) {
-            s.push_str(&format!("-X {}\n", c.spec.chain));
-        }
-        s.push_str("COMMIT\n");
-        s
+    /// The rollback record of the changed chains, before anything is changed.
+    fn undo(&self, tools: &Tools) -> TableUndo {
+        let chains = self
+            .changed()
+            .map(|c| {
+                let cur = self.current.chain(c.spec.chain.as_str());
+                let mut u = ChainUndo {
+                    chain: c.spec.chain.to_string(),
+                    policy: c.diff.set_policy.as_ref().and(cur.and_then(|ch| ch.policy.clone())),
+                    created: cur.is_none(),
+                    touched: Vec::new(),
+                    before: cur.map(|ch| ch.rules.clone()).unwrap_or_default(),
+                };
+                touch(&mut u, &c.diff);
+                u
+            })
+            .collect();
+        TableUndo { tools: tools.clone(), family: self.family, table: self.table, chains }
     }
 
     /// Canonical forms of a lazily compared chain's rules, by iptables in a namespace.
@@ -306,71 +337,157 @@ impl Group {
         })
     }
 
-    fn apply(&self, host: &Host, tools: &Tools, note: &str) -> Vec<ResourceReport> {
+    /// Edit, read back, and when a neighbour changed the table in between (the restore was
+    /// refused, or the read-back is not as planned), plan again from a fresh read and retry.
+    /// `persist` records the specs about to be touched before each restore, for `--confirm`.
+    fn apply(&self, host: &Host, tools: &Tools, note: &str, persist: &mut dyn FnMut(&TableUndo)) -> Vec<ResourceReport> {
         let before: Vec<ResourceReport> = self.chains.iter().map(ChainPlan::report).collect();
         if self.changed().next().is_none() {
             return before;
         }
-        let (input, lines) = self.render();
-        if let Err(msg) = tools.restore(host, self.family, &input) {
-            let why = failure(&msg, &lines);
-            return self
-                .chains
-                .iter()
-                .zip(before)
-                .map(|(c, r)| {
-                    if c.diff.in_sync() {
-                        r
-                    } else {
-                        r.after(
-                            Status::Failed,
-                            format!("`{} --noflush` refused the {} table, which is unchanged: {why}", tools.restore_cmd(self.family), self.table),
-                        )
+        let mut undo = self.undo(tools);
+        // Per chain: the diff still to load (`None`: in sync) and the rules it is compared with.
+        let mut todo: Vec<Option<ChainDiff>> = self.chains.iter().map(|c| (!c.diff.in_sync()).then(|| c.diff.clone())).collect();
+        let mut rules: Vec<Option<Vec<Entry>>> = vec![None; self.chains.len()];
+        let mut snapshot: Option<TableDump> = None;
+        let mut attempt = 0;
+        let outcome: std::result::Result<TableDump, String> = loop {
+            attempt += 1;
+            let pairs: Vec<(&ChainPlan, &ChainDiff)> = self.chains.iter().zip(&todo).filter_map(|(c, d)| d.as_ref().map(|d| (c, d))).collect();
+            for (c, d) in &pairs {
+                if let Some(u) = undo.chains.iter_mut().find(|u| u.chain == c.spec.chain.as_str()) {
+                    touch(u, d);
+                }
+            }
+            persist(&undo);
+            let (input, lines) = self.render(&pairs);
+            let restored = tools.restore(host, self.family, &input);
+            let now = tools.read(host, self.family, self.table);
+            let now = match (restored, now) {
+                (_, Err(e)) => break Err(format!("could not read the {} table back: {e}", self.table)),
+                (Err(msg), Ok(now)) => {
+                    let moved = snapshot.as_ref().unwrap_or(&self.current) != &now;
+                    if moved && attempt < ATTEMPTS {
+                        snapshot = Some(now);
+                        self.replan(host, tools, snapshot.as_ref().expect("set"), &mut todo, &mut rules, true);
+                        continue;
                     }
-                })
-                .collect();
-        }
-        let now = tools.read(host, self.family, self.table);
+                    let why = failure(&msg, &lines);
+                    break Err(format!("`{} --noflush` refused the {} table, which is unchanged: {why}", tools.restore_cmd(self.family), self.table));
+                }
+                (Ok(()), Ok(now)) => now,
+            };
+            let pending = self.replan(host, tools, &now, &mut todo, &mut rules, false);
+            if pending == 0 || attempt >= ATTEMPTS {
+                break Ok(now);
+            }
+            snapshot = Some(now);
+        };
+        persist(&undo);
         self.chains
             .iter()
             .zip(before)
-            .map(|(c, r)| {
+            .zip(&todo)
+            .zip(&rules)
+            .map(|(((c, r), left), rules)| {
                 if c.diff.in_sync() {
                     return r;
                 }
                 let what = c.diff.summary(c.spec.chain.as_str());
-                match &now {
-                    Err(e) => r.after(Status::Failed, format!("applied ({what}) but could not read it back: {e}")),
-                    Ok(dump) => {
-                        let mut again = diff::diff(&c.desired(), dump.chain(c.spec.chain.as_str()));
-                        if !again.in_sync() && c.lazy {
-                            if let Some(rules) = self.canonical_now(host, tools, c) {
-                                let mut d = c.desired();
-                                d.rules = &rules;
-                                again = diff::diff(&d, dump.chain(c.spec.chain.as_str()));
-                            }
-                        }
-                        if again.in_sync() {
-                            let mut r = r.after(Status::Changed, format!("{what}{note} ({})", c.compared_by));
-                            if c.spec.policy.is_some() {
-                                r.current = dump.chain(c.spec.chain.as_str()).and_then(|ch| ch.policy.clone());
-                            }
-                            r
-                        } else {
-                            r.after(
-                                Status::Failed,
-                                format!(
-                                    "applied, but iptables does not hold the desired chain: {}",
-                                    again.summary(c.spec.chain.as_str())
-                                ),
-                            )
-                            .with_diff(again.lines)
-                        }
-                    }
+                let now = match &outcome {
+                    Err(e) => return r.after(Status::Failed, e.clone()),
+                    Ok(now) => now,
+                };
+                if let Some(again) = left {
+                    return r
+                        .after(
+                            Status::Failed,
+                            format!(
+                                "applied, but iptables does not hold the desired chain after {ATTEMPTS} attempts (another program changing it at the same time?): {}",
+                                again.summary(c.spec.chain.as_str())
+                            ),
+                        )
+                        .with_diff(again.lines.clone());
                 }
+                let lost = lost_rules(c, rules.as_deref().unwrap_or(&c.rules), &self.current, now);
+                let mut r = r.after(Status::Changed, format!("{what}{note} ({}){lost}", c.compared_by));
+                if c.spec.policy.is_some() {
+                    r.current = now.chain(c.spec.chain.as_str()).and_then(|ch| ch.policy.clone());
+                }
+                r
             })
             .collect()
     }
+
+    /// Diff every chain again against `now`; with `all`, also those already done (a refused
+    /// restore changed nothing). Returns how many still differ.
+    fn replan(&self, host: &Host, tools: &Tools, now: &TableDump, todo: &mut [Option<ChainDiff>], rules: &mut [Option<Vec<Entry>>], all: bool) -> usize {
+        let mut pending = 0;
+        for (k, c) in self.chains.iter().enumerate() {
+            if c.diff.in_sync() || (todo[k].is_none() && !all) {
+                continue;
+            }
+            let foreign = c.foreign_in(now);
+            let ch = now.chain(c.spec.chain.as_str());
+            let mut again = diff::diff(&c.desired_with(&foreign, rules[k].as_deref().unwrap_or(&c.rules)), ch);
+            if !again.in_sync() && c.lazy && rules[k].is_none() {
+                if let Some(canon) = self.canonical_now(host, tools, c) {
+                    again = diff::diff(&c.desired_with(&foreign, &canon), ch);
+                    rules[k] = Some(canon);
+                }
+            }
+            todo[k] = (!again.in_sync()).then_some(again);
+            pending += usize::from(todo[k].is_some());
+        }
+        pending
+    }
+}
+
+fn touch(u: &mut ChainUndo, d: &ChainDiff) {
+    for e in &d.edits {
+        match e {
+            Edit::Delete(r) => u.touch(r),
+            Edit::Insert(_, e) | Edit::Append(e) => u.touch(&e.canon),
+        }
+    }
+}
+
+fn push_args(s: &mut String, args: &[String]) {
+    for a in args {
+        s.push(' ');
+        s.push_str(&save::quote(a));
+    }
+    s.push('\n');
+}
+
+/// Rules of others that were in the chain when it was read and are gone after apply. hostguard
+/// deletes only its own rules, by their spec, so another program removed them while it ran:
+/// the report says so rather than claim a chain that lost a rule is merely in sync.
+fn lost_rules(c: &ChainPlan, rules: &[Entry], was: &TableDump, now: &TableDump) -> String {
+    let (Some(before), Some(after)) = (was.chain(c.spec.chain.as_str()), now.chain(c.spec.chain.as_str())) else { return String::new() };
+    let listed: HashSet<&Rule> = rules.iter().map(|e| &e.canon).collect();
+    let foreign = c.foreign_in(was);
+    let d = c.desired_with(&foreign, rules);
+    let mut have: std::collections::HashMap<&Rule, usize> = std::collections::HashMap::new();
+    for r in &after.rules {
+        *have.entry(r).or_default() += 1;
+    }
+    let mut lost = Vec::new();
+    for r in before.rules.iter().filter(|r| !d.owns(r, &listed)) {
+        match have.get_mut(r) {
+            Some(n) if *n > 0 => *n -= 1,
+            _ => lost.push(format!("`{}`", r.line(c.spec.chain.as_str()))),
+        }
+    }
+    if lost.is_empty() {
+        return String::new();
+    }
+    format!(
+        "; {} rule(s) not hostguard's were removed from {} by another program while hostguard ran (hostguard deletes only its own): {}",
+        lost.len(),
+        c.spec.chain,
+        lost.join(", ")
+    )
 }
 
 /// iptables' message, with the document rule its line number points at.
@@ -428,14 +545,12 @@ impl Resources for Plan {
         let Some(tools) = &self.tools else { return Vec::new() };
         let changed: Vec<&Group> = self.changed_groups().collect();
         let mut note = String::new();
-        if let (Some(secs), false) = (ctx.opts.confirm, changed.is_empty()) {
-            let saved: Vec<confirm::Saved> = changed
-                .iter()
-                .map(|g| confirm::Saved { restore: tools.restore_cmd(g.family), table: g.table.name().into(), input: g.render_rollback() })
-                .collect();
+        let mut records: Vec<TableUndo> = changed.iter().map(|g| g.undo(tools)).collect();
+        let armed_for = ctx.opts.confirm.filter(|_| !changed.is_empty());
+        if let Some(secs) = armed_for {
             // The watchdog starts before the change: it waits for this run's lock, so even a
             // run killed half-way is rolled back.
-            let armed = confirm::arm(ctx.host, secs, &saved).and_then(|()| {
+            let armed = confirm::arm(ctx.host, secs, &records).and_then(|()| {
                 confirm::start_watchdog(ctx.host).inspect_err(|_| {
                     let _ = confirm::disarm(ctx.host);
                 })
@@ -460,8 +575,23 @@ impl Resources for Plan {
                 }
             }
         }
-        let out: Vec<ResourceReport> = self.groups.iter().flat_map(|g| g.apply(ctx.host, tools, &note)).collect();
-        if ctx.opts.confirm.is_some() && !changed.is_empty() && out.iter().all(|r| r.status != Status::Changed) {
+        let mut out: Vec<ResourceReport> = Vec::new();
+        let mut k = 0;
+        for g in &self.groups {
+            let is_changed = g.changed().next().is_some();
+            let idx = k;
+            let mut persist = |u: &TableUndo| {
+                if is_changed && armed_for.is_some() {
+                    records[idx] = u.clone();
+                    // The record on disk must name every spec before iptables is touched; if it
+                    // cannot be written, the earlier one still undoes the first plan.
+                    let _ = confirm::update(ctx.host, &records);
+                }
+            };
+            out.extend(g.apply(ctx.host, tools, &note, &mut persist));
+            k += usize::from(is_changed);
+        }
+        if armed_for.is_some() && out.iter().all(|r| r.status != Status::Changed) {
             // Nothing took: there is nothing to roll back.
             let _ = confirm::disarm(ctx.host);
         }

@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 
 /// One rule as the host holds it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Rule {
     /// Arguments after `-A CHAIN`.
     pub args: Vec<String>,

@@ -7,6 +7,7 @@ use std::fmt;
 use regex::Regex;
 
 use super::types::control_char_problem;
+pub use crate::iptables::neighbours::Neighbour;
 use super::{key_path, UniqueMap, ValidationErrors};
 
 /// Chains owned by hostguard, IPv4 and IPv6; chains and tables not listed are never touched.
@@ -27,6 +28,10 @@ pub struct RawIptables {
     #[serde(default)]
     #[schemars(schema_with = "super::schema::iptables_tables")]
     pub ipv6: UniqueMap<UniqueMap<RawChain>>,
+    /// Named neighbours of every listed chain (added to each chain's own `foreign`).
+    #[serde(default)]
+    #[schemars(schema_with = "super::schema::iptables_foreign")]
+    pub foreign: Vec<String>,
 }
 
 /// One owned chain: its policy and rules.
@@ -46,6 +51,11 @@ pub struct RawChain {
     /// included); matching rules are never removed. Only with purge.
     #[serde(default)]
     pub ignore: Vec<String>,
+    /// Named neighbours whose rules in this chain are theirs, never drift and never removed:
+    /// docker, libvirt, fail2ban, ufw, kube-proxy, firewalld.
+    #[serde(default)]
+    #[schemars(schema_with = "super::schema::iptables_foreign")]
+    pub foreign: Vec<String>,
     /// Rules as written after `-A CHAIN` (`-i lxcbr0 -o eth0 -j ACCEPT`), split with shell
     /// quoting; compared in the form iptables-save prints. `""` is a counting rule.
     #[serde(default)]
@@ -61,7 +71,7 @@ pub enum Backend {
     Legacy,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Family {
     V4,
     V6,
@@ -83,7 +93,7 @@ impl Family {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Table {
     Filter,
     Nat,
@@ -224,9 +234,8 @@ impl RuleArgs {
         let args = shlex::split(text).ok_or_else(|| {
             format!("{text:?} cannot be split into arguments: an unclosed quote or a trailing backslash")
         })?;
-        if args.is_empty() {
-            return Err("the rule is empty; write its matches and target, e.g. \"-i eth0 -j ACCEPT\"".into());
-        }
+        // No arguments is a rule too: `-A CHAIN`, no match and no target, which counts packets
+        // (`show` prints it as "").
         for a in &args {
             if COMMAND_OPTIONS.contains(&a.as_str()) || a.starts_with("--append=") || a.starts_with("--table=") {
                 return Err(format!(
@@ -260,6 +269,8 @@ pub struct ChainSpec {
     pub purge: bool,
     /// Compiled at validation: a bad pattern is a document error, not a run-time surprise.
     pub ignore: Vec<Regex>,
+    /// Named neighbours, the chain's own and the section's, deduplicated.
+    pub foreign: Vec<Neighbour>,
     pub rules: Vec<RuleArgs>,
 }
 
@@ -287,6 +298,7 @@ pub fn validate(raw: RawIptables, errs: &mut ValidationErrors) -> IptablesState 
             Backend::Auto
         }
     };
+    let section_foreign = neighbours(&raw.foreign, "iptables.foreign", errs);
     let mut chains = Vec::new();
     for (family, tables) in [(Family::V4, &raw.ipv4), (Family::V6, &raw.ipv6)] {
         let fpath = format!("iptables.{}", family.key());
@@ -298,7 +310,10 @@ pub fn validate(raw: RawIptables, errs: &mut ValidationErrors) -> IptablesState 
             };
             for (cname, raw_chain) in tchains.iter() {
                 let cpath = key_path(&tpath, cname);
-                if let Some(spec) = validate_chain(family, table, cname, raw_chain, &cpath, errs) {
+                if let Some(mut spec) = validate_chain(family, table, cname, raw_chain, &cpath, errs) {
+                    spec.foreign.extend(section_foreign.iter().copied());
+                    spec.foreign.sort();
+                    spec.foreign.dedup();
                     chains.push(spec);
                 }
             }
@@ -368,6 +383,7 @@ fn validate_chain(
             Err(m) => errs.push(format!("{path}.rules[{i}]"), m),
         }
     }
+    let foreign = neighbours(&raw.foreign, &format!("{path}.foreign"), errs);
     if errs.0.len() != before {
         return None;
     }
@@ -378,8 +394,21 @@ fn validate_chain(
         policy,
         purge: raw.purge,
         ignore,
+        foreign,
         rules,
     })
+}
+
+/// `foreign` names: a name hostguard does not know is an error listing the ones it knows.
+fn neighbours(names: &[String], path: &str, errs: &mut ValidationErrors) -> Vec<Neighbour> {
+    let mut out = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        match Neighbour::parse(n) {
+            Some(k) => out.push(k),
+            None => errs.push(format!("{path}[{i}]"), format!("{n:?} is not a neighbour hostguard knows: use {}", Neighbour::known())),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -422,7 +451,7 @@ mod tests {
     #[test]
     fn rules_that_cannot_be_split_or_name_a_chain_are_refused() {
         for bad in ["-j ACCEPT \"", "-A FORWARD -j ACCEPT", "-I INPUT 1 -j DROP", "-D X", "-t nat -j MASQUERADE",
-                    "", "   ", "-j ACCEPT\n-A INPUT -j DROP", "--append=INPUT -j DROP", "-F", "-P INPUT DROP", "-N X"] {
+                    "-j ACCEPT\n-A INPUT -j DROP", "--append=INPUT -j DROP", "-F", "-P INPUT DROP", "-N X"] {
             assert!(RuleArgs::parse(bad).is_err(), "{bad:?} should be refused");
         }
     }

@@ -142,6 +142,12 @@ pub(super) fn iptables_policy(_: &mut SchemaGenerator) -> Schema {
     one_of(&["ACCEPT", "DROP"])
 }
 
+/// `foreign`: a list of the neighbours hostguard knows.
+pub(super) fn iptables_foreign(_: &mut SchemaGenerator) -> Schema {
+    let names: Vec<&str> = crate::iptables::neighbours::Neighbour::ALL.iter().map(|n| n.name()).collect();
+    json_schema!({ "type": "array", "items": { "type": "string", "enum": names } })
+}
+
 pub(super) fn lxc_dialect(_: &mut SchemaGenerator) -> Schema {
     one_of(&["auto", "modern", "legacy"])
 }
