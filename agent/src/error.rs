@@ -27,6 +27,15 @@ pub enum HostError {
         status: String,
         stderr: String,
     },
+    #[error("{}: {what}, not a regular file; hostguard reads only regular files there (remove it or replace it by a file)", path.display())]
+    NotRegular { path: PathBuf, what: &'static str },
+    #[error("{}: {}over the {} limit for {what}; hostguard does not read it (README \"Bounded reads\")", path.display(),
+            size.map(|s| format!("is {s} bytes, ")).unwrap_or_default(), crate::host::human_bytes(*limit))]
+    TooLarge { path: PathBuf, what: &'static str, limit: u64, size: Option<u64> },
+    #[error("`{argv}` did not finish within {secs} s and was killed")]
+    Timeout { argv: String, secs: u64 },
+    #[error("`{argv}` printed more than {} on its standard output and was killed", crate::host::human_bytes(*limit))]
+    OutputTooLarge { argv: String, limit: u64 },
     #[error("{0}")]
     Other(String),
 }
@@ -37,6 +46,12 @@ impl HostError {
             path: path.into(),
             source,
         }
+    }
+
+    /// True when a host file is not one hostguard reads: not a regular file, or over its limit.
+    /// Such a file is a `failed` resource (or a check not made), never a reason to stop the run.
+    pub fn is_unreadable_kind(&self) -> bool {
+        matches!(self, HostError::NotRegular { .. } | HostError::TooLarge { .. })
     }
 
     /// True when the error is a missing file or directory.

@@ -28,8 +28,7 @@ pub fn read(spec: &str, opts: &SourceOptions) -> Result<Vec<u8>> {
     } else if http::is_url(spec) {
         fetch(spec, &opts.http)?
     } else {
-        let file = std::fs::File::open(spec).map_err(|e| Error::Load(format!("{spec}: cannot read the state document: {e}")))?;
-        (read_bounded(file, spec)?, spec.to_string())
+        (read_bounded(open_document(spec)?, spec)?, spec.to_string())
     };
     if let Some(want) = &opts.sha256 {
         check_digest(&bytes, want, &shown)?;
@@ -88,6 +87,46 @@ fn io_reason(e: &std::io::Error) -> String {
         Some(inner) => http::reason(inner),
         None => e.to_string(),
     }
+}
+
+/// Open a document file without blocking, and only when it is a regular file within the limit: a
+/// FIFO would wait for a writer forever (holding nothing yet, but never running either), a device
+/// or a sparse file of gigabytes would be read to the limit for nothing. Standard input (`-`) is
+/// the way to pipe a document in.
+fn open_document(spec: &str) -> Result<std::fs::File> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let fail = |why: String| Error::Load(format!("{spec}: cannot read the state document: {why}; nothing was touched"));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(spec)
+        .map_err(|e| match std::fs::metadata(spec) {
+            // Opening a socket fails (ENXIO); say what it is rather than the errno.
+            Ok(m) if m.file_type().is_socket() => fail("it is a socket, not a regular file (use - to read standard input)".into()),
+            _ => fail(e.to_string()),
+        })?;
+    let meta = file.metadata().map_err(|e| fail(e.to_string()))?;
+    let t = meta.file_type();
+    let what = if t.is_fifo() {
+        Some("a FIFO (named pipe)")
+    } else if t.is_char_device() {
+        Some("a character device")
+    } else if t.is_block_device() {
+        Some("a block device")
+    } else if t.is_dir() {
+        Some("a directory")
+    } else if !t.is_file() {
+        Some("not a regular file")
+    } else {
+        None
+    };
+    if let Some(what) = what {
+        return Err(fail(format!("it is {what}, not a regular file (to pipe a document in, use - and standard input)")));
+    }
+    if meta.len() > MAX_DOCUMENT_BYTES as u64 {
+        return Err(fail(format!("it is {} bytes, over the limit of {MAX_DOCUMENT_BYTES} bytes (16 MiB)", meta.len())));
+    }
+    Ok(file)
 }
 
 fn read_bounded(r: impl Read, what: &str) -> Result<Vec<u8>> {

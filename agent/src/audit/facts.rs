@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 
 use crate::error::Result;
-use crate::host::Host;
+use crate::error::HostError;
+use crate::host::{limits, Host};
 use crate::lxc::cgroupmap::CgroupVersion;
 use crate::lxc::config::{Config, Entry};
 use crate::lxc::converge::{converge, Dialect, Env};
@@ -162,13 +163,37 @@ fn expand(host: &Host, cfg: &Config, depth: usize, out: &mut Vec<Entry>, missing
             vec![e.value.clone()]
         };
         for f in files {
-            match host.read_optional(&f)? {
-                Some(text) => expand(host, &Config::parse(&text), depth + 1, out, missing)?,
-                None => missing.push(f),
+            match host.read_optional_bounded(&f, limits::LXC_INCLUDE) {
+                Ok(Some(text)) => expand(host, &Config::parse(&text), depth + 1, out, missing)?,
+                Ok(None) => missing.push(f),
+                Err(e) if e.is_unreadable_kind() => missing.push(format!("{f} ({})", reason(&e))),
+                Err(e) => return Err(e.into()),
             }
         }
     }
     Ok(())
+}
+
+/// Why a file is not read, without its path: "is a FIFO (named pipe)".
+fn reason(e: &HostError) -> String {
+    match e {
+        HostError::NotRegular { what, .. } => (*what).to_string(),
+        HostError::TooLarge { what, limit, .. } => format!("over the {} limit for {what}", crate::host::human_bytes(*limit)),
+        other => other.to_string(),
+    }
+}
+
+/// A file of `limit`'s kind; `None` when it does not exist or is not a file hostguard reads, in
+/// which case `skipped` says which checks did not see it.
+fn read_or_skip(host: &Host, file: &str, limit: crate::host::Limit, checks: &str, skipped: &mut Vec<String>) -> Result<Option<String>> {
+    match host.read_optional_bounded(file, limit) {
+        Ok(t) => Ok(t),
+        Err(e) if e.is_unreadable_kind() => {
+            skipped.push(format!("{checks}: not checked, {file} {}", reason(&e)));
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn container(host: &Host, name: &str, config: Config) -> Result<Container> {
@@ -204,8 +229,8 @@ fn bridges(host: &Host) -> Result<Vec<Bridge>> {
 }
 
 /// The ranges subuid(5)/subgid(5) delegate to root (`root:START:COUNT` or `0:START:COUNT`).
-fn delegated(host: &Host, file: &str) -> Result<Vec<(u64, u64)>> {
-    let Some(text) = host.read_optional(file)? else { return Ok(Vec::new()) };
+fn delegated(host: &Host, file: &str, skipped: &mut Vec<String>) -> Result<Vec<(u64, u64)>> {
+    let Some(text) = read_or_skip(host, file, limits::ID_MAP, "lxc.idmap_not_delegated", skipped)? else { return Ok(Vec::new()) };
     Ok(text
         .lines()
         .filter_map(|l| {
@@ -219,7 +244,11 @@ fn delegated(host: &Host, file: &str) -> Result<Vec<(u64, u64)>> {
 /// Docker is installed when its daemon binary or its config exists.
 fn docker(host: &Host, skipped: &mut Vec<String>) -> Result<Option<serde_json::Value>> {
     const CONFIG: &str = "/etc/docker/daemon.json";
-    let text = host.read_optional(CONFIG)?;
+    let unreadable = skipped.len();
+    let text = read_or_skip(host, CONFIG, limits::DAEMON_JSON, "docker checks", skipped)?;
+    if skipped.len() > unreadable {
+        return Ok(None);
+    }
     let installed = text.is_some() || ["/usr/bin/dockerd", "/usr/sbin/dockerd", "/usr/local/bin/dockerd"].iter().any(|p| host.exists(p));
     if !installed {
         return Ok(None);
@@ -234,10 +263,10 @@ fn docker(host: &Host, skipped: &mut Vec<String>) -> Result<Option<serde_json::V
     }
 }
 
-fn boot_sysctl(host: &Host) -> Result<Vec<BootLine>> {
+fn boot_sysctl(host: &Host, skipped: &mut Vec<String>) -> Result<Vec<BootLine>> {
     let mut out = Vec::new();
     for file in crate::sysctl::boot_files(host)? {
-        let Some(text) = host.read_optional(&file)? else { continue };
+        let Some(text) = read_or_skip(host, &file, limits::SYSCTL_FILE, "sysctl boot checks", skipped)? else { continue };
         for (n, line) in text.lines().enumerate() {
             if let Some((key, value)) = crate::sysctl::parse_line(line) {
                 out.push(BootLine { file: file.clone(), line: n + 1, key, value });
@@ -257,16 +286,18 @@ impl Facts {
         }
         let lxcpath = lxcpath.unwrap_or(DEFAULT_LXCPATH).trim_end_matches('/').to_string();
         let mut containers = Vec::new();
+        let mut early_skipped = Vec::new();
         for name in host.list_dir(&lxcpath)? {
             if crate::state::lxc::ContainerName::parse(&name).is_err() {
                 continue;
             }
-            if let Some(text) = host.read_optional(format!("{lxcpath}/{name}/config"))? {
+            let file = format!("{lxcpath}/{name}/config");
+            if let Some(text) = read_or_skip(host, &file, limits::CONTAINER_CONFIG, &format!("lxc/{name}"), &mut early_skipped)? {
                 containers.push(container(host, &name, Config::parse(&text))?);
             }
         }
         let cgroup = crate::lxc::cgroup_version(host);
-        let mut skipped = Vec::new();
+        let mut skipped = early_skipped;
         let lxc_version = match crate::lxc::live::version(host) {
             Ok(v) => Some(v),
             Err(e) => {
@@ -288,10 +319,13 @@ impl Facts {
             }
         }
         let docker = docker(host, &mut skipped)?;
+        let boot_sysctl = boot_sysctl(host, &mut skipped)?;
+        let root_subuid = delegated(host, "/etc/subuid", &mut skipped)?;
+        let root_subgid = delegated(host, "/etc/subgid", &mut skipped)?;
         Ok(Facts {
             docker,
             sysctl,
-            boot_sysctl: boot_sysctl(host)?,
+            boot_sysctl,
             bridges: bridges(host)?,
             lxcpath,
             containers,
@@ -300,8 +334,8 @@ impl Facts {
             lxc_version,
             mem_total: mem_total(host)?,
             seccomp_profile_exists: host.exists("/usr/share/lxc/config/common.seccomp"),
-            root_subuid: delegated(host, "/etc/subuid")?,
-            root_subgid: delegated(host, "/etc/subgid")?,
+            root_subuid,
+            root_subgid,
             newuidmap: ["/usr/bin/newuidmap", "/bin/newuidmap", "/usr/local/bin/newuidmap"].iter().any(|p| host.exists(p)),
             firewalls,
             skipped,

@@ -5,16 +5,18 @@
 //! same code on a temp directory. Nothing here ever invokes a shell.
 
 mod beneath;
+mod bounded;
 mod lock;
 pub mod netns;
+mod run;
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+pub use bounded::{human_bytes, limits, Limit};
 pub use lock::Lock;
 
 use crate::error::HostError;
@@ -22,6 +24,9 @@ use crate::error::HostError;
 /// The environment variable that makes a run kill itself after its Nth host write: how the
 /// crash-at-any-point tests stop `apply` at a chosen moment.
 pub const FAULT_AFTER_WRITES_ENV: &str = "HOSTGUARD_FAULT_AFTER_WRITES";
+
+/// The largest existing file `write_file` reads to compare or back up before replacing it.
+const MAX_REPLACED_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Names of temp files hostguard creates beside a file it replaces.
 pub const TEMP_MARKER: &str = ".hostguard-tmp.";
@@ -32,6 +37,7 @@ pub struct Host {
     backup_dir: Option<PathBuf>,
     writes: AtomicUsize,
     fault_after: Option<usize>,
+    command_timeout: std::time::Duration,
 }
 
 /// What a command printed and how it ended.
@@ -51,6 +57,7 @@ impl Host {
             backup_dir: None,
             writes: AtomicUsize::new(0),
             fault_after,
+            command_timeout: run::timeout_from_env(),
         }
     }
 
@@ -80,24 +87,34 @@ impl Host {
         beneath::open_in_root(&self.root, abs.as_ref(), rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY).is_ok()
     }
 
-    /// Read a file; links are followed only within the root (see `beneath`).
+    /// Read a file; links are followed only within the root (see `beneath`). Only a regular file
+    /// is read, up to the limit for its place: a kernel file under `/proc` or `/sys`, otherwise a
+    /// generic host file (`read_bounded` names the kind).
     pub fn read_to_string(&self, abs: impl AsRef<Path>) -> Result<String, HostError> {
         let abs = abs.as_ref();
-        let mut s = String::new();
-        beneath::open_in_root(&self.root, abs, rustix::fs::OFlags::RDONLY)
-            .map(File::from)
-            .and_then(|mut f| f.read_to_string(&mut s))
-            .map_err(|e| HostError::io(self.path(abs), e))?;
-        Ok(s)
+        let limit = if abs.starts_with("/proc") || abs.starts_with("/sys") { limits::KERNEL_FILE } else { limits::HOST_FILE };
+        self.read_bounded(abs, limit)
+    }
+
+    /// Read a regular file of the kind `limit` names: a FIFO, socket, device or directory is
+    /// `HostError::NotRegular` without being opened for reading, a larger file
+    /// `HostError::TooLarge` without being read past the limit.
+    pub fn read_bounded(&self, abs: impl AsRef<Path>, limit: Limit) -> Result<String, HostError> {
+        let abs = abs.as_ref();
+        let shown = self.path(abs);
+        let open = |flags| beneath::open_in_root(&self.root, abs, flags);
+        let (fd, _) = bounded::open_regular(&shown, limit, &open)?;
+        bounded::read_to_string(&shown, limit, fd)
     }
 
     /// `None` when the file does not exist; any other failure is an error.
     pub fn read_optional(&self, abs: impl AsRef<Path>) -> Result<Option<String>, HostError> {
-        match self.read_to_string(abs) {
-            Ok(s) => Ok(Some(s)),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e),
-        }
+        not_found_is_none(self.read_to_string(abs))
+    }
+
+    /// `read_bounded`, with `None` when the file does not exist.
+    pub fn read_optional_bounded(&self, abs: impl AsRef<Path>, limit: Limit) -> Result<Option<String>, HostError> {
+        not_found_is_none(self.read_bounded(abs, limit))
     }
 
     /// Names in a directory, sorted; empty when the directory does not exist.
@@ -154,17 +171,26 @@ impl Host {
             None => None,
             Some(FileType::Symlink) => return Err(HostError::Symlink { path: p }),
             Some(FileType::RegularFile) => {
-                let f = rustix::fs::openat(&dir, name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+                let f = rustix::fs::openat(&dir, name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC, Mode::empty())
                     .map(File::from)
                     .map_err(|e| HostError::io(&p, e.into()))?;
                 let meta = f.metadata().map_err(|e| HostError::io(&p, e))?;
+                // The old content is needed only to skip an identical write and for a backup;
+                // a file of another size is not identical, and one too large to back up is not
+                // read at all (a 3 GiB file must not be pulled into memory to be replaced).
+                let wanted = meta.len() == contents.len() as u64 || self.backup_dir.is_some();
+                if wanted && meta.len() > MAX_REPLACED_BYTES {
+                    return Err(HostError::TooLarge { path: p, what: "a file hostguard replaces", limit: MAX_REPLACED_BYTES, size: Some(meta.len()) });
+                }
                 let mut bytes = Vec::new();
-                (&f).read_to_end(&mut bytes).map_err(|e| HostError::io(&p, e))?;
+                if wanted {
+                    (&f).take(MAX_REPLACED_BYTES + 1).read_to_end(&mut bytes).map_err(|e| HostError::io(&p, e))?;
+                }
                 Some((bytes, meta))
             }
-            Some(_) => return Err(HostError::Other(format!("{}: exists and is not a regular file", p.display()))),
+            Some(t) => return Err(HostError::NotRegular { path: p, what: bounded::describe(t) }),
         };
-        if old.as_ref().map(|(b, _)| b.as_slice()) == Some(contents) {
+        if old.as_ref().is_some_and(|(b, m)| m.len() == contents.len() as u64 && b.as_slice() == contents) {
             return Ok(false);
         }
         if let (Some((old, _)), Some(backups)) = (&old, &self.backup_dir) {
@@ -233,36 +259,16 @@ impl Host {
         Ok(())
     }
 
-    /// Run a command as an argument vector, never through a shell.
+    /// Run a command as an argument vector, never through a shell; its output is read bounded
+    /// (`limits::COMMAND_STDOUT`), and it is killed after the command timeout (`run` module).
     pub fn run(&self, argv: &[&str], stdin: Option<&[u8]>) -> Result<Output, HostError> {
-        let shown = argv.join(" ");
-        let (prog, args) = argv
-            .split_first()
-            .ok_or_else(|| HostError::Other("empty command".into()))?;
-        let mut cmd = Command::new(prog);
-        cmd.args(args)
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .env("LC_ALL", "C");
-        let mut child = cmd.spawn().map_err(|source| HostError::Spawn {
-            argv: shown.clone(),
-            source,
-        })?;
-        if let Some(input) = stdin {
-            let mut pipe = child.stdin.take().expect("stdin was piped");
-            // A writer thread, so a child that fills its stdout before reading all of its stdin
-            // cannot deadlock us.
-            let input = input.to_vec();
-            let writer = std::thread::spawn(move || pipe.write_all(&input));
-            let out = child.wait_with_output().map_err(|source| HostError::Spawn { argv: shown.clone(), source })?;
-            let _ = writer.join();
-            return Ok(Output::from(out));
-        }
-        let out = child
-            .wait_with_output()
-            .map_err(|source| HostError::Spawn { argv: shown, source })?;
-        Ok(Output::from(out))
+        run::run(argv, stdin, self.command_timeout, limits::COMMAND_STDOUT.bytes)
+    }
+
+    /// How long a command may run before it is killed.
+    pub fn with_command_timeout(mut self, timeout: std::time::Duration) -> Host {
+        self.command_timeout = timeout;
+        self
     }
 
     /// Like `run`, but a non-zero exit is an error carrying the command's stderr.
@@ -299,14 +305,11 @@ impl Host {
     }
 }
 
-impl From<std::process::Output> for Output {
-    fn from(o: std::process::Output) -> Self {
-        Output {
-            success: o.status.success(),
-            status: o.status.to_string(),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        }
+fn not_found_is_none(r: Result<String, HostError>) -> Result<Option<String>, HostError> {
+    match r {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

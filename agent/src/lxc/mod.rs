@@ -16,7 +16,7 @@ mod show;
 
 use crate::engine::{Ctx, Resources};
 use crate::error::{Error, HostError, Result};
-use crate::host::Host;
+use crate::host::{limits, Host};
 use crate::report::{ResourceReport, Status};
 use crate::state::lxc::{Container, Dialect as DocDialect, LxcState};
 
@@ -187,7 +187,22 @@ pub fn plan(ctx: &Ctx, desired: &LxcState) -> Result<Plan> {
             });
             continue;
         }
-        let text = if host.is_dir(&dir) { host.read_optional(&config_path)? } else { None };
+        let text = if host.is_dir(&dir) { host.read_optional_bounded(&config_path, limits::CONTAINER_CONFIG) } else { Ok(None) };
+        let text = match text {
+            Err(e) if e.is_unreadable_kind() => {
+                // A FIFO, device or oversized file where the config should be: failed, in
+                // bounded time, and never written (apply would replace what it cannot read).
+                containers.push(ContainerPlan {
+                    name: name.clone(),
+                    config: config_path,
+                    state: Err(format!("{e}; the container's config is not checked or written until it is")),
+                    live: (c.live && !live::wanted(c, env.cgroup, swap_ok).is_empty())
+                        .then(|| LivePlan { running: false, files: Vec::new() }),
+                });
+                continue;
+            }
+            other => other?,
+        };
         let Some(text) = text else {
             let what = if host.is_dir(&dir) { format!("{config_path} does not exist") } else { format!("{dir} does not exist") };
             containers.push(ContainerPlan {
@@ -340,7 +355,7 @@ impl ContainerPlan {
             return failed(format!("could not write {}: {e}", self.config));
         }
         // Read back and converge again: what was written must need nothing more.
-        match host.read_to_string(&self.config) {
+        match host.read_bounded(&self.config, limits::CONTAINER_CONFIG) {
             Ok(now) if now == want && converge(&Config::parse(&now), &r.settings, env).changes.is_empty() => {}
             Ok(_) => return failed(format!("wrote {} but it reads back different; another writer?", self.config)),
             Err(e) => return failed(format!("wrote {} but could not read it back: {e}", self.config)),

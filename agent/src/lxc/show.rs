@@ -9,6 +9,7 @@ use super::converge::interfaces;
 use super::legacy;
 use crate::engine::Ctx;
 use crate::error::Result;
+use crate::host::limits;
 use crate::state::lxc::{ContainerName, DEFAULT_LXCPATH, REPEATABLE_NET_KEYS};
 use crate::state::types::Limit;
 
@@ -23,7 +24,17 @@ pub fn show(ctx: &Ctx, lxcpath: Option<&str>) -> Result<Option<Value>> {
         if ContainerName::parse(&name).is_err() {
             continue;
         }
-        let Some(text) = ctx.host.read_optional(format!("{lxcpath}/{name}/config"))? else { continue };
+        let text = match ctx.host.read_optional_bounded(format!("{lxcpath}/{name}/config"), limits::CONTAINER_CONFIG) {
+            Ok(Some(text)) => text,
+            Ok(None) => continue,
+            // A FIFO or an oversized file is not a config: the container is left out of the
+            // document, and said so, rather than the whole show failing or hanging.
+            Err(e) if e.is_unreadable_kind() => {
+                eprintln!("hostguard: warning: container {name} left out: {e}");
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         containers.insert(name, Value::Object(settings(&Config::parse(&text))));
     }
     Ok(Some(json!({ "lxcpath": lxcpath, "dialect": "auto", "containers": containers })))

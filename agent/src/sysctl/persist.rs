@@ -6,7 +6,7 @@
 //! wins, and the value reverts on reboot: that is reported as drift naming the file.
 
 use crate::error::HostError;
-use crate::host::Host;
+use crate::host::{limits, Host};
 use crate::report::{ResourceReport, Status};
 use crate::state::sysctl::{values_equal, SysctlState};
 
@@ -63,23 +63,30 @@ pub struct Plan {
     content: String,
     current: Option<String>,
     overrides: Vec<BootOverride>,
+    /// A file that must be read to plan this one is not a file hostguard reads (a FIFO, a
+    /// device, an oversized file): the resource is failed, and apply does not write.
+    unreadable: Option<HostError>,
 }
 
 pub fn plan(host: &Host, path: &str, desired: &SysctlState) -> Result<Plan, HostError> {
     let content = render(desired);
-    let current = if host.is_symlink(path) {
+    let mut plan = Plan { path: path.to_string(), content, current: None, overrides: Vec::new(), unreadable: None };
+    let read = if host.is_symlink(path) {
         // Reported as drift; apply refuses to write through it.
-        Some(String::new())
+        Ok(Some(String::new()))
     } else {
-        host.read_optional(path)?
+        host.read_optional_bounded(path, limits::SYSCTL_FILE)
     };
-    let overrides = find_overrides(host, path, desired)?;
-    Ok(Plan {
-        path: path.to_string(),
-        content,
-        current,
-        overrides,
-    })
+    let found = read.and_then(|current| {
+        plan.current = current;
+        find_overrides(host, path, desired)
+    });
+    match found {
+        Ok(overrides) => plan.overrides = overrides,
+        Err(e) if e.is_unreadable_kind() => plan.unreadable = Some(e),
+        Err(e) => return Err(e),
+    }
+    Ok(plan)
 }
 
 /// Every file systemd-sysctl and `sysctl --system` read at boot, in the order they read them (so
@@ -111,7 +118,7 @@ fn later_files(host: &Host, ours: &str) -> Result<Vec<String>, HostError> {
 fn find_overrides(host: &Host, ours: &str, desired: &SysctlState) -> Result<Vec<BootOverride>, HostError> {
     let mut found = Vec::new();
     for file in later_files(host, ours)? {
-        let text = match host.read_to_string(&file) {
+        let text = match host.read_bounded(&file, limits::SYSCTL_FILE) {
             Ok(t) => t,
             Err(e) if e.is_not_found() => continue,
             // A later file we cannot read could hold anything: say so rather than guess.
@@ -188,6 +195,12 @@ impl Plan {
     }
 
     pub fn report(&self) -> ResourceReport {
+        if let Some(e) = &self.unreadable {
+            return ResourceReport::new(super::KIND, self.id(), Status::Failed).message(format!(
+                "{e}; {} is not checked or written until it is",
+                self.path
+            ));
+        }
         let mut diff = line_diff(self.current.as_deref().unwrap_or(""), &self.content);
         diff.extend(self.overrides.iter().map(|o| format!("! {o}")));
         let (status, message) = match (self.file_in_sync(), self.overrides.is_empty()) {
@@ -201,14 +214,14 @@ impl Plan {
 
     pub fn apply(self, host: &Host) -> ResourceReport {
         let before = self.report();
-        if before.status == Status::InSync {
+        if before.status != Status::Drift {
             return before;
         }
         let wrote = match host.write_file(&self.path, self.content.as_bytes()) {
             Ok(w) => w,
             Err(e) => return before.after(Status::Failed, format!("could not write {}: {e}", self.path)),
         };
-        match host.read_optional(&self.path) {
+        match host.read_optional_bounded(&self.path, limits::SYSCTL_FILE) {
             Ok(Some(now)) if now == self.content => {}
             Ok(_) => return before.after(Status::Failed, format!("wrote {} but it does not read back as written", self.path)),
             Err(e) => return before.after(Status::Failed, format!("wrote {} but could not read it back: {e}", self.path)),
