@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(iptables nftables iproute2 lxc busybox-static uidmap ruby puppet puppetserver prometheus prometheus-node-exporter
           openssl cpio xz-utils kmod curl python3-venv debootstrap
-          python3-jsonschema strace)
+          python3-jsonschema strace lintian)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -45,6 +45,12 @@ fi
 if ! command -v cargo-fuzz >/dev/null; then
   echo "setup: installing cargo-fuzz"
   cargo install --locked cargo-fuzz >/dev/null 2>&1 || { echo "setup: cargo install cargo-fuzz failed" >&2; exit 1; }
+fi
+
+# cargo-deb for packaging/build-deb and tests/system/deb.
+if ! command -v cargo-deb >/dev/null; then
+  echo "setup: installing cargo-deb"
+  cargo install --locked cargo-deb >/dev/null 2>&1 || { echo "setup: cargo install cargo-deb failed" >&2; exit 1; }
 fi
 
 # Salt, pinned: 3008.5 does not install here (certifi), 3008.4 does.
