@@ -200,6 +200,10 @@ pub struct ShowArgs {
     /// Where LXC containers live.
     #[arg(long, value_name = "DIR")]
     pub lxcpath: Option<String>,
+    /// Every sysctl key that can be read, also read-only, self-changing and trigger keys (a
+    /// document for a person to read; `plan` of it is not expected to be in sync).
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// Parse `args`, run the command, and return the process exit code.
@@ -284,6 +288,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
                 &options(g),
                 &ShowOptions {
                     sysctl_prefixes: s.sysctl_prefixes.clone(),
+                    all_sysctl: s.all,
                     cgroup_prefixes: s.cgroup_prefixes.clone(),
                     lxcpath: s.lxcpath.clone(),
                 },

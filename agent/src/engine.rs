@@ -105,6 +105,8 @@ fn with_old_values(mut after: Vec<ResourceReport>, before: &[ResourceReport]) ->
 pub struct ShowOptions {
     /// Only sysctl keys starting with one of these (`net.ipv4`); all writable keys when empty.
     pub sysctl_prefixes: Vec<String>,
+    /// `show --all`: every readable sysctl key, not only those a document can hold in sync.
+    pub all_sysctl: bool,
     /// Cgroups below these paths are shown.
     pub cgroup_prefixes: Vec<String>,
     /// Where LXC containers live.
@@ -116,7 +118,7 @@ pub fn show(host: &Host, opts: &Options, show: &ShowOptions) -> Result<serde_jso
     let ctx = Ctx { host, opts };
     let mut doc = serde_json::Map::new();
     doc.insert("version".into(), 1.into());
-    doc.insert("sysctl".into(), sysctl::show(&ctx, &show.sysctl_prefixes)?);
+    doc.insert("sysctl".into(), sysctl::show(&ctx, &show.sysctl_prefixes, show.all_sysctl)?);
     if let Some(c) = cgroup::show(&ctx, &show.cgroup_prefixes)? {
         doc.insert("cgroups".into(), c);
     }

@@ -131,6 +131,22 @@ impl Host {
         Ok(names)
     }
 
+    /// The type and permission bits of `abs` itself (not following a last link); `None` when it
+    /// cannot be looked at.
+    pub fn mode(&self, abs: impl AsRef<Path>) -> Option<(rustix::fs::FileType, u32)> {
+        let fd = beneath::open_in_root(&self.root, abs.as_ref(), rustix::fs::OFlags::PATH | rustix::fs::OFlags::NOFOLLOW).ok()?;
+        let st = rustix::fs::fstat(&fd).ok()?;
+        Some((rustix::fs::FileType::from_raw_mode(st.st_mode), st.st_mode & 0o7777))
+    }
+
+    /// Whether this process may both read and write `abs` as it stands (access(2)): the kernel's
+    /// own answer, which for /proc/sys includes a network namespace's ownership and a read-only
+    /// mount.
+    pub fn may_read_and_write(&self, abs: impl AsRef<Path>) -> bool {
+        use rustix::fs::{Access, AtFlags};
+        rustix::fs::accessat(rustix::fs::CWD, &self.path(abs), Access::READ_OK | Access::WRITE_OK, AtFlags::empty()).is_ok()
+    }
+
     /// Whether `abs` itself is a symbolic link (its directory resolved like the reads).
     pub fn is_symlink(&self, abs: impl AsRef<Path>) -> bool {
         let abs = abs.as_ref();

@@ -5,7 +5,6 @@
 
 mod persist;
 
-use std::path::Path;
 
 use crate::engine::{Ctx, Resources};
 use crate::error::{HostError, Result};
@@ -204,44 +203,84 @@ impl Resources for Plan {
     }
 }
 
-/// The current values of writable keys as the `sysctl` section of a state document.
-pub fn show(ctx: &Ctx, prefixes: &[String]) -> Result<serde_json::Value> {
+/// The current values of the keys a document can hold, as the `sysctl` section of a state
+/// document that `validate` accepts, `plan` finds in sync and `apply` leaves unchanged (SPEC
+/// section 5). The rule, stated once in the README ("What `show` prints"), uses only what the
+/// kernel says about each file, never a list of names:
+/// 1. a regular file whose mode lets its owner read and write it, and that access(2) lets this
+///    process read and write: read-only files are the kernel's state and counters
+///    (`fs.file-nr`, `fs.dentry-state`, `kernel.random.uuid`), write-only files are triggers
+///    (`vm.drop_caches`, `vm.compact_memory`, `net.ipv4.route.flush`), and a key a namespace or a
+///    read-only mount does not let us set is not settable here;
+/// 2. reading it prints a value ending in a newline, as every value the kernel stores does
+///    (proc_dostring and the integer handlers end with one, empty values too); a file that prints
+///    nothing at all has no value to hold: `vm.stat_refresh`, whose handler acts on every read;
+/// 3. it reads the same before and after hostguard starts a thread (which takes a pid): a value
+///    that moves by itself, such as `kernel.ns_last_pid`, differs;
+/// 4. its name and value are ones a document can hold (`SysctlKey`, `SysctlValue`).
+/// With `all`, rules 1 to 3 are dropped: every key that can be read is printed.
+pub fn show(ctx: &Ctx, prefixes: &[String], all: bool) -> Result<serde_json::Value> {
     let prefixes: Vec<String> = prefixes
         .iter()
         .map(|p| if p.contains('/') { p.trim_matches('/').to_string() } else { p.replace('.', "/") })
         .collect();
+    let mut found = Vec::new();
+    walk(ctx.host, "", &prefixes, all, &mut found)?;
+    if !all {
+        // Rule 3: a thread takes a pid in our pid namespace, as any process start does.
+        let _ = std::thread::spawn(|| ()).join();
+        found.retain(|(rel, text)| read_raw(ctx.host, rel).as_deref() == Some(text.as_str()));
+    }
     let mut values = serde_json::Map::new();
-    let root = ctx.host.path("/proc/sys");
-    walk(&root, &root, &prefixes, &mut values);
+    for (rel, text) in found {
+        let name = if rel.split('/').any(|c| c.contains('.')) { rel.clone() } else { rel.replace('/', ".") };
+        let text = normalize(&text);
+        let value = match text.parse::<i64>() {
+            Ok(n) => serde_json::Value::from(n),
+            Err(_) => serde_json::Value::from(text),
+        };
+        // Rule 4.
+        if SysctlKey::parse(&name).is_err() || SysctlValue::from_json(&value).is_err() {
+            continue;
+        }
+        values.insert(name, value);
+    }
     Ok(serde_json::json!({ "values": values }))
 }
 
-fn walk(root: &Path, dir: &Path, prefixes: &[String], out: &mut serde_json::Map<String, serde_json::Value>) {
-    use std::os::unix::fs::PermissionsExt;
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    let mut entries: Vec<_> = entries.filter_map(|e| e.ok()).collect();
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let path = entry.path();
-        let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
-        let rel = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned();
+/// A key's text as the kernel printed it, `None` when it cannot be read.
+fn read_raw(host: &Host, rel: &str) -> Option<String> {
+    host.read_to_string(format!("/proc/sys/{rel}")).ok()
+}
+
+fn walk(host: &Host, rel_dir: &str, prefixes: &[String], all: bool, out: &mut Vec<(String, String)>) -> Result<()> {
+    use rustix::fs::FileType;
+    let dir = if rel_dir.is_empty() { "/proc/sys".to_string() } else { format!("/proc/sys/{rel_dir}") };
+    for name in host.list_dir(&dir)? {
+        let rel = if rel_dir.is_empty() { name.clone() } else { format!("{rel_dir}/{name}") };
         let wanted = prefixes.is_empty()
             || prefixes.iter().any(|p| rel.starts_with(p.as_str()) || p.starts_with(&format!("{rel}/")));
         if !wanted {
             continue;
         }
-        if meta.is_dir() {
-            walk(root, &path, prefixes, out);
-        } else if meta.is_file() && meta.permissions().mode() & 0o200 != 0 {
-            // Write-only keys (vm.drop_caches) and keys the kernel refuses to print are skipped.
-            let Ok(text) = std::fs::read_to_string(&path) else { continue };
-            let text = normalize(&text);
-            let name = if rel.split('/').any(|c| c.contains('.')) { rel.clone() } else { rel.replace('/', ".") };
-            let value = match text.parse::<i64>() {
-                Ok(n) => serde_json::Value::from(n),
-                Err(_) => serde_json::Value::from(text),
-            };
-            out.insert(name, value);
+        let abs = format!("/proc/sys/{rel}");
+        match host.mode(&abs) {
+            Some((FileType::Directory, _)) => walk(host, &rel, prefixes, all, out)?,
+            Some((FileType::RegularFile, mode)) => {
+                // Rule 1.
+                if !all && (mode & 0o600 != 0o600 || !host.may_read_and_write(&abs)) {
+                    continue;
+                }
+                // Keys the kernel refuses to print (stable_secret before it is set) are left out.
+                let Some(text) = read_raw(host, &rel) else { continue };
+                // Rule 2.
+                if !all && !text.ends_with('\n') {
+                    continue;
+                }
+                out.push((rel, text));
+            }
+            _ => {}
         }
     }
+    Ok(())
 }
