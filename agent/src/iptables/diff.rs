@@ -199,19 +199,41 @@ fn match_purge(cur: &Chain, own: &[bool], want: &[Entry]) -> (Vec<bool>, Vec<Opt
     (deleted, anchors)
 }
 
-/// `purge: false`: listed rules found in order stay where they are (greedy); nothing is deleted.
+/// `purge: false`: listed rules found in order stay where they are; nothing is deleted. A greedy
+/// scan settles the common case (every listed rule present in order) in one pass; when some are
+/// missing, the longest common subsequence decides which copies stand for listed rules, so in a
+/// chain of repeated blocks (libvirt's per-network MASQUERADE triples) a missing rule goes back
+/// into its own block, not after a later copy of its neighbour.
 fn match_merge(cur: &Chain, want: &[Entry]) -> (Vec<bool>, Vec<Option<usize>>) {
+    use similar::{capture_diff_slices_deadline, Algorithm, DiffOp};
     let mut at: HashMap<&Rule, Vec<usize>> = HashMap::new();
     for (i, r) in cur.rules.iter().enumerate() {
         at.entry(r).or_default().push(i);
     }
     let mut anchors: Vec<Option<usize>> = vec![None; cur.rules.len()];
     let mut pos = 0;
+    let mut all = true;
     for (j, w) in want.iter().enumerate() {
         let found = at.get(&w.canon).and_then(|is| is.get(is.partition_point(|&i| i < pos)).copied());
-        if let Some(i) = found {
-            anchors[i] = Some(j);
-            pos = i + 1;
+        match found {
+            Some(i) => {
+                anchors[i] = Some(j);
+                pos = i + 1;
+            }
+            None => all = false,
+        }
+    }
+    if !all {
+        anchors = vec![None; cur.rules.len()];
+        let c_rules: Vec<&Rule> = cur.rules.iter().collect();
+        let w_rules: Vec<&Rule> = want.iter().map(|e| &e.canon).collect();
+        let deadline = std::time::Instant::now() + DIFF_DEADLINE;
+        for op in capture_diff_slices_deadline(Algorithm::Myers, &c_rules, &w_rules, Some(deadline)) {
+            if let DiffOp::Equal { old_index, new_index, len } = op {
+                for k in 0..len {
+                    anchors[old_index + k] = Some(new_index + k);
+                }
+            }
         }
     }
     (vec![false; cur.rules.len()], anchors)
@@ -438,6 +460,28 @@ mod tests {
     }
 
     /// Regression: a libvirt host with 58 copies of its MASQUERADE rules lost them to purge: false.
+    #[test]
+    fn without_purge_a_rule_missing_from_repeated_blocks_goes_back_into_its_own_block() {
+        // cisco-srapps-testbed.v4 (tests/data): libvirt wrote its POSTROUTING block once per
+        // restart; with one rule of the third copy deleted, the repair must restore the dump.
+        let block = ["-s 10.0.0.0/24 -d 224.0.0.0/24 -j RETURN", "-s 10.0.0.0/24 -j MASQUERADE", "-o eth0 -j ACCEPT"];
+        let mut full: Vec<&str> = Vec::new();
+        for _ in 0..4 {
+            full.extend(block);
+        }
+        full.push("-o ens4 -j MASQUERADE");
+        let mut holed = full.clone();
+        holed.remove(6);
+        let want = entries(&full);
+        let f = Foreign::default();
+        let dd = d("POSTROUTING", false, &[], &f, &want);
+        let cur = chain(None, &holed);
+        let out = diff(&dd, Some(&cur));
+        assert_eq!(target(&out), full.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(out.edits.len(), 1, "{:?}", out.edits);
+        assert_eq!(load(&cur.rules, &out.edits), entries(&full).into_iter().map(|e| e.canon).collect::<Vec<_>>());
+    }
+
     #[test]
     fn without_purge_a_duplicate_of_a_listed_rule_is_not_drift() {
         let rules = entries(&["-j A", "-j B"]);
