@@ -15,12 +15,14 @@
 # @param iptables The `iptables` section.
 # @param lxc The `lxc` section.
 # @param binary Path of the hostguard binary.
-# @param download_url When set, the binary is downloaded from here (https) to `binary`...
-# @param download_sha256 ...and must have this SHA-256, or the download fails.
+# @param download_url When set, the binary is downloaded from here (https) to `binary`, its
+#   directory created when missing. `--noop` on a node without it shows what would be installed.
+# @param download_sha256 The binary's SHA-256 (64 hex digits): any other binary is not installed.
 # @param root Passed as `--root`: the prefix of every host path. Unset means /.
 # @param extra_args Options for every hostguard command, e.g. ['--lock-timeout', '120'].
 # @param apply_args Options of `hostguard apply` only, e.g. ['--backup-dir', '/var/backups/hostguard'].
-# @param state_file Where the document is saved on real runs.
+# @param state_file Where the document is saved on real runs: `/etc/hostguard/state.json` under
+#   `root` unless set, never the machine's /etc when `root` is set.
 class hostguard (
   Optional[Hash] $sysctl = undef,
   Optional[Hash] $cgroups = undef,
@@ -32,11 +34,22 @@ class hostguard (
   Optional[String[1]] $root = undef,
   Array[String] $extra_args = [],
   Array[String] $apply_args = [],
-  String[1] $state_file = '/etc/hostguard/state.json',
+  Optional[Pattern[/\A\//]] $state_file = undef,
 ) {
   if $download_url {
     unless $download_sha256 {
       fail('hostguard: download_url needs download_sha256, so an altered binary is never run')
+    }
+    # Puppet's file does not create parents: the binary's directory (/opt/hostguard/bin) is made
+    # here unless the catalog already manages it.
+    $bindir = $binary.regsubst(/\/[^\/]+\z/, '')
+    if $bindir != '' and !defined(File[$bindir]) {
+      exec { "hostguard: mkdir -p ${bindir}":
+        command => ['mkdir', '-p', $bindir],
+        path    => ['/usr/bin', '/bin'],
+        creates => $bindir,
+        before  => File[$binary],
+      }
     }
     file { $binary:
       ensure         => file,

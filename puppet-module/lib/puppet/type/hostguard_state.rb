@@ -2,21 +2,30 @@
 #
 # Before it is evaluated, the resource runs `hostguard plan` and generates one `hostguard_resource`
 # per resource that is not in sync, so Puppet reports (and `--noop` shows) one event per hostguard
-# resource. The first of those to sync runs `hostguard apply` once for the whole document.
+# resource; one the plan already reports `failed` fails, in `--noop` too. The first of those to
+# sync runs `hostguard apply` once for the whole document. Generated titles are scoped to this
+# resource's title, so two documents may name the same hostguard resource.
 
 require_relative '../../puppet_x/hostguard/runner'
 
 Puppet::Type.newtype(:hostguard_state) do
   @doc = <<-DOC
-    Converges the host to a hostguard state document (sysctl, cgroups, iptables, lxc).
+    @summary Converges the host to a hostguard state document (sysctl, cgroups, iptables, lxc).
 
-        hostguard_state { 'host':
-          document => { 'sysctl' => { 'values' => { 'net.ipv4.ip_forward' => 1 } } },
-          binary   => '/usr/local/bin/hostguard',
-        }
+    Drift appears as one `Hostguard_resource[TITLE:ID]` event per hostguard resource; `--noop`
+    shows it without changing anything. hostguard exit codes 1, 4 and 6 fail the resources
+    concerned; a resource the plan already reports `failed` fails in `--noop` too.
 
-    Drift appears as one `Hostguard_resource[ID]` event per hostguard resource; `--noop` shows it
-    without changing anything. hostguard exit codes 1, 4 and 6 fail the resources concerned.
+    @example A document as a hash
+      hostguard_state { 'host':
+        document => { 'sysctl' => { 'values' => { 'net.ipv4.ip_forward' => 1 } } },
+        binary   => '/usr/local/bin/hostguard',
+      }
+
+    @example A document kept as JSON in a module (no parsejson needed)
+      hostguard_state { 'host':
+        document => file('profile/hostguard.json'),
+      }
   DOC
 
   newparam(:name, namevar: true) do
@@ -24,13 +33,13 @@ Puppet::Type.newtype(:hostguard_state) do
   end
 
   newparam(:document) do
-    desc 'The state document as a hash (`version` defaults to 1). hostguard validates it.'
+    desc 'The state document as a hash, or as the JSON text of one (`file(...)`); `version` defaults to 1. hostguard validates the rest.'
     validate do |value|
-      raise ArgumentError, "document must be a hash, not #{value.class}" unless value.is_a?(Hash)
+      PuppetX::Hostguard.document(value)
+    rescue PuppetX::Hostguard::Error => e
+      raise ArgumentError, e.message
     end
-    munge do |value|
-      { 'version' => 1 }.merge(value.reject { |_k, v| v.nil? || v == :undef })
-    end
+    munge { |value| PuppetX::Hostguard.document(value) }
   end
 
   newparam(:binary) do
@@ -56,8 +65,8 @@ Puppet::Type.newtype(:hostguard_state) do
   end
 
   newparam(:state_file) do
-    desc 'Where a real run saves the document before applying it, so `hostguard plan` by hand sees the same. `--noop` never writes it.'
-    defaultto '/etc/hostguard/state.json'
+    desc 'Where a real run saves the document before applying it, so `hostguard plan` by hand sees the same: `/etc/hostguard/state.json` under `root` unless set. `--noop` never writes it.'
+    defaultto { PuppetX::Hostguard.default_state_file(@resource[:root]) }
   end
 
   validate do
@@ -73,22 +82,12 @@ Puppet::Type.newtype(:hostguard_state) do
   end
 
   def eval_generate
+    install = pending_install
+    return [child(install)] if install
     @plan = runner.run('plan', self[:document])
     provider.remember(@plan)
-    return [] unless @plan.ok?
-    @plan.not_in_sync.map do |r|
-      params = {
-        name: r['id'], kind: r['kind'], current: r['current'], desired: r['desired'],
-        value: r['desired'].nil? ? 'in sync' : r['desired'].to_s,
-        diff: r['diff'], plan_message: r['message'], state: title,
-      }.reject { |_k, v| v.nil? || v == [] }
-      # Generated resources inherit no metaparameters: a schedule on hostguard_state must hold
-      # for them too (noop is taken from this resource by hostguard_resource#noop?).
-      [:schedule, :loglevel].each { |m| params[m] = self[m] unless self[m].nil? }
-      child = Puppet::Type.type(:hostguard_resource).new(params)
-      child.parent_state = self
-      child
-    end
+    return [] unless @plan.reported?
+    @plan.not_in_sync.map { |r| child(r) }
   rescue StandardError => e
     # Puppet only logs an exception raised here, and the run would still exit 0: keep it for
     # retrieve, which fails this resource and so the run.
@@ -96,11 +95,42 @@ Puppet::Type.newtype(:hostguard_state) do
     []
   end
 
-  # A plan that failed fails this resource, so the run fails (exit 4 with --detailed-exitcodes).
+  # A plan that could not run fails this resource, so the run fails (exit 4 with
+  # --detailed-exitcodes); resources the plan reports failed fail their own events instead.
   def retrieve
     raise Puppet::Error, @plan_error if @plan_error
-    raise Puppet::Error, @plan.error_message if @plan && !@plan.ok?
+    raise Puppet::Error, @plan.error_message if @plan && !@plan.reported?
     super
+  end
+
+  # In --noop on a node where a `file` in the catalog would first install the binary (the class's
+  # download_url), the plan cannot run yet: one noop event says what would be installed, as
+  # Chef's why-run does, instead of failing on the missing binary.
+  def pending_install
+    return nil unless noop? && !File.executable?(self[:binary].to_s)
+    file = catalog && catalog.resource(:file, self[:binary])
+    source = file && Array(file[:source]).first
+    return nil unless source
+    sha = file[:checksum_value]
+    { 'id' => 'install', 'kind' => 'install', 'current' => nil, 'status' => 'drift',
+      'desired' => "hostguard from #{source}#{sha ? " (sha256 #{sha})" : ''} at #{self[:binary]}, then apply",
+      'message' => 'would install the binary, then apply the document' }
+  end
+
+  # One generated hostguard_resource for a report entry, titled "THIS_TITLE:ID".
+  def child(r)
+    params = {
+      name: "#{title}:#{r['id']}", id: r['id'], kind: r['kind'], status: r['status'],
+      current: r['current'], desired: r['desired'],
+      value: r['desired'].nil? ? 'in sync' : r['desired'].to_s,
+      diff: r['diff'], plan_message: r['message'], state: title,
+    }.reject { |_k, v| v.nil? || v == [] }
+    # Generated resources inherit no metaparameters: a schedule on hostguard_state must hold
+    # for them too (noop is taken from this resource by hostguard_resource#noop?).
+    [:schedule, :loglevel].each { |m| params[m] = self[m] unless self[m].nil? }
+    resource = Puppet::Type.type(:hostguard_resource).new(params)
+    resource.parent_state = self
+    resource
   end
 
   # `hostguard apply` of the whole document, once per run, whichever child syncs first.

@@ -11,6 +11,27 @@ module PuppetX
   module Hostguard
     class Error < StandardError; end
 
+    # The state document from what a manifest gives: a Hash, or the JSON text of one (so
+    # `file('profile/hostguard.json')` works without stdlib's parsejson). `version` defaults to 1;
+    # hostguard validates the rest. Anything else is refused before hostguard runs.
+    def self.document(value)
+      value = parse_json(value) if value.is_a?(String)
+      raise Error, "document must be a hash (or the JSON text of one), not #{value.class}" unless value.is_a?(Hash)
+      { 'version' => 1 }.merge(value.reject { |_k, v| v.nil? || v == :undef })
+    end
+
+    def self.parse_json(text)
+      JSON.parse(text)
+    rescue JSON::ParserError => e
+      raise Error, "document is not valid JSON: #{e.message.lines.first.to_s.strip}"
+    end
+
+    # /etc/hostguard/state.json under the root, so a lab run with a root never writes the
+    # machine's own /etc.
+    def self.default_state_file(root)
+      File.join(root.to_s.empty? ? '/' : root.to_s, 'etc/hostguard/state.json')
+    end
+
     # The outcome of one hostguard command.
     class Result
       attr_reader :command, :exitstatus, :report, :stderr
@@ -38,6 +59,12 @@ module PuppetX
       # 0 and 2 are success; 4, 6 (some changes failed) and 1 (document or host unreadable) are not.
       def ok?
         [0, 2].include?(exitstatus) && !report.nil?
+      end
+
+      # A report whose resources say what happened, failures included (0, 2, 4, 6); exit 1 or no
+      # report means hostguard could not read the document or the host.
+      def reported?
+        [0, 2, 4, 6].include?(exitstatus) && !report.nil?
       end
 
       # What to tell the user when the run did not succeed: hostguard's own words.
