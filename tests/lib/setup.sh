@@ -5,7 +5,8 @@ set -euo pipefail
 
 PACKAGES=(iptables nftables iproute2 lxc busybox-static uidmap ruby puppet puppetserver prometheus prometheus-node-exporter
           openssl cpio xz-utils kmod curl python3-venv debootstrap
-          python3-jsonschema strace lintian)
+          python3-jsonschema strace lintian
+          ruby-rspec-puppet ruby-puppetlabs-spec-helper puppet-strings puppet-lint ruby-mixlib-shellout)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
