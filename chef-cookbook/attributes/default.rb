@@ -12,4 +12,5 @@ default['hostguard']['download_sha256'] = nil
 default['hostguard']['root'] = nil
 default['hostguard']['extra_args'] = []   # every command: %w(--lock-timeout 120)
 default['hostguard']['apply_args'] = []   # apply only: %w(--backup-dir /var/backups/hostguard)
-default['hostguard']['state_file'] = '/etc/hostguard/state.json'
+default['hostguard']['state_file'] = nil    # /etc/hostguard/state.json under root
+default['hostguard']['timeout'] = nil       # seconds per hostguard command (900)

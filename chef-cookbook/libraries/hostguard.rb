@@ -4,20 +4,44 @@
 #
 # No value is compared here: hostguard decides what drifts; exit codes decide success
 # (0 in sync, 2 drift/changed, 4 failed, 6 changed and failed, 1 unreadable document or host).
+#
+# The binary runs through Chef's own shell_out! (Chef::Mixin::ShellOut, so Chef's debug log shows
+# the command) with a timeout; outside a Chef run (this library's tests) through Mixlib::ShellOut,
+# which Chef's helper wraps, with the same options and the same timeout error.
 
 require 'json'
-require 'open3'
 require 'fileutils'
+begin
+  require 'chef/mixin/shell_out'
+rescue LoadError
+  require 'mixlib/shellout'
+end
 
 module Hostguard
   class Error < StandardError; end
 
   SECTIONS = %w(sysctl cgroups iptables lxc).freeze
+  SHA256 = /\A[0-9a-fA-F]{64}\z/.freeze
+  # Every exit code hostguard gives; the Result says which of them fail the run.
+  EXIT_CODES = [0, 1, 2, 4, 6].freeze
+  DEFAULT_TIMEOUT = 900
+
+  # /etc/hostguard/state.json under the root, so a lab run with a root never writes the
+  # machine's own /etc.
+  def self.default_state_file(root)
+    File.join(root.to_s.empty? ? '/' : root.to_s, 'etc/hostguard/state.json')
+  end
+
+  # Refuses a download checksum that cannot be a SHA-256, before anything is downloaded.
+  def self.check_sha256!(value)
+    raise Error, "hostguard: download_sha256 must be 64 hexadecimal digits, not #{value.inspect}" unless value.to_s.match?(SHA256)
+    value
+  end
 
   # The state document from attributes (a Hash or a Chef attribute Mash): string keys, sections
   # left unset or empty are not managed, `version` defaults to 1. hostguard validates the rest.
   def self.document(attrs)
-    doc = plain(attrs || {})
+    doc = plain(attrs.nil? ? {} : attrs)
     raise Error, "hostguard: the document must be a hash, not #{doc.class}" unless doc.is_a?(Hash)
     doc = doc.reject { |k, v| SECTIONS.include?(k) && (v.nil? || v == {}) }
     { 'version' => 1 }.merge(doc)
@@ -65,9 +89,15 @@ module Hostguard
       [0, 2].include?(exitstatus) && !report.nil?
     end
 
-    # One line per resource not in sync, for converge_by: why-run prints them as "Would ...".
+    # A report whose resources say what happened, failures included (0, 2, 4, 6).
+    def reported?
+      [0, 2, 4, 6].include?(exitstatus) && !report.nil?
+    end
+
+    # One line per resource that drifts (plan) or changed (apply), for converge_by: why-run
+    # prints them as "Would ...". Failed ones are in error_message instead.
     def descriptions
-      not_in_sync.map { |r| Hostguard.describe(r) }
+      not_in_sync.reject { |r| r['status'] == 'failed' }.map { |r| Hostguard.describe(r) }
     end
 
     # hostguard's own words for a run that did not succeed.
@@ -103,10 +133,13 @@ module Hostguard
   class Runner
     attr_reader :binary
 
-    def initialize(binary:, root: nil, extra_args: [])
+    # `logger` gets one debug line per command (Chef passes its own; the tests a StringIO one).
+    def initialize(binary:, root: nil, extra_args: [], timeout: DEFAULT_TIMEOUT, logger: nil)
       @binary = binary
       @root = root
       @extra_args = Array(extra_args).map(&:to_s)
+      @timeout = timeout
+      @logger = logger
     end
 
     def argv(command, state, command_args = [])
@@ -143,9 +176,9 @@ module Hostguard
     end
 
     def version
-      out, _err, status = Open3.capture3(@binary, '--version')
-      status.success? ? out.strip.sub(/\Ahostguard\s+/, '') : nil
-    rescue SystemCallError
+      cmd = shell_out!([@binary, '--version'], nil)
+      cmd.exitstatus.zero? ? cmd.stdout.strip.sub(/\Ahostguard\s+/, '') : nil
+    rescue Error
       nil
     end
 
@@ -156,13 +189,33 @@ module Hostguard
     end
 
     def execute(command, args, stdin)
-      out, err, status = Open3.capture3(*args, stdin_data: stdin.to_s)
+      cmd = shell_out!(args, stdin)
+      out = cmd.stdout
       report = begin
         out.strip.empty? ? nil : JSON.parse(out)
       rescue JSON::ParserError
         nil
       end
-      Result.new(command, status.exitstatus, report, err)
+      Result.new(command, cmd.exitstatus, report, cmd.stderr)
+    end
+
+    # Chef's shell_out! when running under Chef, Mixlib::ShellOut otherwise: argv (no shell),
+    # the document on standard input, every hostguard exit code accepted (the Result judges
+    # them), and a timeout, so a hung iptables cannot hang the Chef run.
+    def shell_out!(args, stdin)
+      @logger&.debug("hostguard: running #{args.join(' ')} (timeout #{@timeout} s)")
+      opts = { input: stdin.to_s, timeout: @timeout, returns: EXIT_CODES + [127] }
+      cmd = if defined?(Chef::Mixin::ShellOut)
+              Class.new { include Chef::Mixin::ShellOut }.new.shell_out!(*args, **opts)
+            else
+              Mixlib::ShellOut.new(*args, **opts).tap(&:run_command).tap(&:error!)
+            end
+      raise Error, "cannot run hostguard binary #{@binary}: exit 127" if cmd.exitstatus == 127
+      cmd
+    rescue Mixlib::ShellOut::CommandTimeout
+      raise Error, "hostguard #{args[1]} did not finish within #{@timeout} s (#{args.join(' ')}); a hung iptables or lock holder?"
+    rescue Mixlib::ShellOut::ShellCommandFailed => e
+      raise Error, "hostguard #{args[1]}: #{e.message.lines.first.to_s.strip}"
     rescue SystemCallError => e
       raise Error, "cannot run hostguard binary #{@binary}: #{e.message}"
     end

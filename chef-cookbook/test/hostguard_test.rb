@@ -6,6 +6,8 @@
 require 'minitest/autorun'
 require 'json'
 require 'fileutils'
+require 'logger'
+require 'stringio'
 require_relative '../libraries/hostguard'
 
 %w(HOSTGUARD HG_ROOT HG_TMP HG_AUDIT_ROOT).each do |v|
@@ -164,6 +166,60 @@ class HostguardLibraryTest < Minitest::Test
     assert(kept.any? { |f| File.read(f).include?('net.ipv4.ip_default_ttl = 61') }, kept.inspect)
   ensure
     FileUtils.rm_rf(backups)
+  end
+
+  def test_a_hung_binary_fails_within_the_timeout_and_names_the_command
+    hung = File.join(TMP, 'hung-hostguard')
+    File.write(hung, "#!/bin/sh\nsleep 60\n")
+    File.chmod(0o755, hung)
+    started = Time.now
+    err = assert_raises(Hostguard::Error) { Hostguard::Runner.new(binary: hung, timeout: 1).plan(document) }
+    assert_operator Time.now - started, :<, 15
+    assert_match(/hostguard plan did not finish within 1 s \(#{Regexp.escape(hung)} plan --format json -\)/, err.message)
+  ensure
+    FileUtils.rm_f(hung)
+  end
+
+  def test_each_command_is_logged_at_debug_level
+    log = StringIO.new
+    runner(logger: Logger.new(log, level: :debug)).plan(document)
+    assert_match(/DEBUG.*hostguard: running #{Regexp.escape(ENV['HOSTGUARD'])} plan --format json --root #{Regexp.escape(ROOT)} - \(timeout 900 s\)/, log.string)
+  end
+
+  def test_a_plan_that_knows_a_change_will_fail_is_reported_but_not_ok
+    result = runner.plan(document('net.ipv4.ip_default_ttl' => 61, 'net.ipv4.hostguard_no_such_key' => 1))
+    assert_equal 6, result.exitstatus
+    assert result.reported?
+    refute result.ok?
+    assert(result.descriptions.any? { |d| d.start_with?('set sysctl/net.ipv4.ip_default_ttl from 64 to 61') }, result.descriptions.inspect)
+    refute(result.descriptions.any? { |d| d.include?('hostguard_no_such_key') }, result.descriptions.inspect)
+    assert_match(/hostguard plan exited 6: sysctl\/net.ipv4.hostguard_no_such_key: .*does not exist/, result.error_message)
+    assert_equal '64', sysctl('net.ipv4.ip_default_ttl')
+  end
+
+  def test_exit_6_still_describes_what_changed
+    result = runner.apply(document('net.ipv4.ip_default_ttl' => 61, 'net.ipv4.hostguard_no_such_key' => 1))
+    assert_equal 6, result.exitstatus
+    assert result.reported?
+    assert(result.descriptions.any? { |d| d.start_with?('set sysctl/net.ipv4.ip_default_ttl from 64 to 61') }, result.descriptions.inspect)
+    refute(result.descriptions.any? { |d| d.include?('hostguard_no_such_key') }, result.descriptions.inspect)
+  end
+
+  def test_state_file_defaults_under_root
+    assert_equal '/etc/hostguard/state.json', Hostguard.default_state_file(nil)
+    assert_equal '/srv/lab/etc/hostguard/state.json', Hostguard.default_state_file('/srv/lab')
+  end
+
+  def test_a_document_that_is_not_a_hash_is_refused_before_hostguard_runs
+    err = assert_raises(Hostguard::Error) { Hostguard.document([1, 2]) }
+    assert_equal 'hostguard: the document must be a hash, not Array', err.message
+  end
+
+  def test_a_download_sha256_that_is_not_64_hex_digits_is_refused
+    assert_equal 'ab' * 32, Hostguard.check_sha256!('ab' * 32)
+    err = assert_raises(Hostguard::Error) { Hostguard.check_sha256!('abc') }
+    assert_equal 'hostguard: download_sha256 must be 64 hexadecimal digits, not "abc"', err.message
+    assert_raises(Hostguard::Error) { Hostguard.check_sha256!('g' * 64) }
   end
 
   def test_version
