@@ -122,8 +122,13 @@ pub fn show(host: &Host, opts: &Options, show: &ShowOptions) -> Result<serde_jso
     if let Some(c) = cgroup::show(&ctx, &show.cgroup_prefixes)? {
         doc.insert("cgroups".into(), c);
     }
+    let mut iptables_nft = Vec::new();
     if let Some(i) = iptables::show(&ctx)? {
+        iptables_nft = iptables::shown_nft_tables(&ctx, &i);
         doc.insert("iptables".into(), i);
+    }
+    if let Some(n) = crate::nftables::show::show(&ctx, &iptables_nft)? {
+        doc.insert("nftables".into(), n);
     }
     if let Some(l) = lxc::show(&ctx, show.lxcpath.as_deref())? {
         doc.insert("lxc".into(), l);

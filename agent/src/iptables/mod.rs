@@ -645,6 +645,21 @@ pub fn show(ctx: &Ctx) -> Result<Option<serde_json::Value>> {
     Ok(Some(doc.into()))
 }
 
+/// The nftables tables that `show`'s `iptables` section already prints: with the nf_tables
+/// backend, iptables-nft keeps each iptables table as an nft table of the same name (`ip filter`,
+/// `ip6 nat`), which the `nftables` section then leaves out rather than print twice.
+pub fn shown_nft_tables(ctx: &Ctx, shown: &serde_json::Value) -> Vec<(String, String)> {
+    if shown["backend"] == "legacy" || Tools::resolve(ctx.host, Backend::Auto).map_or(true, |t| t.label != "nf_tables") {
+        return Vec::new();
+    }
+    [(Family::V4, "ip"), (Family::V6, "ip6")]
+        .into_iter()
+        .flat_map(|(family, nft)| {
+            shown[family.key()].as_object().into_iter().flat_map(|m| m.keys()).map(move |t| (nft.to_string(), t.clone()))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,7 @@ pub mod canon;
 pub mod diff;
 pub mod listing;
 pub mod render;
+pub mod show;
 
 use std::sync::Arc;
 

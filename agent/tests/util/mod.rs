@@ -167,6 +167,33 @@ impl Netns {
         run_with(&self.prefix(), args, None, &[])
     }
 
+    /// Run a command in the namespace, stdin given; panics when it cannot start.
+    pub fn run(&self, argv: &[&str], stdin: Option<&[u8]>) -> std::process::Output {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name]).args(argv).env_remove("SSH_CONNECTION");
+        c.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+        if let Some(input) = stdin {
+            child.stdin.take().unwrap().write_all(input).unwrap();
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    /// Run a command in the namespace that must succeed; its stdout.
+    #[track_caller]
+    pub fn ok(&self, argv: &[&str]) -> String {
+        let o = self.run(argv, None);
+        assert!(o.status.success(), "{argv:?} failed: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    /// `nft -f -` of a script in the namespace (what an operator or a neighbour would write).
+    #[track_caller]
+    pub fn nft(&self, script: &str) {
+        let o = self.run(&["nft", "-f", "-"], Some(script.as_bytes()));
+        assert!(o.status.success(), "nft -f failed: {}\n{script}", String::from_utf8_lossy(&o.stderr));
+    }
+
     /// Read a file as seen from inside the namespace (`/proc/sys/net/...`).
     pub fn cat(&self, path: &str) -> String {
         let out = Command::new("ip").args(["netns", "exec", &self.name, "cat", path]).output().unwrap();
