@@ -163,6 +163,11 @@ pub struct ApplyArgs {
     /// Restore the previous firewall rules unless `hostguard confirm` runs within SECONDS.
     #[arg(long, value_name = "SECONDS")]
     pub confirm: Option<u64>,
+    /// With --confirm: probe TARGET (HOST:PORT by TCP connect, or an https:// URL answered 2xx,
+    /// checked with --ca-file) after the change, a few tries within SECONDS; keep the change on
+    /// the first answer, roll back this apply's own edits when none comes (exit 4 or 6).
+    #[arg(long, value_name = "TARGET", requires = "confirm")]
+    pub confirm_probe: Option<String>,
     /// Apply even a ruleset that would drop the SSH session this runs from.
     #[arg(long)]
     pub force: bool,
@@ -274,9 +279,15 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         }
         Cmd::Plan(args) => converge(g, args, Options { ..options(g) }, None, Command::Plan),
         Cmd::Apply(a) => {
+            let fetch = &a.run.source.fetch;
+            let confirm_probe = match &a.confirm_probe {
+                Some(t) => Some(crate::probe::Probe::new(t, fetch.ca_file.clone(), fetch.allow_insecure_http)?),
+                None => None,
+            };
             let opts = Options {
                 force: a.force,
                 confirm: a.confirm,
+                confirm_probe,
                 ..options(g)
             };
             converge(g, &a.run, opts, a.backup_dir.clone(), Command::Apply)

@@ -20,6 +20,8 @@ pub struct Options {
     pub force: bool,
     /// `apply --confirm SECONDS`: roll firewall changes back unless `hostguard confirm` runs.
     pub confirm: Option<u64>,
+    /// `--confirm-probe TARGET`: confirm by itself when TARGET answers after the change.
+    pub confirm_probe: Option<crate::probe::Probe>,
     /// How long to wait for another run's lock.
     pub lock_timeout: Duration,
 }

@@ -14,6 +14,7 @@ pub mod lxc;
 pub mod man;
 pub mod metrics;
 pub mod nftables;
+pub mod probe;
 pub mod report;
 pub mod source;
 pub mod state;

@@ -755,3 +755,159 @@ fn a_neighbour_changing_the_chain_during_applies_loses_no_rule() {
         ns.plan(&variants[1]).expect(0, b);
     }
 }
+
+/// A second namespace joined to `ns` by a veth pair (`ns` 10.77.0.1, far 10.77.0.2), serving
+/// plain TCP on 8140 and HTTPS (python3's http.server over ssl, a certificate for 10.77.0.2 signed
+/// by a CA made here) on 8443. Killed and deleted on drop.
+struct Far {
+    far: Netns,
+    servers: Vec<std::process::Child>,
+    ca: String,
+}
+
+impl Far {
+    fn new(ns: &Netns) -> Far {
+        let far = Netns::new();
+        let (a, b) = (format!("v{}", &ns.name[7..]), format!("w{}", &ns.name[7..]));
+        let o = Command::new("ip").args(["link", "add", &a, "netns", &ns.name, "type", "veth", "peer", "name", &b, "netns", &far.name]).output().unwrap();
+        assert!(o.status.success(), "veth: {}", String::from_utf8_lossy(&o.stderr));
+        for (n, dev, addr) in [(ns, &a, "10.77.0.1/24"), (&far, &b, "10.77.0.2/24")] {
+            n.ok(&["ip", "addr", "add", addr, "dev", dev]);
+            n.ok(&["ip", "link", "set", dev, "up"]);
+            n.ok(&["ip", "link", "set", "lo", "up"]);
+        }
+        let dir = far.root.path().to_str().unwrap().to_string();
+        let ossl = |args: &[&str]| {
+            let o = Command::new("openssl").args(args).current_dir(&dir).output().expect("openssl");
+            assert!(o.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        };
+        ossl(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=hostguard probe test CA"]);
+        ossl(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=10.77.0.2"]);
+        std::fs::write(far.root.path().join("san.ext"), "subjectAltName=IP:10.77.0.2\nbasicConstraints=CA:FALSE\n").unwrap();
+        ossl(&["x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "leaf.pem", "-days", "2", "-extfile", "san.ext"]);
+        let https = "import http.server, ssl\n\
+            s = http.server.HTTPServer(('10.77.0.2', 8443), http.server.SimpleHTTPRequestHandler)\n\
+            c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); c.load_cert_chain('leaf.pem', 'leaf.key')\n\
+            s.socket = c.wrap_socket(s.socket, server_side=True)\n\
+            s.serve_forever()\n";
+        let spawn = |argv: &[&str]| far.cmd(argv).current_dir(&dir).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let servers = vec![
+            spawn(&["/usr/bin/python3", "-m", "http.server", "--bind", "10.77.0.2", "8140"]),
+            spawn(&["/usr/bin/python3", "-c", https]),
+        ];
+        let ca = format!("{dir}/ca.pem");
+        let f = Far { far, servers, ca };
+        // Both listen before the test starts.
+        wait_for(Duration::from_secs(10), || {
+            ["10.77.0.2:8140", "10.77.0.2:8443"].iter().all(|t| ns.run(&["/usr/bin/python3", "-c", &format!("import socket; socket.create_connection(('{}', {}), 1)", &t[..9], &t[10..])]).status.success())
+        });
+        f
+    }
+}
+
+impl Drop for Far {
+    fn drop(&mut self) {
+        for s in &mut self.servers {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+        let _ = &self.far;
+    }
+}
+
+/// INPUT with policy DROP: `keep` accepts the replies of connections this host opens (the
+/// probe's), `cut` does not.
+fn input_doc(b: &str, keep: bool) -> Value {
+    let mut rules = vec!["-i lo -j ACCEPT", "-p tcp --dport 22 -j ACCEPT"];
+    if keep {
+        rules.insert(0, "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT");
+    }
+    json!({ "version": 1, "iptables": { "backend": b, "ipv4": { "filter": { "INPUT": { "policy": "DROP", "rules": rules } } } } })
+}
+
+fn message(r: &Run, id: &str) -> String {
+    r.resource(id)["message"].as_str().unwrap_or_default().to_string()
+}
+
+/// `apply --confirm S --confirm-probe TARGET`: rules that cut the path to TARGET are rolled back
+/// by themselves (exit 4, the chain failed, the rules as before, nothing left to confirm); rules
+/// that keep it are confirmed by themselves and stay after the window.
+#[test]
+fn confirm_probe_rolls_back_a_change_that_cuts_the_path_and_keeps_one_that_does_not() {
+    const ID: &str = "iptables/ipv4/filter/INPUT";
+    for b in BACKENDS {
+        let ns = Netns::new();
+        let _far = Far::new(&ns);
+        ipt(&ns, b, false, &["-A", "INPUT", "-s", "192.0.2.9", "-j", "DROP"]);
+        let before = save(&ns, b, false, "filter");
+
+        let cut = ns.hostguard(&["apply", "--confirm", "4", "--confirm-probe", "10.77.0.2:8140"], &input_doc(b, false), &[]);
+        cut.expect(4, b);
+        let m = message(&cut, ID);
+        assert_eq!(cut.resource(ID)["status"], "failed", "{b}: {m}");
+        assert!(m.contains("rolled back") && m.contains("10.77.0.2:8140") && m.contains("timed out"), "{b}: {m}");
+        assert_eq!(save(&ns, b, false, "filter"), before, "{b}: the rules that cut the path are still there");
+        assert_eq!(ns.bare(&["confirm"]).code, 1, "{b}: confirm after the probe's rollback");
+        ns.plan(&input_doc(b, false)).expect(2, b);
+
+        let keep = ns.hostguard(&["apply", "--confirm", "4", "--confirm-probe", "10.77.0.2:8140"], &input_doc(b, true), &[]);
+        keep.expect(2, b);
+        let m = message(&keep, ID);
+        assert!(m.contains("kept: TCP connect to 10.77.0.2:8140"), "{b}: {m}");
+        // The watchdog's window passes: nothing is rolled back, nothing waits for a confirm.
+        std::thread::sleep(Duration::from_secs(6));
+        ns.plan(&input_doc(b, true)).expect(0, b);
+        assert!(save(&ns, b, false, "filter").contains("-A INPUT -s 192.0.2.9/32 -j DROP"), "{b}: a rule not hostguard's was lost");
+        let late = ns.bare(&["confirm"]);
+        assert_eq!(late.code, 1, "{b}: nothing should wait for a confirm: {}", late.stderr);
+        // Another apply is not refused as "waiting for confirm".
+        ns.apply(&input_doc(b, true)).expect(0, b);
+    }
+}
+
+/// An https:// probe target, served by a real HTTPS server beyond the veth: answered 2xx with the
+/// CA given by --ca-file → kept; the same server without that CA fails the certificate check →
+/// rolled back; a closed port fails fast (connection refused) and is rolled back too.
+#[test]
+fn confirm_probe_over_https_checks_the_server_with_the_ca_file() {
+    const ID: &str = "iptables/ipv4/filter/INPUT";
+    let b = "nft";
+    let ns = Netns::new();
+    let far = Far::new(&ns);
+    let before = save(&ns, b, false, "filter");
+    let url = "https://10.77.0.2:8443/";
+    let untrusted = ns.hostguard(&["apply", "--confirm", "3", "--confirm-probe", url], &input_doc(b, true), &[]);
+    untrusted.expect(4, "without the CA");
+    let m = message(&untrusted, ID);
+    assert!(m.contains("rolled back") && m.to_lowercase().contains("certificate"), "{m}");
+    assert_eq!(save(&ns, b, false, "filter"), before);
+
+    let refused = ns.hostguard(&["apply", "--confirm", "3", "--confirm-probe", "10.77.0.2:9"], &input_doc(b, true), &[]);
+    refused.expect(4, "closed port");
+    assert!(message(&refused, ID).contains("refused"), "{}", message(&refused, ID));
+    assert_eq!(save(&ns, b, false, "filter"), before);
+
+    let kept = ns.hostguard(&["apply", "--confirm", "5", "--confirm-probe", url, "--ca-file", &far.ca], &input_doc(b, true), &[]);
+    kept.expect(2, "with the CA");
+    assert!(message(&kept, ID).contains("answered 200"), "{}", message(&kept, ID));
+    std::thread::sleep(Duration::from_secs(6));
+    ns.plan(&input_doc(b, true)).expect(0, "kept after the window");
+}
+
+/// A probe target that is not HOST:PORT or https:// is refused before anything is touched, and
+/// --confirm-probe needs --confirm.
+#[test]
+fn a_bad_confirm_probe_is_refused_before_touching_anything() {
+    let ns = Netns::new();
+    let before = save(&ns, "nft", false, "filter");
+    for (args, needle) in [
+        (vec!["apply", "--confirm", "5", "--confirm-probe", "salt"], "HOST:PORT"),
+        (vec!["apply", "--confirm", "5", "--confirm-probe", "http://10.0.0.1/"], "http://"),
+        (vec!["apply", "--confirm-probe", "salt:4506"], "--confirm"),
+    ] {
+        let r = ns.hostguard(&args, &input_doc("nft", true), &[]);
+        assert_eq!(r.code, 1, "{args:?}: {r:?}");
+        assert!(r.stderr.contains(needle), "{args:?}: {}", r.stderr);
+        assert_eq!(save(&ns, "nft", false, "filter"), before, "{args:?} touched the firewall");
+    }
+}

@@ -25,6 +25,23 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt_install "${missing[@]}"
 fi
 
+# fail2ban and ufw for tests/system/neighbours, which runs them only inside namespaces of its own.
+# Installing must not start fail2ban on the machine (its sshd jail would ban on the machine's own
+# firewall): services are kept from starting by a policy-rc.d while they install.
+neighbours=()
+for p in fail2ban ufw; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || neighbours+=("$p")
+done
+if [ ${#neighbours[@]} -gt 0 ]; then
+  echo "setup: installing ${neighbours[*]} (services not started)"
+  own_policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; own_policy=1
+  fi
+  apt_install "${neighbours[@]}" || { [ -z "$own_policy" ] || rm -f /usr/sbin/policy-rc.d; exit 1; }
+  [ -z "$own_policy" ] || rm -f /usr/sbin/policy-rc.d
+fi
+
 # qemu for the cgroup v2 kernel: this image ships qemu-utils from bookworm-backports, which
 # conflicts with bookworm's own qemu-system-common, so take qemu-system-x86 from the same suite.
 if ! command -v qemu-system-x86_64 >/dev/null; then

@@ -8,14 +8,21 @@
 //! `rolling-back.json` and undoes only this apply's edits, on the rules as they are then
 //! (`undo::render`). `hostguard confirm` renames `pending.json` to `confirmed.json`. Only one rename can succeed, so a confirm that races the
 //! deadline either keeps the rules or reports that they were rolled back, never both.
+//!
+//! With `--confirm-probe TARGET` (`crate::probe`) the apply itself, still holding the run lock,
+//! probes TARGET until SECONDS have passed: the first answer confirms, no answer rolls back
+//! there and then, and the report says which (a rolled-back chain is `failed`). The watchdog stays
+//! the safety net: should the apply die before it decided, the watchdog, once it has the lock,
+//! probes for SECONDS itself and confirms or rolls back the same way.
 
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, HostError, Result};
 use crate::host::Host;
 
 use super::undo::{self, TableUndo};
+use crate::probe::Probe;
 
 pub const DIR: &str = "/run/hostguard/confirm";
 const PENDING: &str = "pending.json";
@@ -33,6 +40,9 @@ struct Pending {
     tables: Vec<TableUndo>,
     #[serde(default)]
     result: Vec<String>,
+    /// `--confirm-probe`: confirm by itself when this answers.
+    #[serde(default)]
+    probe: Option<Probe>,
 }
 
 fn path(host: &Host, name: &str) -> PathBuf {
@@ -57,11 +67,11 @@ pub fn refuse_if_pending(host: &Host) -> Result<()> {
 }
 
 /// Record what to restore. Called before the change is made.
-pub fn arm(host: &Host, seconds: u64, tables: &[TableUndo]) -> Result<(), HostError> {
+pub fn arm(host: &Host, seconds: u64, tables: &[TableUndo], probe: Option<&Probe>) -> Result<(), HostError> {
     for stale in [CONFIRMED, ROLLED] {
         let _ = std::fs::remove_file(path(host, stale));
     }
-    let p = Pending { seconds, armed_at: now(), tables: tables.to_vec(), result: Vec::new() };
+    let p = Pending { seconds, armed_at: now(), tables: tables.to_vec(), result: Vec::new(), probe: probe.cloned() };
     let json = serde_json::to_vec_pretty(&p).expect("serialises");
     host.write_file(format!("{DIR}/{PENDING}"), &json)?;
     Ok(())
@@ -109,14 +119,56 @@ pub fn watchdog(host: &Host) -> Result<i32> {
     unsafe {
         libc::signal(libc::SIGHUP, libc::SIG_IGN);
     }
-    let seconds = match read(host, PENDING) {
-        Some(p) => p.seconds,
-        None => return Ok(0),
-    };
+    if read(host, PENDING).is_none() {
+        return Ok(0);
+    }
     // The apply holds the run lock until it has finished: the countdown starts after it.
-    drop(host.lock(LOCK_WAIT)?);
-    std::thread::sleep(Duration::from_secs(seconds));
+    let lock = host.lock(LOCK_WAIT)?;
+    // Read again: an apply with --confirm-probe has usually decided by now.
+    let Some(p) = read(host, PENDING) else { return Ok(0) };
+    let deadline = Instant::now() + Duration::from_secs(p.seconds);
+    if let Some(probe) = &p.probe {
+        // The apply died before its probe decided: decide here, holding the lock.
+        return Ok(match settle_held(host, probe, deadline)? {
+            Settled::Kept(_) => 0,
+            Settled::RolledBack { failed, .. } => i32::from(failed) * 4,
+        });
+    }
+    drop(lock);
+    std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
     rollback_now(host)
+}
+
+/// How a `--confirm-probe` apply ended.
+#[derive(Debug)]
+pub enum Settled {
+    /// The probe answered: confirmed. The message says what answered.
+    Kept(String),
+    /// It did not: rolled back. `why` is the probe's last failure, `lines` what the rollback did.
+    RolledBack { why: String, lines: Vec<String>, failed: bool },
+}
+
+/// Probe until `deadline`, then confirm or roll back. The caller holds the run lock.
+pub fn settle_held(host: &Host, probe: &Probe, deadline: Instant) -> Result<Settled> {
+    match probe.until(deadline) {
+        Ok(what) => {
+            if std::fs::rename(path(host, PENDING), path(host, CONFIRMED)).is_ok() {
+                if let Some(mut p) = read(host, CONFIRMED) {
+                    p.result.push(format!("confirmed by --confirm-probe {} at {}: {what}", probe.target, now()));
+                    let _ = host.write_file(format!("{DIR}/{CONFIRMED}"), &serde_json::to_vec_pretty(&p).expect("serialises"));
+                }
+            }
+            Ok(Settled::Kept(what))
+        }
+        Err(why) => {
+            if std::fs::rename(path(host, PENDING), path(host, ROLLING)).is_err() {
+                // `hostguard confirm` cannot run while we hold the lock; nothing was pending.
+                return Ok(Settled::Kept(format!("confirmed meanwhile (the probe failed: {why})")));
+            }
+            let (lines, failed) = rollback_held(host, Some(format!("--confirm-probe {}: {why}", probe.target)))?;
+            Ok(Settled::RolledBack { why, lines, failed })
+        }
+    }
 }
 
 /// Roll back now unless confirmed; exit code 0 when rolled back or nothing was pending.
@@ -126,8 +178,17 @@ fn rollback_now(host: &Host) -> Result<i32> {
         return Ok(0); // confirmed (or never armed)
     }
     let _lock = host.lock(LOCK_WAIT)?;
+    let (_, failed) = rollback_held(host, None)?;
+    Ok(if failed { 4 } else { 0 })
+}
+
+/// Undo what `rolling-back.json` records; the caller renamed it there and holds the run lock.
+/// Returns one line per table and whether any table failed.
+fn rollback_held(host: &Host, why: Option<String>) -> Result<(Vec<String>, bool)> {
     let mut p = read(host, ROLLING).ok_or_else(|| Error::Load("the rollback record is unreadable".into()))?;
+    p.result.extend(why);
     let mut failed = false;
+    let mut lines = Vec::new();
     for t in &p.tables {
         let line = match undo::rollback(host, t) {
             Ok(line) => line,
@@ -136,12 +197,13 @@ fn rollback_now(host: &Host) -> Result<i32> {
                 format!("FAILED to roll back the {} {} table: {e}", t.family.key(), t.table)
             }
         };
+        lines.push(line.clone());
         p.result.push(line);
     }
     p.result.push(format!("rolled back at {}", now()));
     host.write_file(format!("{DIR}/{ROLLED}"), &serde_json::to_vec_pretty(&p).expect("serialises"))?;
     let _ = std::fs::remove_file(path(host, ROLLING));
-    Ok(if failed { 4 } else { 0 })
+    Ok((lines, failed))
 }
 
 fn read(host: &Host, name: &str) -> Option<Pending> {

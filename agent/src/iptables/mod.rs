@@ -550,14 +550,17 @@ impl Resources for Plan {
         if let Some(secs) = armed_for {
             // The watchdog starts before the change: it waits for this run's lock, so even a
             // run killed half-way is rolled back.
-            let armed = confirm::arm(ctx.host, secs, &records).and_then(|()| {
+            let armed = confirm::arm(ctx.host, secs, &records, ctx.opts.confirm_probe.as_ref()).and_then(|()| {
                 confirm::start_watchdog(ctx.host).inspect_err(|_| {
                     let _ = confirm::disarm(ctx.host);
                 })
             });
             match armed {
                 Ok(()) => {
-                    note = format!("; rolled back in {secs}s unless `hostguard confirm` runs");
+                    note = match &ctx.opts.confirm_probe {
+                        Some(p) => format!("; kept only if --confirm-probe {} answers within {secs}s", p.target),
+                        None => format!("; rolled back in {secs}s unless `hostguard confirm` runs"),
+                    };
                 }
                 Err(e) => {
                     // Without a working rollback, a confirm-guarded change is not made at all.
@@ -594,8 +597,25 @@ impl Resources for Plan {
         if armed_for.is_some() && out.iter().all(|r| r.status != Status::Changed) {
             // Nothing took: there is nothing to roll back.
             let _ = confirm::disarm(ctx.host);
+        } else if let (Some(secs), Some(probe)) = (armed_for, &ctx.opts.confirm_probe) {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+            settle(&mut out, confirm::settle_held(ctx.host, probe, deadline));
         }
         out
+    }
+}
+
+/// Put what `--confirm-probe` decided into the report: a kept change stays `changed`, a
+/// rolled-back one is `failed` (the document's rules are not in place).
+fn settle(out: &mut [ResourceReport], settled: Result<confirm::Settled>) {
+    for r in out.iter_mut().filter(|r| r.status == Status::Changed) {
+        *r = match &settled {
+            Ok(confirm::Settled::Kept(what)) => r.after(Status::Changed, format!("{}; kept: {what}", r.message)),
+            Ok(confirm::Settled::RolledBack { why, lines, .. }) => {
+                r.after(Status::Failed, format!("{}; rolled back: {why} ({})", r.message, lines.join("; ")))
+            }
+            Err(e) => r.after(Status::Failed, format!("{}; the --confirm-probe decision failed: {e}", r.message)),
+        };
     }
 }
 
