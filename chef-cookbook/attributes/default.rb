@@ -3,6 +3,7 @@
 default['hostguard']['document']['sysctl'] = {}
 default['hostguard']['document']['cgroups'] = {}
 default['hostguard']['document']['iptables'] = {}
+default['hostguard']['document']['nftables'] = {}
 default['hostguard']['document']['lxc'] = {}
 
 default['hostguard']['binary'] = '/usr/local/bin/hostguard'

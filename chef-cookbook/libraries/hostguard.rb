@@ -20,7 +20,7 @@ end
 module Hostguard
   class Error < StandardError; end
 
-  SECTIONS = %w(sysctl cgroups iptables lxc).freeze
+  SECTIONS = %w(sysctl cgroups iptables nftables lxc).freeze
   SHA256 = /\A[0-9a-fA-F]{64}\z/.freeze
   # Every exit code hostguard gives; the Result says which of them fail the run.
   EXIT_CODES = [0, 1, 2, 4, 6].freeze

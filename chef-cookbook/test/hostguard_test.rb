@@ -45,7 +45,7 @@ class HostguardLibraryTest < Minitest::Test
 
   def attributes(values)
     # Shaped like node attributes: symbol and string keys, unset sections.
-    { sysctl: { 'persist' => PERSIST, values: values }, 'cgroups' => {}, iptables: nil }
+    { sysctl: { 'persist' => PERSIST, values: values }, 'cgroups' => {}, iptables: nil, 'nftables' => {} }
   end
 
   def document(values = { 'net.ipv4.ip_forward' => 1, 'net.ipv4.ip_default_ttl' => 61 })

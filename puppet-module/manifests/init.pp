@@ -1,4 +1,4 @@
-# @summary Converges the host with hostguard: sysctl, cgroups, iptables and LXC from class parameters.
+# @summary Converges the host with hostguard: sysctl, cgroups, iptables, nftables and LXC from class parameters.
 #
 # Each section parameter is that section of the hostguard state document (SPEC section 3), as a
 # hash; unset sections are not managed. Drift shows as one Hostguard_resource event per hostguard
@@ -13,6 +13,7 @@
 # @param sysctl The `sysctl` section.
 # @param cgroups The `cgroups` section.
 # @param iptables The `iptables` section.
+# @param nftables The `nftables` section: whole nft tables, each owned whole.
 # @param lxc The `lxc` section.
 # @param binary Path of the hostguard binary.
 # @param download_url When set, the binary is downloaded from here (https) to `binary`, its
@@ -27,6 +28,7 @@ class hostguard (
   Optional[Hash] $sysctl = undef,
   Optional[Hash] $cgroups = undef,
   Optional[Hash] $iptables = undef,
+  Optional[Hash] $nftables = undef,
   Optional[Hash] $lxc = undef,
   Pattern[/\A\//] $binary = '/usr/local/bin/hostguard',
   Optional[String[1]] $download_url = undef,
@@ -65,6 +67,7 @@ class hostguard (
     'sysctl'   => $sysctl,
     'cgroups'  => $cgroups,
     'iptables' => $iptables,
+    'nftables' => $nftables,
     'lxc'      => $lxc,
   }.filter |$section, $value| { $value != undef }
 

@@ -12,7 +12,8 @@ describe 'hostguard' do
   context 'with sections' do
     let(:params) do
       { sysctl: { 'values' => { 'net.ipv4.ip_forward' => 1 } },
-        iptables: { 'ipv4' => { 'filter' => { 'FORWARD' => { 'policy' => 'DROP' } } } } }
+        iptables: { 'ipv4' => { 'filter' => { 'FORWARD' => { 'policy' => 'DROP' } } } },
+        nftables: { 'tables' => { 'inet hostguard' => { 'chains' => { 'input' => { 'rules' => ['accept'] } } } } } }
     end
 
     it 'puts exactly the given sections in the document' do
@@ -20,6 +21,7 @@ describe 'hostguard' do
         'version' => 1,
         'sysctl' => { 'values' => { 'net.ipv4.ip_forward' => 1 } },
         'iptables' => { 'ipv4' => { 'filter' => { 'FORWARD' => { 'policy' => 'DROP' } } } },
+        'nftables' => { 'tables' => { 'inet hostguard' => { 'chains' => { 'input' => { 'rules' => ['accept'] } } } } },
       )
     end
   end
