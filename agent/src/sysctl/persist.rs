@@ -115,8 +115,13 @@ fn later_files(host: &Host, ours: &str) -> Result<Vec<String>, HostError> {
     Ok(files)
 }
 
+/// The lines after ours that decide a key at boot, by systemd-sysctl's rule: a file's
+/// assignment of a key replaces any earlier one, so only the last explicit line for a key counts
+/// (a later file that differs is undone by a still later one that sets our value back), and a
+/// glob (`net.ipv4.conf.*.rp_filter`) never sets a key that some file names explicitly, as ours
+/// does. So a key reverts at boot exactly when the last later line naming it holds another value.
 fn find_overrides(host: &Host, ours: &str, desired: &SysctlState) -> Result<Vec<BootOverride>, HostError> {
-    let mut found = Vec::new();
+    let mut last: std::collections::BTreeMap<&str, BootOverride> = std::collections::BTreeMap::new();
     for file in later_files(host, ours)? {
         let text = match host.read_bounded(&file, limits::SYSCTL_FILE) {
             Ok(t) => t,
@@ -127,19 +132,14 @@ fn find_overrides(host: &Host, ours: &str, desired: &SysctlState) -> Result<Vec<
         for (n, line) in text.lines().enumerate() {
             let Some((pattern, value)) = parse_line(line) else { continue };
             for (key, want) in &desired.values {
-                if glob_match(&pattern, key.rel_path()) && !values_equal(&value, want.as_str()) {
-                    found.push(BootOverride {
-                        key: key.name().to_string(),
-                        file: file.clone(),
-                        line: n + 1,
-                        value: value.clone(),
-                        ours: want.normalized(),
-                    });
+                if pattern == key.rel_path() {
+                    let line = BootOverride { key: key.name().to_string(), file: file.clone(), line: n + 1, value: value.clone(), ours: want.normalized() };
+                    last.insert(key.name(), line);
                 }
             }
         }
     }
-    Ok(found)
+    Ok(last.into_values().filter(|o| !values_equal(&o.value, &o.ours)).collect())
 }
 
 /// `[-]key = value` -> (key as a `/` path, value). Comments (`#`, `;`) and blanks are None.
@@ -310,6 +310,37 @@ mod tests {
         let s = state(&[("vm.swappiness", "10"), ("net.ipv4.ip_forward", "1")], false);
         let found = find_overrides(&h, "/etc/sysctl.d/60-hostguard.conf", &s).unwrap();
         let files: Vec<_> = found.iter().map(|o| (o.file.as_str(), o.key.as_str())).collect();
-        assert_eq!(files, vec![("/usr/lib/sysctl.d/70-later.conf", "vm.swappiness"), ("/etc/sysctl.conf", "net.ipv4.ip_forward")]);
+        // 70-later.conf's swappiness = 30 is undone by /etc/sysctl.conf's 10, read last.
+        assert_eq!(files, vec![("/etc/sysctl.conf", "net.ipv4.ip_forward")]);
+    }
+
+    /// Issue 14: a later file's differing line was flagged even when a still later line put our
+    /// value back, which is what boot ends with.
+    #[test]
+    fn a_later_line_that_puts_our_value_back_is_not_an_override() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = Host::new(dir.path());
+        h.write_file("/usr/lib/sysctl.d/70-vendor.conf", b"vm.swappiness = 30\nnet.ipv4.ip_forward = 0\n").unwrap();
+        h.write_file("/etc/sysctl.d/80-site.conf", b"vm.swappiness=10\n").unwrap();
+        h.write_file("/etc/sysctl.d/90-later.conf", b"net.ipv4.ip_forward = 0\nnet.ipv4.ip_forward = 1\n").unwrap();
+        let s = state(&[("vm.swappiness", "10"), ("net.ipv4.ip_forward", "1")], false);
+        assert_eq!(find_overrides(&h, "/etc/sysctl.d/60-hostguard.conf", &s).unwrap(), vec![]);
+        // The last one decides, in the other direction too.
+        h.write_file("/etc/sysctl.conf", b"vm.swappiness = 0x3c\n").unwrap();
+        let found = find_overrides(&h, "/etc/sysctl.d/60-hostguard.conf", &s).unwrap();
+        assert_eq!(found.iter().map(|o| (o.file.as_str(), o.line)).collect::<Vec<_>>(), vec![("/etc/sysctl.conf", 1)]);
+        // The same number in another base is the same value, as the kernel reads it.
+        h.write_file("/etc/sysctl.conf", b"vm.swappiness = 0xa\n").unwrap();
+        assert_eq!(find_overrides(&h, "/etc/sysctl.d/60-hostguard.conf", &s).unwrap(), vec![]);
+    }
+
+    /// systemd-sysctl: a glob does not set a key some file names explicitly (ours does).
+    #[test]
+    fn a_later_glob_does_not_override_our_explicit_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = Host::new(dir.path());
+        h.write_file("/usr/lib/sysctl.d/99-glob.conf", b"net.ipv4.conf.*.rp_filter = 2\n").unwrap();
+        let s = state(&[("net.ipv4.conf.all.rp_filter", "1")], false);
+        assert_eq!(find_overrides(&h, "/etc/sysctl.d/60-hostguard.conf", &s).unwrap(), vec![]);
     }
 }
