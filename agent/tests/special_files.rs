@@ -293,3 +293,80 @@ fn a_run_after_a_special_file_is_not_kept_waiting_for_the_lock() {
     assert_ne!(second.code, 1, "{}", second.stderr);
     assert_eq!(first.join().unwrap(), 6);
 }
+
+/// Issue 14: a special file under `/proc/sys` (a fake root's) stopped the run with exit 1. It is
+/// a `failed` key naming the path and what it is; the other keys converge.
+#[test]
+fn a_special_file_at_a_proc_sys_key_is_failed_not_exit_1() {
+    for special in ALL {
+        let r = host();
+        let key = r.host_path("/proc/sys/vm/overcommit_memory");
+        special.plant(&key);
+        let doc = r.doc("state", r#"{"version": 1, "sysctl": {"values": {"vm.swappiness": 10, "vm.overcommit_memory": 2}}}"#);
+        let what = format!("{special:?} at /proc/sys/vm/overcommit_memory");
+        for (cmd, swappiness) in [("plan", "drift"), ("apply", "changed")] {
+            let out = run(&r, &[cmd, &doc], &what);
+            assert_eq!(out.code, 6, "{what}: {cmd}: {}{}", out.stdout, out.stderr);
+            let res = out.resource("sysctl/vm.overcommit_memory");
+            assert_eq!(res["status"], "failed", "{what}: {cmd}: {res}");
+            let msg = res["message"].as_str().unwrap();
+            assert!(msg.contains("proc/sys/vm/overcommit_memory") && msg.contains(special.named()), "{what}: {cmd}: {msg}");
+            assert_eq!(out.resource("sysctl/vm.swappiness")["status"], swappiness, "{what}: {cmd}");
+        }
+        special.still_there(&key);
+    }
+}
+
+/// A cgroup v2 fake root with `hostguard/web1` holding memory and pids.
+fn cgroup_host() -> FakeRoot {
+    let r = host();
+    r.write("/sys/fs/cgroup/cgroup.controllers", "cpu memory pids\n");
+    r.write("/sys/fs/cgroup/cgroup.subtree_control", "memory pids\n");
+    r.write("/sys/fs/cgroup/hostguard/cgroup.controllers", "memory pids\n");
+    r.write("/sys/fs/cgroup/hostguard/cgroup.subtree_control", "memory pids\n");
+    r.write("/sys/fs/cgroup/hostguard/web1/cgroup.controllers", "memory pids\n");
+    r.write("/sys/fs/cgroup/hostguard/web1/memory.max", "max\n");
+    r.write("/sys/fs/cgroup/hostguard/web1/pids.max", "max\n");
+    r
+}
+
+const CGROUP_DOC: &str = r#"{"version": 1, "cgroups": {"groups": {"hostguard/web1": {"memory_limit": "128M", "pids_max": 64}}}}"#;
+
+/// Issue 14: a special file among the cgroup control files stopped the run with exit 1. The
+/// settings it is read for are `failed`, naming the path and what it is; the others converge.
+#[test]
+fn a_special_file_in_cgroup_control_files_is_failed_not_exit_1() {
+    // (the file, the settings it fails)
+    let cases = [
+        ("/sys/fs/cgroup/hostguard/web1/pids.max", &["pids_max"][..]),
+        ("/sys/fs/cgroup/hostguard/web1/cgroup.controllers", &["memory_limit", "pids_max"][..]),
+        ("/sys/fs/cgroup/cgroup.controllers", &["memory_limit", "pids_max"][..]),
+    ];
+    for special in ALL {
+        for (file, failing) in cases {
+            let r = cgroup_host();
+            special.plant(&r.host_path(file));
+            let doc = r.doc("state", CGROUP_DOC);
+            let what = format!("{special:?} at {file}");
+            let some_converge = failing.len() < 2;
+            for cmd in ["plan", "apply"] {
+                let out = run(&r, &[cmd, &doc], &what);
+                assert_eq!(out.code, if some_converge { 6 } else { 4 }, "{what}: {cmd}: {}{}", out.stdout, out.stderr);
+                for setting in ["memory_limit", "pids_max"] {
+                    let res = out.resource(&format!("cgroup/hostguard/web1/{setting}"));
+                    if failing.contains(&setting) {
+                        assert_eq!(res["status"], "failed", "{what}: {cmd}: {res}");
+                        let msg = res["message"].as_str().unwrap();
+                        assert!(msg.contains(file.trim_start_matches('/')) && msg.contains(special.named()), "{what}: {cmd}: {msg}");
+                    } else {
+                        assert_eq!(res["status"], if cmd == "plan" { "drift" } else { "changed" }, "{what}: {cmd}: {res}");
+                    }
+                }
+            }
+            special.still_there(&r.host_path(file));
+            if some_converge {
+                assert_eq!(r.read("/sys/fs/cgroup/hostguard/web1/memory.max").trim(), (128u64 << 20).to_string(), "{what}");
+            }
+        }
+    }
+}

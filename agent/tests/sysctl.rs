@@ -167,17 +167,87 @@ fn a_word_for_an_integer_key_is_failed_in_plan_and_never_written() {
     assert!(!persisted.contains("swappiness") && !persisted.contains("ip_forward"), "{persisted}");
 }
 
+/// A key the kernel prints as N numbers takes exactly N: `ip_local_port_range` given one keeps
+/// its second as it was, `ip_forward` given two keeps the first (checked on the real kernel
+/// below). Both are failed in plan, never written, never persisted.
 #[test]
-fn an_unreadable_key_exits_1_and_touches_nothing() {
+fn another_count_of_numbers_than_the_kernel_holds_is_failed_in_plan() {
     let r = fake_host();
-    // A directory where the key's file should be: the host cannot be read, so nothing is written,
-    // not even the keys that could be.
+    let doc = r.doc("state", r#"{"version": 1, "sysctl": {"persist": "/etc/sysctl.d/60-hostguard.conf", "values": {
+        "net.ipv4.ip_local_port_range": 1024, "net.ipv4.ip_forward": "1 2", "vm.swappiness": 10}}}"#);
+    let plan = hostguard(&["plan", "--format", "json", "--root", &r.arg(), &doc]);
+    plan.expect(6);
+    let range = plan.resource("sysctl/net.ipv4.ip_local_port_range");
+    assert_eq!(range["status"], "failed");
+    assert!(range["message"].as_str().unwrap().contains("holds 2 whole numbers (now 32768 60999) and the value gives 1"), "{range}");
+    assert!(plan.resource("sysctl/net.ipv4.ip_forward")["message"].as_str().unwrap().contains("holds 1 whole number (now 0)"));
+    let apply = hostguard(&["apply", "--format", "json", "--root", &r.arg(), &doc]);
+    apply.expect(6);
+    assert_eq!(apply.resource("sysctl/net.ipv4.ip_local_port_range")["message"], range["message"]);
+    assert_eq!(r.sysctl_value("net.ipv4.ip_local_port_range"), "32768\t60999", "not written");
+    assert_eq!(r.sysctl_value("net.ipv4.ip_forward"), "0", "not written");
+    let persisted = r.read("/etc/sysctl.d/60-hostguard.conf");
+    assert!(persisted.contains("vm.swappiness = 10") && !persisted.contains("port_range") && !persisted.contains("ip_forward"), "{persisted}");
+}
+
+/// Issue 14: `"0x10"` for an integer key was drift for ever (text against the kernel's decimal).
+/// The kernel reads C's bases, so hostguard compares as it reads: `0x3c` and `074` are 60.
+#[test]
+fn a_hex_or_octal_number_is_in_sync_with_the_decimal_the_kernel_prints() {
+    let r = fake_host();
+    let doc = r.doc("state", r#"{"version": 1, "sysctl": {"values": {"vm.swappiness": "0x3c", "net.ipv4.ip_forward": "00",
+        "net.ipv4.ip_local_port_range": "0x8000 0167107"}}}"#);
+    hostguard(&["plan", "--format", "json", "--root", &r.arg(), &doc]).expect(0);
+    // `010` is eight to the kernel, not ten.
+    let doc = r.doc("octal", r#"{"version": 1, "sysctl": {"values": {"vm.swappiness": "010"}}}"#);
+    let plan = hostguard(&["plan", "--format", "json", "--root", &r.arg(), &doc]);
+    plan.expect(2);
+    r.sysctl("vm.swappiness", "8");
+    hostguard(&["plan", "--format", "json", "--root", &r.arg(), &doc]).expect(0);
+}
+
+/// A text key whose choices the kernel lists beside it (`tcp_available_congestion_control`):
+/// a name not listed, that no module of the running kernel could add, is failed in plan.
+#[test]
+fn a_choice_the_kernel_does_not_list_and_no_module_adds_is_failed_in_plan() {
+    let r = fake_host();
+    r.sysctl("net.ipv4.tcp_congestion_control", "cubic");
+    r.sysctl("net.ipv4.tcp_available_congestion_control", "reno cubic");
+    r.sysctl("kernel.osrelease", "6.1.0-test");
+    let doc = r.doc("state", r#"{"version": 1, "sysctl": {"persist": "/etc/sysctl.d/60-hostguard.conf", "values": {
+        "net.ipv4.tcp_congestion_control": "bbr"}}}"#);
+    let plan = hostguard(&["plan", "--format", "json", "--root", &r.arg(), &doc]);
+    plan.expect(6);
+    let cc = plan.resource("sysctl/net.ipv4.tcp_congestion_control");
+    assert_eq!(cc["status"], "failed");
+    let msg = cc["message"].as_str().unwrap();
+    assert!(msg.contains(r#"/proc/sys/net/ipv4/tcp_available_congestion_control lists "reno cubic""#) && msg.contains("No such file or directory"), "{msg}");
+    let apply = hostguard(&["apply", "--format", "json", "--root", &r.arg(), &doc]);
+    assert_eq!(apply.resource("sysctl/net.ipv4.tcp_congestion_control")["message"], cc["message"]);
+    assert_eq!(r.sysctl_value("net.ipv4.tcp_congestion_control"), "cubic");
+    assert!(!r.read("/etc/sysctl.d/60-hostguard.conf").contains("bbr"));
+    // A listed name is drift; so is a name a module of this kernel may add.
+    let listed = r.doc("listed", r#"{"version": 1, "sysctl": {"values": {"net.ipv4.tcp_congestion_control": "reno"}}}"#);
+    hostguard(&["plan", "--format", "json", "--root", &r.arg(), &listed]).expect(2);
+    r.write("/lib/modules/6.1.0-test/modules.dep", "kernel/net/ipv4/tcp_bbr.ko.xz:\nkernel/net/ipv4/tcp_vegas.ko.xz:\n");
+    let plan = hostguard(&["plan", "--format", "json", "--root", &r.arg(), &doc]);
+    plan.expect(2);
+    assert_eq!(plan.status("sysctl/net.ipv4.tcp_congestion_control"), "drift");
+}
+
+#[test]
+fn a_directory_at_a_key_is_failed_and_the_other_keys_converge() {
+    let r = fake_host();
+    // A directory where the key's file should be: that key is failed, naming the path; the keys
+    // that can be read converge (a FIFO or device there: agent/tests/special_files.rs).
     std::fs::create_dir_all(r.host_path("/proc/sys/vm/overcommit_memory")).unwrap();
     let doc = r.doc("state", r#"{"version": 1, "sysctl": {"values": {"vm.swappiness": 10, "vm.overcommit_memory": 2}}}"#);
     let apply = hostguard(&["apply", "--format", "json", "--root", &r.arg(), &doc]);
-    apply.expect(1);
-    assert!(apply.stderr.contains("proc/sys/vm/overcommit_memory"), "{}", apply.stderr);
-    assert_eq!(r.sysctl_value("vm.swappiness"), "60");
+    apply.expect(6);
+    let res = apply.resource("sysctl/vm.overcommit_memory");
+    assert_eq!(res["status"], "failed");
+    assert!(res["message"].as_str().unwrap().contains("proc/sys/vm/overcommit_memory"), "{res}");
+    assert_eq!(r.sysctl_value("vm.swappiness"), "10");
 }
 
 #[test]
@@ -341,14 +411,14 @@ fn real_kernel_net_keys_converge_in_a_private_namespace() {
 fn real_kernel_value_that_does_not_take_is_failed_with_what_it_holds() {
     let ns = Netns::new("readback");
     let r = FakeRoot::new();
-    // The kernel accepts "1 2" for a single-value key and keeps only 1: a read-back must catch it.
-    let doc = r.doc("state", r#"{"version": 1, "sysctl": {"values": {"net.ipv4.ip_forward": "1 2"}}}"#);
+    // The kernel accepts a port listed twice and holds it once: only a read-back can catch it.
+    let doc = r.doc("state", r#"{"version": 1, "sysctl": {"values": {"net.ipv4.ip_local_reserved_ports": "8080,8080"}}}"#);
     let apply = ns.hostguard(&["apply", "--format", "json", &doc]);
     apply.expect(4);
-    let res = apply.resource("sysctl/net.ipv4.ip_forward");
+    let res = apply.resource("sysctl/net.ipv4.ip_local_reserved_ports");
     assert_eq!(res["status"], "failed");
-    assert_eq!(res["current"], "1");
-    assert!(res["message"].as_str().unwrap().contains("the kernel holds 1"), "{res}");
+    assert_eq!(res["current"], "8080");
+    assert!(res["message"].as_str().unwrap().contains("the kernel holds 8080"), "{res}");
 
     // A value the kernel refuses outright is failed with its reason.
     let before = ns.cat("/proc/sys/net/ipv4/ip_local_port_range");
@@ -380,4 +450,37 @@ fn real_kernel_refuses_the_word_plan_calls_failed() {
     assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("Invalid argument"), "{refused:?}");
     assert!(write("0x3c").status.success(), "the kernel takes a hex number");
     assert_eq!(ns.cat("/proc/sys/net/ipv4/ip_default_ttl"), "60");
+}
+
+/// The count and choice rules plan uses, checked against the real kernel: what plan calls failed
+/// the kernel refuses or does not hold, and a hex number applied once is in sync after.
+#[test]
+fn real_kernel_agrees_with_the_count_hex_and_choice_rules() {
+    let ns = Netns::new("rules");
+    let r = FakeRoot::new();
+    let doc = r.doc("state", r#"{"version": 1, "sysctl": {"values": {"net.ipv4.ip_forward": "1 2",
+        "net.ipv4.tcp_congestion_control": "nosuchalgo", "net.ipv4.ip_default_ttl": "0x3c"}}}"#);
+    let plan = ns.hostguard(&["plan", "--format", "json", &doc]);
+    plan.expect(6);
+    assert_eq!(plan.status("sysctl/net.ipv4.ip_forward"), "failed");
+    assert_eq!(plan.status("sysctl/net.ipv4.tcp_congestion_control"), "failed");
+    assert_eq!(plan.status("sysctl/net.ipv4.ip_default_ttl"), "drift");
+    let apply = ns.hostguard(&["apply", "--format", "json", &doc]);
+    apply.expect(6);
+    assert_eq!(ns.cat("/proc/sys/net/ipv4/ip_forward"), "0", "a failed key is not written");
+    assert_eq!(ns.cat("/proc/sys/net/ipv4/ip_default_ttl"), "60");
+    let again = ns.hostguard(&["plan", "--format", "json", &doc]);
+    again.expect(4);
+    assert_eq!(again.status("sysctl/net.ipv4.ip_default_ttl"), "in_sync", "no permanent drift for a hex number");
+    // What the kernel does with those values when written anyway.
+    let write = |k: &str, v: &str| {
+        Command::new("ip")
+            .args(["netns", "exec", &ns.name, "sh", "-c", &format!("exec env printf %s '{v}' > /proc/sys/{k}")])
+            .output()
+            .unwrap()
+    };
+    let cc = write("net/ipv4/tcp_congestion_control", "nosuchalgo");
+    assert!(!cc.status.success() && String::from_utf8_lossy(&cc.stderr).contains("No such file or directory"), "{cc:?}");
+    assert!(write("net/ipv4/ip_forward", "1 2").status.success());
+    assert_eq!(ns.cat("/proc/sys/net/ipv4/ip_forward"), "1", "the kernel keeps only the first of two numbers");
 }

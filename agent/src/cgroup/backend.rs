@@ -181,7 +181,8 @@ pub trait Backend: fmt::Debug {
 
     /// Why the host cannot hold `setting` at all (controller not mounted or not enabled, no swap
     /// accounting), with what to do; `None` when it can.
-    fn unavailable(&self, host: &Host, setting: Setting) -> Option<String>;
+    /// A file it reads that is not one hostguard reads (a FIFO, a device) is the error itself.
+    fn unavailable(&self, host: &Host, setting: Setting) -> Result<Option<String>, HostError>;
 
     /// Create `group` so that `controllers` manage it.
     fn create(&self, host: &Host, group: &CgroupPath, controllers: &[Controller]) -> Result<(), HostError>;

@@ -18,6 +18,9 @@ enum Current {
     NotEnabled,
     /// The host cannot hold the setting; the message says why and what to do.
     Unavailable(String),
+    /// A file this setting is read from is not one hostguard reads (a FIFO, a device, an
+    /// oversized file): failed in plan and apply, naming the path and what it is, and not written.
+    Unreadable(String),
 }
 
 #[derive(Debug, Clone)]
@@ -40,7 +43,7 @@ pub struct GroupPlan {
 }
 
 fn read_current(host: &Host, b: &dyn Backend, group: &CgroupPath, target: &Target) -> Result<Current, HostError> {
-    if let Some(why) = b.unavailable(host, target.setting) {
+    if let Some(why) = b.unavailable(host, target.setting)? {
         return Ok(Current::Unavailable(why));
     }
     let dir = b.dir(target.setting.controller(), Some(group));
@@ -94,7 +97,12 @@ impl GroupPlan {
         let mut items = Vec::new();
         for setting in Setting::named_by(limits) {
             let target = b.target(setting, limits);
-            let current = read_current(host, b, group, &target)?;
+            let current = match read_current(host, b, group, &target) {
+                Err(e) if e.is_unreadable_kind() => {
+                    Current::Unreadable(format!("{e}; cgroup {group} {} is not checked or written until it is", setting.name()))
+                }
+                other => other?,
+            };
             items.push(Item { target, current });
         }
         Ok(GroupPlan {
@@ -153,10 +161,11 @@ impl GroupPlan {
                 if self.create { "; apply enables it in the parents' cgroup.subtree_control" } else { "" }
             )),
             Current::Unavailable(why) => ResourceReport { status: Status::Drift, ..r }.values(None, desired).message(why.clone()),
+            Current::Unreadable(why) => ResourceReport { status: Status::Failed, ..r }.values(None, desired).message(why.clone()),
         }
     }
 
-    /// Every setting once: `in_sync` or `drift`.
+    /// Every setting once: `in_sync`, `drift`, or `failed` when a file cannot be read.
     pub fn reports(&self) -> Vec<ResourceReport> {
         self.items.iter().map(|i| self.report(i)).collect()
     }
@@ -164,14 +173,16 @@ impl GroupPlan {
     /// Make the planned changes; every setting once: `in_sync`, `changed` or `failed`.
     pub fn apply(mut self, host: &Host, b: &dyn Backend) -> Vec<ResourceReport> {
         let before: Vec<ResourceReport> = self.reports();
-        if before.iter().all(|r| r.status == Status::InSync) {
+        if before.iter().all(|r| r.status != Status::Drift) {
             return before;
         }
         let mut out: Vec<Option<ResourceReport>> = vec![None; self.items.len()];
         // Settings the host cannot hold fail on their own; the others go ahead.
         for (i, item) in self.items.iter().enumerate() {
-            if let Current::Unavailable(why) = &item.current {
-                out[i] = Some(before[i].after(Status::Failed, why.clone()));
+            match &item.current {
+                Current::Unavailable(why) => out[i] = Some(before[i].after(Status::Failed, why.clone())),
+                Current::Unreadable(_) => out[i] = Some(before[i].clone()),
+                _ => {}
             }
         }
         let missing: Vec<Controller> = {
@@ -252,7 +263,7 @@ impl GroupPlan {
         let t = &item.target;
         let old = match &item.current {
             Current::Value(v) => *v,
-            Current::Unavailable(why) => return before.after(Status::Failed, why.clone()),
+            Current::Unavailable(why) | Current::Unreadable(why) => return before.after(Status::Failed, why.clone()),
             Current::NoGroup | Current::NotEnabled => {
                 return before.after(Status::Failed, format!("cgroup {} still lacks the {} controller", self.group, t.setting.controller().name()))
             }

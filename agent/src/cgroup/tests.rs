@@ -59,7 +59,7 @@ fn a_forced_version_the_host_lacks_is_refused() {
     let b = detect(&Host::new(v1.path()), VersionChoice::V2).unwrap();
     assert_eq!(b.version(), Version::V2);
     // The hybrid host's v2 hierarchy has no controllers: said so, per setting.
-    let why = b.unavailable(&Host::new(v1.path()), Setting::Memory).unwrap();
+    let why = b.unavailable(&Host::new(v1.path()), Setting::Memory).unwrap().unwrap();
     assert!(why.contains("hybrid") || why.contains("v1 beside"), "{why}");
 }
 

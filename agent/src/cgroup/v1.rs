@@ -51,22 +51,22 @@ impl Backend for V1 {
         Target { setting, file, value, converted: false }
     }
 
-    fn unavailable(&self, host: &Host, setting: Setting) -> Option<String> {
+    fn unavailable(&self, host: &Host, setting: Setting) -> Result<Option<String>, HostError> {
         let c = setting.controller();
         if !V1::has_hierarchy(host, &self.base, c) {
-            return Some(format!(
+            return Ok(Some(format!(
                 "this host has no cgroup v1 {} hierarchy at {}: mount it (mount -t cgroup -o {} cgroup {}) or remove {} from the document",
                 c.name(),
                 self.dir(c, None).display(),
                 c.name(),
                 self.dir(c, None).display(),
                 setting.name()
-            ));
+            )));
         }
         if setting == Setting::MemorySwap && !host.exists(self.dir(c, None).join(MEMSW_FILE)) {
-            return Some(memsw_missing_message(&self.dir(c, None).join(MEMSW_FILE)));
+            return Ok(Some(memsw_missing_message(&self.dir(c, None).join(MEMSW_FILE))));
         }
-        None
+        Ok(None)
     }
 
     fn create(&self, host: &Host, group: &CgroupPath, controllers: &[Controller]) -> Result<(), HostError> {

@@ -60,12 +60,13 @@ impl Backend for V2 {
         Target { setting, file, value, converted }
     }
 
-    fn unavailable(&self, host: &Host, setting: Setting) -> Option<String> {
+    fn unavailable(&self, host: &Host, setting: Setting) -> Result<Option<String>, HostError> {
         let c = setting.controller().name();
         let file = self.base.join("cgroup.controllers");
         let have = match V2::words(host, file.clone()) {
             Ok(w) => w,
-            Err(e) => return Some(format!("cannot read the cgroup v2 controllers: {e}")),
+            Err(e) if e.is_unreadable_kind() => return Err(e),
+            Err(e) => return Ok(Some(format!("cannot read the cgroup v2 controllers: {e}"))),
         };
         if !have.iter().any(|w| w == c) {
             let why = if self.hybrid {
@@ -73,14 +74,14 @@ impl Backend for V2 {
             } else {
                 " (enable the controller on the kernel command line, or remove the setting)"
             };
-            return Some(format!(
+            return Ok(Some(format!(
                 "the cgroup v2 hierarchy at {} has no {c} controller ({}: {:?}){why}",
                 self.base.display(),
                 file.display(),
                 have.join(" ")
-            ));
+            )));
         }
-        None
+        Ok(None)
     }
 
     /// Each level from the top: its parent's `cgroup.subtree_control` gets `+controller` for

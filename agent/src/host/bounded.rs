@@ -47,6 +47,9 @@ pub mod limits {
     /// A kernel file: a `/proc/sys` value, a cgroup file, `/proc/meminfo`. The kernel prints at
     /// most a page or two for each; `ip_local_reserved_ports` with every port listed is ~330 KiB.
     pub const KERNEL_FILE: Limit = Limit { what: "a kernel file", bytes: MIB };
+    /// `/lib/modules/RELEASE/modules.dep`, read to know whether a sysctl name could load a module
+    /// (Debian's is about 1 MiB).
+    pub const MODULES_DEP: Limit = Limit { what: "the kernel's module list (modules.dep)", bytes: 16 * MIB };
     /// What one command hostguard runs may print on standard output (`iptables-save` of a host
     /// with 100,000 rules prints about 15 MiB).
     pub const COMMAND_STDOUT: Limit = Limit { what: "a command's output", bytes: 64 * MIB };

@@ -151,14 +151,35 @@ pub fn normalize(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Token by token, numbers compared as numbers (`010` = `10`, `+1` = `1`), the rest as text.
+/// Token by token, numbers compared as the kernel reads them (`0x10` = `16`, `010` = `8`: its
+/// integer parser takes C's bases), the rest as text.
 pub fn values_equal(a: &str, b: &str) -> bool {
     let (ta, tb): (Vec<&str>, Vec<&str>) = (a.split_whitespace().collect(), b.split_whitespace().collect());
     ta.len() == tb.len()
-        && ta.iter().zip(&tb).all(|(x, y)| match (x.parse::<i128>(), y.parse::<i128>()) {
-            (Ok(m), Ok(n)) => m == n,
+        && ta.iter().zip(&tb).all(|(x, y)| match (kernel_integer(x), kernel_integer(y)) {
+            (Some(m), Some(n)) => m == n,
             _ => x == y,
         })
+}
+
+/// A token as the kernel's sysctl integer parser (proc_get_long: an optional `-`, then
+/// `strtoul` with base 0) reads it: `0x`/`0X` hexadecimal, a leading `0` octal, else decimal,
+/// and nothing after the digits. `+1`, `08` and `12abc` are None: the kernel refuses them.
+pub fn kernel_integer(t: &str) -> Option<i128> {
+    let (neg, digits) = match t.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, t),
+    };
+    let (radix, body) = match digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
+        Some(hex) => (16, hex),
+        None if digits.len() > 1 && digits.starts_with('0') => (8, &digits[1..]),
+        None => (10, digits),
+    };
+    if body.is_empty() || !body.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    let n = i128::from_str_radix(body, radix).ok()?;
+    Some(if neg { -n } else { n })
 }
 
 pub fn validate(raw: RawSysctl, errs: &mut ValidationErrors) -> SysctlState {
@@ -237,10 +258,23 @@ mod tests {
     fn values_compare_as_the_kernel_prints_them() {
         assert!(values_equal("32768 60999", "32768\t60999"));
         assert!(values_equal("  10 ", "10"));
-        assert!(values_equal("010", "10"));
+        // The kernel reads C's bases: 010 is eight, 0x10 sixteen; a `+` it refuses.
+        assert!(values_equal("010", "8") && !values_equal("010", "10"));
+        assert!(values_equal("0x10 0X20", "16 32"));
+        assert!(!values_equal("+1", "1"));
         assert!(!values_equal("4096 87380 6291456", "4096 87380"));
         assert!(!values_equal("1", "0"));
         assert!(values_equal("cubic", "cubic"));
+    }
+
+    #[test]
+    fn integers_are_read_as_the_kernel_reads_them() {
+        for (t, n) in [("0", 0), ("60", 60), ("-1", -1), ("0x3c", 60), ("0X3C", 60), ("074", 60), ("00", 0), ("18446744073709551615", 18446744073709551615)] {
+            assert_eq!(kernel_integer(t), Some(n), "{t}");
+        }
+        for t in ["", "-", "+1", "0x", "08", "12abc", "sixty", "1,2", "1-2", " 1"] {
+            assert_eq!(kernel_integer(t), None, "{t}");
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::engine::{Ctx, Resources};
 use crate::error::{HostError, Result};
 use crate::host::Host;
 use crate::report::{ResourceReport, Status};
-use crate::state::sysctl::{normalize, SysctlKey, SysctlState, SysctlValue};
+use crate::state::sysctl::{kernel_integer, normalize, SysctlKey, SysctlState, SysctlValue};
 
 pub use persist::{boot_files, glob_match, parse_line, render, BootOverride};
 
@@ -21,6 +21,9 @@ const KIND: &str = "sysctl";
 enum Current {
     Value(String),
     Missing,
+    /// `/proc/sys/KEY` is not a file hostguard reads (a FIFO or a device under a fake root):
+    /// failed in plan and apply, naming the path and what it is.
+    Unreadable(String),
 }
 
 #[derive(Debug)]
@@ -48,6 +51,7 @@ fn read_key(host: &Host, key: &SysctlKey) -> Result<Current, HostError> {
     match host.read_to_string(proc_path(key)) {
         Ok(s) => Ok(Current::Value(normalize(&s))),
         Err(e) if e.is_not_found() => Ok(Current::Missing),
+        Err(e) if e.is_unreadable_kind() => Ok(Current::Unreadable(format!("{e}; {key} is not checked or written until it is"))),
         Err(e) => Err(e),
     }
 }
@@ -56,7 +60,7 @@ pub fn plan(ctx: &Ctx, desired: &SysctlState) -> Result<Plan> {
     let mut keys = Vec::new();
     for (key, value) in &desired.values {
         let current = read_key(ctx.host, key)?;
-        let refused = refusal(key, value, &current, desired.ignore_missing);
+        let refused = refusal(ctx.host, key, value, &current, desired.ignore_missing);
         keys.push(Key { key: key.clone(), desired: value.clone(), current, refused });
     }
     // A key the kernel lacks or would refuse is never persisted: systemd-sysctl would complain
@@ -66,7 +70,7 @@ pub fn plan(ctx: &Ctx, desired: &SysctlState) -> Result<Plan> {
             .values
             .iter()
             .zip(&keys)
-            .filter(|(_, k)| k.refused.is_none() && k.current != Current::Missing)
+            .filter(|(_, k)| k.refused.is_none() && matches!(k.current, Current::Value(_)))
             .map(|(kv, _)| kv.clone())
             .collect(),
         ..desired.clone()
@@ -92,7 +96,7 @@ impl Key {
         if let Some(why) = &self.refused {
             let current = match &self.current {
                 Current::Value(v) => Some(v.clone()),
-                Current::Missing => None,
+                Current::Missing | Current::Unreadable(_) => None,
             };
             return ResourceReport::new(KIND, self.id(), Status::Failed).values(current, desired).message(why.clone());
         }
@@ -104,7 +108,7 @@ impl Key {
             Current::Missing if ignore_missing => ResourceReport::new(KIND, self.id(), Status::InSync)
                 .values(None, desired)
                 .message(format!("{} does not exist on this host; skipped (ignore_missing)", self.key)),
-            Current::Missing => unreachable!("a missing key without ignore_missing is refused in plan"),
+            Current::Missing | Current::Unreadable(_) => unreachable!("refused in plan"),
         }
     }
 
@@ -134,6 +138,7 @@ impl Key {
                 r
             }
             Ok(Current::Missing) => before.after(Status::Failed, missing_message(&self.key)),
+            Ok(Current::Unreadable(why)) => before.after(Status::Failed, why),
             Err(e) => before.after(Status::Failed, format!("wrote {} but could not read it back: {e}", self.key)),
         }
     }
@@ -141,36 +146,106 @@ impl Key {
 
 /// Why writing `value` to `key` would certainly fail, when that is known before writing.
 ///
-/// Two cases are certain: the key does not exist (unless ignore_missing), and a key the kernel
-/// prints as whole numbers (every token an integer: proc_dointvec and its kin) given a token that
-/// does not start with a digit (after an optional `-`), which those handlers refuse with EINVAL
-/// before storing anything, or given no value at all, which they take as a write of nothing. A
-/// key printed as text (`cubic`, a core pattern, a list with commas) is not judged: its handler
-/// alone knows what it takes.
-fn refusal(key: &SysctlKey, value: &SysctlValue, current: &Current, ignore_missing: bool) -> Option<String> {
+/// What the kernel prints tells what a key takes (the types Documentation/admin-guide/sysctl and
+/// networking/ip-sysctl.rst give: INTEGER, "vector of 3 INTEGERs", STRING), so the rule needs no
+/// list of names:
+/// - the key does not exist (unless ignore_missing);
+/// - a key the kernel prints as whole numbers (every token an integer: proc_dointvec and its kin,
+///   `ip_local_port_range`'s two, `tcp_rmem`'s three) takes exactly that many numbers, each
+///   as its integer parser reads them (`kernel_integer`; a port list such as `1,3-5` for the
+///   bitmap `ip_local_reserved_ports`): a word or `+1` is refused with EINVAL before anything is
+///   stored, no value is a write of nothing, and another count is refused or leaves the numbers
+///   it is not given as they were;
+/// - a key the kernel prints as text whose directory holds the list of what it takes, named like
+///   it with `available_` (`tcp_available_congestion_control` beside `tcp_congestion_control`,
+///   `available_schedulers` beside `scheduler`), is given a name that list lacks and that no
+///   installed module of the running kernel could add (ENOENT).
+/// Any other text key is its handler's to judge.
+fn refusal(host: &Host, key: &SysctlKey, value: &SysctlValue, current: &Current, ignore_missing: bool) -> Option<String> {
     let now = match current {
         Current::Missing if ignore_missing => return None,
         Current::Missing => return Some(missing_message(key)),
+        Current::Unreadable(why) => return Some(why.clone()),
         Current::Value(v) => v,
     };
     let integers = !now.is_empty() && now.split_whitespace().all(|t| t.parse::<i128>().is_ok());
-    if !integers {
-        return None;
+    if integers {
+        integer_refusal(key, value, now)
+    } else {
+        choice_refusal(host, key, value)
     }
-    let starts_like_a_number = |t: &str| t.strip_prefix('-').unwrap_or(t).starts_with(|c: char| c.is_ascii_digit());
-    if let Some(word) = value.as_str().split_whitespace().find(|t| !starts_like_a_number(t)) {
+}
+
+fn integer_refusal(key: &SysctlKey, value: &SysctlValue, now: &str) -> Option<String> {
+    let number = |t: &str| kernel_integer(t).is_some() || is_port_list(t);
+    if let Some(word) = value.as_str().split_whitespace().find(|t| !number(t)) {
         return Some(format!(
             "the kernel refuses {key} = {value}: {key} holds whole numbers (now {now}) and {word:?} is not one \
              (writing it fails with Invalid argument); nothing was written"
         ));
     }
-    if value.as_str().trim().is_empty() {
+    let (have, given) = (now.split_whitespace().count(), value.as_str().split_whitespace().count());
+    if given == 0 {
         return Some(format!(
             "the kernel cannot set {key} to an empty value: {key} holds whole numbers (now {now}), and writing \
              nothing leaves it as it is; nothing was written"
         ));
     }
+    if given != have {
+        return Some(format!(
+            "the kernel cannot set {key} to {value}: {key} holds {have} whole number{} (now {now}) and the value \
+             gives {given}; the kernel reads exactly {have}, refusing more or keeping the ones it is not given, \
+             so it would not hold {value}; nothing was written",
+            if have == 1 { "" } else { "s" }
+        ));
+    }
     None
+}
+
+/// `1,3-5`: the ranges proc_do_large_bitmap reads (`ip_local_reserved_ports`).
+fn is_port_list(t: &str) -> bool {
+    let unsigned = |n: &str| !n.starts_with('-') && kernel_integer(n).is_some();
+    t.split(',').all(|r| match r.split_once('-') {
+        Some((a, b)) => unsigned(a) && unsigned(b),
+        None => unsigned(r),
+    })
+}
+
+fn choice_refusal(host: &Host, key: &SysctlKey, value: &SysctlValue) -> Option<String> {
+    let rel = key.rel_path();
+    let (dir, name) = rel.rsplit_once('/')?;
+    let dir = format!("/proc/sys/{dir}");
+    let list = host.list_dir(&dir).ok()?.into_iter().find(|sibling| {
+        let named = sibling.replacen("available_", "", 1);
+        sibling.contains("available_") && (named == name || named == format!("{name}s"))
+    })?;
+    let list_path = format!("{dir}/{list}");
+    let choices = normalize(&host.read_to_string(&list_path).ok()?);
+    let wanted = value.normalized();
+    if choices.split(' ').any(|c| c == wanted) || module_may_provide(host, &wanted) {
+        return None;
+    }
+    Some(format!(
+        "the kernel refuses {key} = {value}: {list_path} lists {choices:?}, and no module of the running kernel \
+         names {wanted:?} (writing it fails with No such file or directory); nothing was written"
+    ))
+}
+
+/// Whether a module of the running kernel (`/lib/modules/RELEASE/modules.dep`) has `name` in its
+/// file name (`tcp_bbr.ko.xz` for `bbr`), so that writing the name could load it. Anything
+/// that cannot be read counts as "may": only a certain refusal is reported in plan.
+fn module_may_provide(host: &Host, name: &str) -> bool {
+    let Ok(release) = host.read_to_string("/proc/sys/kernel/osrelease") else { return true };
+    let dep = format!("/lib/modules/{}/modules.dep", release.trim());
+    match host.read_bounded(&dep, crate::host::limits::MODULES_DEP) {
+        Ok(text) => text
+            .lines()
+            .filter_map(|l| l.split(':').next())
+            .any(|m| m.rsplit('/').next().is_some_and(|file| !name.is_empty() && file.contains(name))),
+        // No modules at all for this kernel: nothing can add a choice.
+        Err(e) if e.is_not_found() => host.is_dir(format!("/lib/modules/{}", release.trim())),
+        Err(_) => true,
+    }
 }
 
 fn missing_message(key: &SysctlKey) -> String {
