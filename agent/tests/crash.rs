@@ -4,7 +4,8 @@
 //! namespace the test creates. After each kill: every file is its old or its new version, never
 //! partial or empty, and so is each firewall table; a temp file left behind does not trip the
 //! next run and is cleaned by it; the lock does not wedge the next run; the next apply converges,
-//! and the one after that finds nothing to do.
+//! and the one after that finds nothing to do. `apply --confirm` and its watchdog are killed
+//! the same way at each commit point of the confirm state machine.
 
 mod util;
 
@@ -342,4 +343,132 @@ fn a_stale_temp_file_with_our_future_pid_does_not_block_a_write() {
     r.write("/etc/sysctl.d/.60-hostguard.conf.hostguard-tmp.2147483000", "vm.swappiness = 99\n");
     r.write("/var/lib/lxc/web1/.config.hostguard-tmp.2147483001", "lxc.uts.name = partial");
     check_recovers(&ns, &r, &doc, &reference, "stale temp files planted");
+}
+
+/// The firewall part of `DOC`, for `apply --confirm`.
+const FW_DOC: &str = r#"{"version": 1,
+  "iptables": {"backend": "nft",
+      "ipv4": {"filter": {"FORWARD": {"policy": "DROP", "purge": true,
+                   "rules": ["-i docker0 -o eth0 -j ACCEPT", "-i docker0 -o docker0 -j DROP"]},
+                          "HG-IN": {"purge": true, "rules": ["-p tcp --dport 22 -j ACCEPT"]}}},
+      "ipv6": {"filter": {"FORWARD": {"policy": "DROP", "purge": true, "rules": ["-i docker0 -o eth0 -j ACCEPT"]}}}}}"#;
+
+/// The `--confirm` watchdogs still running for this root.
+fn watchdogs(r: &FakeRoot) -> usize {
+    let root = r.arg();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .filter(|c| {
+            let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+            args.contains(&b"__confirm-watchdog".as_slice()) && args.contains(&root.as_bytes())
+        })
+        .count()
+}
+
+fn confirm_file(r: &FakeRoot, name: &str) -> bool {
+    r.host_path(&format!("/run/hostguard/confirm/{name}")).exists()
+}
+
+/// Waits until no watchdog of this root runs; panics after `limit`.
+#[track_caller]
+fn no_watchdog_within(r: &FakeRoot, limit: Duration, when: &str) {
+    let start = Instant::now();
+    while watchdogs(r) > 0 {
+        assert!(start.elapsed() < limit, "{when}: the watchdog still runs after {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The IPv4 and IPv6 filter tables before and after `FW_DOC` (without --confirm).
+fn firewall_reference(ns: &Netns) -> ([String; 2], [String; 2]) {
+    let r = FakeRoot::new();
+    firewall(ns);
+    let before = tables(ns);
+    apply(ns, &r, &r.doc("state", FW_DOC), &[]).expect(2);
+    (before, tables(ns))
+}
+
+/// `apply --confirm 1` of `FW_DOC` on a fresh root and the old firewall, with the fault
+/// variable `fault` set to `n`.
+fn confirm_apply(ns: &Netns, fault: &str, n: usize) -> (FakeRoot, String, Run) {
+    let r = FakeRoot::new();
+    firewall(ns);
+    let doc = r.doc("state", FW_DOC);
+    let args = ["apply", "--format", "json", "--lock-timeout", "5", "--confirm", "1", "--root", &r.arg(), &doc];
+    let run = run_with(&ns.prefix(), &args, None, &[(fault, &n.to_string())]);
+    (r, doc, run)
+}
+
+#[track_caller]
+fn each_table_old_or_new(ns: &Netns, before: &[String; 2], after: &[String; 2], when: &str) {
+    for (i, fw) in tables(ns).iter().enumerate() {
+        assert!(*fw == before[i] || *fw == after[i], "{when}: a filter table is neither the old nor the new ruleset:\n{fw}");
+    }
+}
+
+/// `apply --confirm` killed after each of its host writes (the watchdog started, the rollback
+/// record armed and updated, each table committed): whatever was changed is rolled back by the
+/// watchdog, nothing is left pending to block the next run, and that run converges.
+#[test]
+fn a_confirm_apply_killed_after_each_write_is_rolled_back_and_blocks_nothing() {
+    let ns = Netns::new("crash5");
+    let (before, after) = firewall_reference(&ns);
+    let mut n = 1;
+    loop {
+        let (r, doc, run) = confirm_apply(&ns, "HOSTGUARD_FAULT_AFTER_WRITES", n);
+        let when = format!("confirm apply killed after write {n}");
+        if run.code != -1 {
+            run.expect(2);
+            no_watchdog_within(&r, Duration::from_secs(30), "the unkilled confirm apply");
+            assert_eq!(tables(&ns), before, "the unconfirmed change was not rolled back");
+            break;
+        }
+        each_table_old_or_new(&ns, &before, &after, &when);
+        no_watchdog_within(&r, Duration::from_secs(30), &when);
+        assert!(!confirm_file(&r, "pending.json") && !confirm_file(&r, "rolling-back.json"), "{when}: a rollback is left pending with no watchdog");
+        assert_eq!(tables(&ns), before, "{when}: the change of the killed run was not rolled back");
+        let next = apply(&ns, &r, &doc, &[]);
+        next.expect(2);
+        assert_eq!(tables(&ns), after, "{when}: the next apply did not converge");
+        n += 1;
+    }
+    // The watchdog started, the record (its directories, temp and rename), two tables.
+    assert!(n > 5, "only {} host writes were seen in apply --confirm", n - 1);
+}
+
+/// The watchdog killed after each of its host writes (the rename that commits the rollback,
+/// each table put back, the outcome written, the record dropped): each table is old or new, and
+/// the next run finishes the rollback before anything else, refusing itself since it planned
+/// from rules the rollback then changed; the run after converges.
+#[test]
+fn a_watchdog_killed_after_each_write_has_its_rollback_finished_by_the_next_run() {
+    let ns = Netns::new("crash6");
+    let (before, after) = firewall_reference(&ns);
+    let mut n = 1;
+    loop {
+        let (r, doc, run) = confirm_apply(&ns, "HOSTGUARD_FAULT_DETACHED_AFTER_WRITES", n);
+        run.expect(2);
+        let when = format!("watchdog killed after write {n}");
+        no_watchdog_within(&r, Duration::from_secs(30), &when);
+        if !confirm_file(&r, "rolling-back.json") {
+            // It finished (or was killed after its last write): the rollback is complete.
+            assert!(confirm_file(&r, "rolled-back.json") && !confirm_file(&r, "pending.json"), "{when}: no outcome recorded");
+            assert_eq!(tables(&ns), before, "{when}: the finished rollback did not restore the tables");
+            break;
+        }
+        each_table_old_or_new(&ns, &before, &after, &when);
+        let late = run_with(&ns.prefix(), &["confirm", "--root", &r.arg()], None, &[]);
+        assert_eq!(late.code, 1, "{when}: confirm after the rollback began: {}", late.stderr);
+        let next = apply(&ns, &r, &doc, &[]);
+        next.expect(1);
+        assert!(next.stderr.contains("interrupted"), "{when}: {}", next.stderr);
+        assert_eq!(tables(&ns), before, "{when}: the next run did not finish the rollback");
+        assert!(!confirm_file(&r, "rolling-back.json"), "{when}: the rollback record is left");
+        apply(&ns, &r, &doc, &[]).expect(2);
+        assert_eq!(tables(&ns), after, "{when}: the run after did not converge");
+        n += 1;
+    }
+    // The rename, two tables, the outcome (temp and rename): the last write ends the run.
+    assert!(n > 5, "only {} watchdog writes were killed at", n - 1);
 }

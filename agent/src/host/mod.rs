@@ -25,6 +25,10 @@ use crate::error::HostError;
 /// crash-at-any-point tests stop `apply` at a chosen moment.
 pub const FAULT_AFTER_WRITES_ENV: &str = "HOSTGUARD_FAULT_AFTER_WRITES";
 
+/// Fault injection for a process `spawn_detached` starts (the `--confirm` watchdog): it is
+/// killed after its own Nth host write.
+pub const FAULT_DETACHED_AFTER_WRITES_ENV: &str = "HOSTGUARD_FAULT_DETACHED_AFTER_WRITES";
+
 /// The largest existing file `write_file` reads to compare or back up before replacing it.
 const MAX_REPLACED_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -38,6 +42,15 @@ pub struct Host {
     writes: AtomicUsize,
     fault_after: Option<usize>,
     command_timeout: std::time::Duration,
+}
+
+/// An entry `Host::walk` found: its path below the walked directory, its type and permission
+/// bits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub rel: String,
+    pub kind: rustix::fs::FileType,
+    pub mode: u32,
 }
 
 /// What a command printed and how it ended.
@@ -269,6 +282,123 @@ impl Host {
         fs::write(&dest, old).map_err(|e| HostError::io(&dest, e))
     }
 
+    /// Rename `from` to `to` (both below the root, no link on the way to either), then make the
+    /// rename durable. `false` when `from` does not exist: of two runs renaming the same file,
+    /// exactly one sees `true`, which is what a state machine of renames commits on.
+    pub fn rename(&self, from: impl AsRef<Path>, to: impl AsRef<Path>) -> Result<bool, HostError> {
+        let (from, to) = (from.as_ref(), to.as_ref());
+        let (Some((from_dir, from_name)), Some((to_dir, to_name))) = (split(from), split(to)) else {
+            return Err(HostError::Other(format!("{} -> {}: not file paths", from.display(), to.display())));
+        };
+        let Some(src) = self.existing_dir(from_dir)? else { return Ok(false) };
+        let dst = if to_dir == from_dir { None } else { Some(beneath::open_dir_for_write(&self.root, to_dir, false, &|| {})?) };
+        let dst_fd = dst.as_ref().unwrap_or(&src);
+        match rustix::fs::renameat(&src, from_name, dst_fd, to_name) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::NOENT) => return Ok(false),
+            Err(e) => return Err(HostError::io(self.path(from), e.into())),
+        }
+        self.count_write();
+        for d in [Some(&src), dst.as_ref()].into_iter().flatten() {
+            rustix::fs::fsync(d).map_err(|e| HostError::io(self.path(to), e.into()))?;
+        }
+        Ok(true)
+    }
+
+    /// Remove the file `abs` (no link on the way to it); `false` when it was not there.
+    pub fn remove(&self, abs: impl AsRef<Path>) -> Result<bool, HostError> {
+        let abs = abs.as_ref();
+        let Some((dir_abs, name)) = split(abs) else { return Err(HostError::Other(format!("{}: not a file path", abs.display()))) };
+        let Some(dir) = self.existing_dir(dir_abs)? else { return Ok(false) };
+        match rustix::fs::unlinkat(&dir, name, rustix::fs::AtFlags::empty()) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::NOENT) => return Ok(false),
+            Err(e) => return Err(HostError::io(self.path(abs), e.into())),
+        }
+        self.count_write();
+        rustix::fs::fsync(&dir).map_err(|e| HostError::io(self.path(dir_abs), e.into()))?;
+        Ok(true)
+    }
+
+    /// The directory `abs` opened for writing into it, `None` when it does not exist.
+    fn existing_dir(&self, abs: &Path) -> Result<Option<rustix::fd::OwnedFd>, HostError> {
+        match beneath::open_dir_for_write(&self.root, abs, false, &|| {}) {
+            Ok(d) => Ok(Some(d)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every entry below the directory `abs`, depth first in name order, with its type and
+    /// permission bits as the entry itself has them (a link is reported, never followed).
+    /// `wanted(rel)` decides, for each entry's path relative to `abs`, whether it is listed and,
+    /// for a directory, entered. Empty when `abs` does not exist.
+    pub fn walk(&self, abs: impl AsRef<Path>, wanted: &mut dyn FnMut(&str) -> bool) -> Result<Vec<Found>, HostError> {
+        use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+        let abs = abs.as_ref();
+        let top = match beneath::open_in_root(&self.root, abs, OFlags::RDONLY | OFlags::DIRECTORY) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(HostError::io(self.path(abs), e)),
+        };
+        let mut out = Vec::new();
+        let mut stack = vec![(top, String::new())];
+        while let Some((dir, rel_dir)) = stack.pop() {
+            let shown = || self.path(abs.join(&rel_dir));
+            let mut names = beneath::names(&dir).map_err(|e| HostError::io(shown(), e))?;
+            names.sort();
+            let mut subdirs = Vec::new();
+            for name in names {
+                let rel = if rel_dir.is_empty() { name.clone() } else { format!("{rel_dir}/{name}") };
+                if !wanted(&rel) {
+                    continue;
+                }
+                // An entry gone since the listing (a process exiting under /proc) is skipped.
+                let Ok(st) = rustix::fs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) else { continue };
+                let kind = FileType::from_raw_mode(st.st_mode);
+                if kind == FileType::Directory {
+                    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                    match rustix::fs::openat(&dir, name.as_str(), flags, Mode::empty()) {
+                        Ok(sub) => subdirs.push((sub, rel.clone())),
+                        Err(rustix::io::Errno::NOENT) => continue,
+                        Err(e) => return Err(HostError::io(self.path(abs.join(&rel)), e.into())),
+                    }
+                }
+                out.push(Found { rel, kind, mode: st.st_mode & 0o7777 });
+            }
+            stack.extend(subdirs);
+        }
+        // Depth first in name order: a directory's entries come after it, before its next sibling.
+        out.sort_by(|a, b| a.rel.split('/').cmp(b.rel.split('/')));
+        Ok(out)
+    }
+
+    /// Start `argv` detached: its own session, standard streams on /dev/null, never waited for,
+    /// so it outlives the terminal or SSH connection of this run. Counts as a host write (the
+    /// started process is a commit point of the run that starts it). The child does not inherit
+    /// this run's fault injection; `HOSTGUARD_FAULT_DETACHED_AFTER_WRITES` gives it its own.
+    pub fn spawn_detached(&self, argv: &[&std::ffi::OsStr]) -> Result<(), HostError> {
+        use std::os::unix::process::CommandExt;
+        use std::process::{Command, Stdio};
+        let shown = argv.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ");
+        let (prog, args) = argv.split_first().ok_or_else(|| HostError::Other("empty command".into()))?;
+        let mut cmd = Command::new(prog);
+        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).env_remove(FAULT_AFTER_WRITES_ENV);
+        if let Ok(n) = std::env::var(FAULT_DETACHED_AFTER_WRITES_ENV) {
+            cmd.env(FAULT_AFTER_WRITES_ENV, n);
+        }
+        // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        cmd.spawn().map_err(|source| HostError::Spawn { argv: shown, source })?;
+        self.count_write();
+        Ok(())
+    }
+
     /// Make a directory and its parents below the root, refusing to follow a link on the way.
     pub fn create_dir_all(&self, abs: impl AsRef<Path>) -> Result<(), HostError> {
         beneath::open_dir_for_write(&self.root, abs.as_ref(), true, &|| self.count_write())?;
@@ -319,6 +449,11 @@ impl Host {
             }
         }
     }
+}
+
+/// The directory part and the file name of a host path.
+fn split(abs: &Path) -> Option<(&Path, &std::ffi::OsStr)> {
+    Some((abs.parent()?, abs.file_name()?))
 }
 
 fn not_found_is_none(r: Result<String, HostError>) -> Result<Option<String>, HostError> {
@@ -458,6 +593,52 @@ mod tests {
         let kept: Vec<_> = fs::read_dir(&backups).unwrap().map(|e| e.unwrap().path()).collect();
         assert_eq!(kept.len(), 1);
         assert_eq!(fs::read_to_string(&kept[0]).unwrap(), "old");
+    }
+
+    #[test]
+    fn rename_and_remove_commit_once_and_never_follow_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let h = Host::new(dir.path().join("root"));
+        h.write_file("/run/x/pending", b"p").unwrap();
+        assert!(h.rename("/run/x/pending", "/run/x/confirmed").unwrap());
+        assert!(!h.rename("/run/x/pending", "/run/x/rolling").unwrap(), "the second rename of one file loses");
+        assert_eq!(h.read_to_string("/run/x/confirmed").unwrap(), "p");
+        assert!(h.remove("/run/x/confirmed").unwrap());
+        assert!(!h.remove("/run/x/confirmed").unwrap());
+        assert!(!h.remove("/no/such/dir/file").unwrap());
+        fs::write(outside.path().join("victim"), "keep").unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("root/run/y")).unwrap();
+        assert!(matches!(h.remove("/run/y/victim"), Err(HostError::Symlink { .. })));
+        assert!(matches!(h.rename("/run/y/victim", "/run/x/stolen"), Err(HostError::Symlink { .. })));
+        assert_eq!(fs::read_to_string(outside.path().join("victim")).unwrap(), "keep");
+    }
+
+    #[test]
+    fn walk_lists_depth_first_in_name_order_and_reports_links_as_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("secret"), "s").unwrap();
+        let root = dir.path();
+        fs::create_dir_all(root.join("proc/sys/net/ipv4")).unwrap();
+        fs::create_dir_all(root.join("proc/sys/vm")).unwrap();
+        fs::write(root.join("proc/sys/net/ipv4/ip_forward"), "0\n").unwrap();
+        fs::write(root.join("proc/sys/net/core"), "1\n").unwrap();
+        fs::write(root.join("proc/sys/vm/swappiness"), "60\n").unwrap();
+        fs::set_permissions(root.join("proc/sys/vm/swappiness"), fs::Permissions::from_mode(0o444)).unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.join("proc/sys/kernel")).unwrap();
+        let h = Host::new(root);
+        let all = h.walk("/proc/sys", &mut |_| true).unwrap();
+        let shown: Vec<(&str, rustix::fs::FileType)> = all.iter().map(|f| (f.rel.as_str(), f.kind)).collect();
+        use rustix::fs::FileType::*;
+        assert_eq!(
+            shown,
+            [("kernel", Symlink), ("net", Directory), ("net/core", RegularFile), ("net/ipv4", Directory), ("net/ipv4/ip_forward", RegularFile), ("vm", Directory), ("vm/swappiness", RegularFile)]
+        );
+        assert_eq!(all.last().unwrap().mode, 0o444);
+        let net = h.walk("/proc/sys", &mut |rel| rel == "net" || rel.starts_with("net/ipv4")).unwrap();
+        assert_eq!(net.iter().map(|f| f.rel.as_str()).collect::<Vec<_>>(), ["net", "net/ipv4", "net/ipv4/ip_forward"]);
+        assert!(h.walk("/proc/nothing", &mut |_| true).unwrap().is_empty());
     }
 
     #[test]

@@ -1,13 +1,15 @@
 //! `apply --confirm SECONDS` and `hostguard confirm` (SPEC section 6), like `iptables-apply`.
 //!
-//! Before the change, what to undo (`undo::TableUndo`: the rule specs this apply edits and the
-//! chains as they were) is written under `<root>/run/hostguard/confirm/` as `pending.json`. A
-//! watchdog — this binary again, in its own session (setsid), its standard streams on
-//! /dev/null, so it outlives the terminal or SSH connection that ran `apply` — waits for the
-//! apply to release the run lock, sleeps SECONDS, then renames `pending.json` to
-//! `rolling-back.json` and undoes only this apply's edits, on the rules as they are then
-//! (`undo::render`). `hostguard confirm` renames `pending.json` to `confirmed.json`. Only one rename can succeed, so a confirm that races the
-//! deadline either keeps the rules or reports that they were rolled back, never both.
+//! Before the change, a watchdog is started — this binary again, in its own session (setsid),
+//! its standard streams on /dev/null, so it outlives the terminal or SSH connection that ran
+//! `apply` — and then what to undo (`undo::TableUndo`: the rule specs this apply edits and the
+//! chains as they were) is written under `<root>/run/hostguard/confirm/` as `pending.json`. The
+//! watchdog waits for the apply to release the run lock, sleeps SECONDS, takes the lock, renames
+//! `pending.json` to `rolling-back.json` and undoes only this apply's edits, on the rules as they
+//! are then (`undo::render`). `hostguard confirm` renames `pending.json` to `confirmed.json`.
+//! Only one rename can succeed, so a confirm that races the deadline either keeps the rules or
+//! reports that they were rolled back, never both. Every step goes through `Host`, so the crash
+//! tests kill a run at each of these commit points.
 //!
 //! With `--confirm-probe TARGET` (`crate::probe`) the apply itself, still holding the run lock,
 //! probes TARGET until SECONDS have passed: the first answer confirms, no answer rolls back
@@ -15,7 +17,6 @@
 //! the safety net: should the apply die before it decided, the watchdog, once it has the lock,
 //! probes for SECONDS itself and confirms or rolls back the same way.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, HostError, Result};
@@ -45,35 +46,51 @@ struct Pending {
     probe: Option<Probe>,
 }
 
-fn path(host: &Host, name: &str) -> PathBuf {
-    host.path(format!("{DIR}/{name}"))
+/// The host path of one of the state machine's files.
+fn file(name: &str) -> String {
+    format!("{DIR}/{name}")
 }
 
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
+/// Called by every apply with a firewall section, under the run lock: a rollback record found
+/// here belongs to a watchdog that died mid-rollback (a live one holds the lock while it rolls
+/// back). That rollback is finished now, and this run refused, since it planned from the rules
+/// as they were before.
+pub fn finish_interrupted(host: &Host) -> Result<()> {
+    if !host.exists(file(ROLLING)) {
+        return Ok(());
+    }
+    let (lines, _) = rollback_held(host, None)?;
+    Err(Error::Refused(format!(
+        "the rollback of an earlier apply --confirm had been interrupted; it is finished now ({}): run again",
+        lines.join("; ")
+    )))
+}
+
 /// A change still waiting for `hostguard confirm` blocks every other firewall change: its
 /// rollback would undo them too.
 pub fn refuse_if_pending(host: &Host) -> Result<()> {
-    if path(host, PENDING).exists() || path(host, ROLLING).exists() {
+    if host.exists(file(PENDING)) {
         return Err(Error::Refused(format!(
             "a firewall change made with --confirm is waiting for `hostguard confirm` ({}); \
              confirm it, or wait for it to be rolled back, then run again",
-            path(host, PENDING).display()
+            host.path(file(PENDING)).display()
         )));
     }
     Ok(())
 }
 
-/// Record what to restore. Called before the change is made.
+/// Record what to restore. Called before the change is made, after the watchdog started.
 pub fn arm(host: &Host, seconds: u64, tables: &[TableUndo], probe: Option<&Probe>) -> Result<(), HostError> {
     for stale in [CONFIRMED, ROLLED] {
-        let _ = std::fs::remove_file(path(host, stale));
+        let _ = host.remove(file(stale));
     }
     let p = Pending { seconds, armed_at: now(), tables: tables.to_vec(), result: Vec::new(), probe: probe.cloned() };
     let json = serde_json::to_vec_pretty(&p).expect("serialises");
-    host.write_file(format!("{DIR}/{PENDING}"), &json)?;
+    host.write_file(file(PENDING), &json)?;
     Ok(())
 }
 
@@ -83,31 +100,21 @@ pub fn update(host: &Host, tables: &[TableUndo]) -> Result<(), HostError> {
     let Some(mut p) = read(host, PENDING) else { return Ok(()) };
     p.tables = tables.to_vec();
     let json = serde_json::to_vec_pretty(&p).expect("serialises");
-    host.write_file(format!("{DIR}/{PENDING}"), &json)?;
+    host.write_file(file(PENDING), &json)?;
     Ok(())
 }
 
 /// Nothing was changed after all: forget the rollback.
 pub fn disarm(host: &Host) -> Result<(), HostError> {
-    let p = path(host, PENDING);
-    std::fs::remove_file(&p).map_err(|e| HostError::io(&p, e))
+    host.remove(file(PENDING)).map(drop)
 }
 
-/// Start the detached watchdog (before the change: it waits for the run lock this run holds).
+/// Start the detached watchdog, before the rollback is armed: it takes the run lock this run
+/// holds before it reads the record, so a run killed before arming leaves a watchdog that
+/// finds nothing to do, and one killed after is rolled back.
 pub fn start_watchdog(host: &Host) -> Result<(), HostError> {
-    use std::os::unix::process::CommandExt;
-    use std::process::{Command, Stdio};
     let exe = std::env::current_exe().map_err(|e| HostError::Other(format!("cannot find this program: {e}")))?;
-    let mut cmd = Command::new(&exe);
-    cmd.arg("--root").arg(host.root()).arg(WATCHDOG_COMMAND).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
-    cmd.spawn().map(|_| ()).map_err(|source| HostError::Spawn { argv: format!("{} {WATCHDOG_COMMAND}", exe.display()), source })
+    host.spawn_detached(&[exe.as_os_str(), "--root".as_ref(), host.root().as_os_str(), WATCHDOG_COMMAND.as_ref()])
 }
 
 /// The hidden subcommand the watchdog runs as.
@@ -119,12 +126,10 @@ pub fn watchdog(host: &Host) -> Result<i32> {
     unsafe {
         libc::signal(libc::SIGHUP, libc::SIG_IGN);
     }
-    if read(host, PENDING).is_none() {
-        return Ok(0);
-    }
-    // The apply holds the run lock until it has finished: the countdown starts after it.
+    // The apply holds the run lock until it has finished: the countdown starts after it. The
+    // record is read only then: the apply writes it after starting the watchdog.
     let lock = host.lock(LOCK_WAIT)?;
-    // Read again: an apply with --confirm-probe has usually decided by now.
+    // An apply with --confirm-probe has usually decided by now.
     let Some(p) = read(host, PENDING) else { return Ok(0) };
     let deadline = Instant::now() + Duration::from_secs(p.seconds);
     if let Some(probe) = &p.probe {
@@ -152,16 +157,16 @@ pub enum Settled {
 pub fn settle_held(host: &Host, probe: &Probe, deadline: Instant) -> Result<Settled> {
     match probe.until(deadline) {
         Ok(what) => {
-            if std::fs::rename(path(host, PENDING), path(host, CONFIRMED)).is_ok() {
+            if host.rename(file(PENDING), file(CONFIRMED)).unwrap_or(false) {
                 if let Some(mut p) = read(host, CONFIRMED) {
                     p.result.push(format!("confirmed by --confirm-probe {} at {}: {what}", probe.target, now()));
-                    let _ = host.write_file(format!("{DIR}/{CONFIRMED}"), &serde_json::to_vec_pretty(&p).expect("serialises"));
+                    let _ = host.write_file(file(CONFIRMED), &serde_json::to_vec_pretty(&p).expect("serialises"));
                 }
             }
             Ok(Settled::Kept(what))
         }
         Err(why) => {
-            if std::fs::rename(path(host, PENDING), path(host, ROLLING)).is_err() {
+            if !host.rename(file(PENDING), file(ROLLING))? {
                 // `hostguard confirm` cannot run while we hold the lock; nothing was pending.
                 return Ok(Settled::Kept(format!("confirmed meanwhile (the probe failed: {why})")));
             }
@@ -174,53 +179,59 @@ pub fn settle_held(host: &Host, probe: &Probe, deadline: Instant) -> Result<Sett
 /// Roll back now unless confirmed; exit code 0 when rolled back or nothing was pending.
 /// Takes the run lock: never call it from a run that holds it.
 fn rollback_now(host: &Host) -> Result<i32> {
-    if std::fs::rename(path(host, PENDING), path(host, ROLLING)).is_err() {
+    let _lock = host.lock(LOCK_WAIT)?;
+    // The commit point: from here on `confirm` reports the change as rolled back.
+    if !host.rename(file(PENDING), file(ROLLING))? {
         return Ok(0); // confirmed (or never armed)
     }
-    let _lock = host.lock(LOCK_WAIT)?;
     let (_, failed) = rollback_held(host, None)?;
     Ok(if failed { 4 } else { 0 })
 }
 
-/// Undo what `rolling-back.json` records; the caller renamed it there and holds the run lock.
-/// Returns one line per table and whether any table failed.
+/// Undo what `rolling-back.json` records, keep the outcome as `rolled-back.json`, then drop the
+/// record; the caller renamed it there (or found it left by a killed run) and holds the run lock.
+/// Rolling back twice is harmless (`undo::render` works on the rules as they are), and a record
+/// left by a run killed after writing the outcome is just dropped. Returns one line per table
+/// and whether any table failed.
 fn rollback_held(host: &Host, why: Option<String>) -> Result<(Vec<String>, bool)> {
-    let mut p = read(host, ROLLING).ok_or_else(|| Error::Load("the rollback record is unreadable".into()))?;
-    p.result.extend(why);
-    let mut failed = false;
     let mut lines = Vec::new();
-    for t in &p.tables {
-        let line = match undo::rollback(host, t) {
-            Ok(line) => line,
-            Err(e) => {
-                failed = true;
-                format!("FAILED to roll back the {} {} table: {e}", t.family.key(), t.table)
-            }
-        };
-        lines.push(line.clone());
-        p.result.push(line);
+    let mut failed = false;
+    if let Some(done) = read(host, ROLLED).filter(|_| why.is_none()) {
+        lines = done.result;
+    } else {
+        let mut p = read(host, ROLLING).ok_or_else(|| Error::Load("the rollback record is unreadable".into()))?;
+        p.result.extend(why);
+        for t in &p.tables {
+            let line = match undo::rollback(host, t) {
+                Ok(line) => line,
+                Err(e) => {
+                    failed = true;
+                    format!("FAILED to roll back the {} {} table: {e}", t.family.key(), t.table)
+                }
+            };
+            lines.push(line.clone());
+            p.result.push(line);
+        }
+        p.result.push(format!("rolled back at {}", now()));
+        host.write_file(file(ROLLED), &serde_json::to_vec_pretty(&p).expect("serialises"))?;
     }
-    p.result.push(format!("rolled back at {}", now()));
-    host.write_file(format!("{DIR}/{ROLLED}"), &serde_json::to_vec_pretty(&p).expect("serialises"))?;
-    let _ = std::fs::remove_file(path(host, ROLLING));
+    host.remove(file(ROLLING))?;
     Ok((lines, failed))
 }
 
 fn read(host: &Host, name: &str) -> Option<Pending> {
-    let text = std::fs::read(path(host, name)).ok()?;
-    serde_json::from_slice(&text).ok()
+    let text = host.read_optional(file(name)).ok()??;
+    serde_json::from_str(&text).ok()
 }
 
 /// `hostguard confirm`: keep the change. Returns a message for the operator.
 pub fn confirm(host: &Host) -> Result<String> {
-    match std::fs::rename(path(host, PENDING), path(host, CONFIRMED)) {
-        Ok(()) => {
-            let n = read(host, CONFIRMED).map(|p| p.tables.len()).unwrap_or(0);
-            Ok(format!("confirmed: the firewall change to {n} table(s) is kept"))
-        }
-        Err(_) if path(host, ROLLING).exists() || path(host, ROLLED).exists() => Err(Error::Refused(
-            "too late: the change made with --confirm has been rolled back; apply it again".into(),
-        )),
-        Err(_) => Err(Error::Refused("nothing to confirm: no apply --confirm is waiting".into())),
+    if host.rename(file(PENDING), file(CONFIRMED))? {
+        let n = read(host, CONFIRMED).map(|p| p.tables.len()).unwrap_or(0);
+        return Ok(format!("confirmed: the firewall change to {n} table(s) is kept"));
     }
+    if host.exists(file(ROLLING)) || host.exists(file(ROLLED)) {
+        return Err(Error::Refused("too late: the change made with --confirm has been rolled back; apply it again".into()));
+    }
+    Err(Error::Refused("nothing to confirm: no apply --confirm is waiting".into()))
 }

@@ -531,6 +531,7 @@ impl Resources for Plan {
     }
 
     fn preflight(&self, ctx: &Ctx) -> Result<()> {
+        confirm::finish_interrupted(ctx.host)?;
         if self.changed_groups().next().is_none() {
             return Ok(());
         }
@@ -548,13 +549,11 @@ impl Resources for Plan {
         let mut records: Vec<TableUndo> = changed.iter().map(|g| g.undo(tools)).collect();
         let armed_for = ctx.opts.confirm.filter(|_| !changed.is_empty());
         if let Some(secs) = armed_for {
-            // The watchdog starts before the change: it waits for this run's lock, so even a
-            // run killed half-way is rolled back.
-            let armed = confirm::arm(ctx.host, secs, &records, ctx.opts.confirm_probe.as_ref()).and_then(|()| {
-                confirm::start_watchdog(ctx.host).inspect_err(|_| {
-                    let _ = confirm::disarm(ctx.host);
-                })
-            });
+            // The watchdog starts before the record and the change: it waits for this run's
+            // lock, so even a run killed half-way is rolled back, and one killed before the
+            // record leaves nothing pending.
+            let armed = confirm::start_watchdog(ctx.host)
+                .and_then(|()| confirm::arm(ctx.host, secs, &records, ctx.opts.confirm_probe.as_ref()));
             match armed {
                 Ok(()) => {
                     note = match &ctx.opts.confirm_probe {

@@ -295,6 +295,8 @@ fn services() -> &'static HashMap<(String, String), u16> {
     static S: OnceLock<HashMap<(String, String), u16>> = OnceLock::new();
     S.get_or_init(|| {
         let mut m = HashMap::new();
+        // The real host's file, not `--root`'s, and not through `Host`, on purpose: the iptables
+        // binary that resolves the name runs on the real host and reads this very file.
         let text = std::fs::read_to_string("/etc/services").unwrap_or_default();
         for line in text.lines() {
             let line = line.split('#').next().unwrap_or("");

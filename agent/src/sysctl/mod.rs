@@ -299,8 +299,7 @@ pub fn show(ctx: &Ctx, prefixes: &[String], all: bool) -> Result<serde_json::Val
         .iter()
         .map(|p| if p.contains('/') { p.trim_matches('/').to_string() } else { p.replace('.', "/") })
         .collect();
-    let mut found = Vec::new();
-    walk(ctx.host, "", &prefixes, all, &mut found)?;
+    let mut found = walk(ctx.host, &prefixes, all)?;
     if !all {
         // Rule 3: a thread takes a pid in our pid namespace, as any process start does.
         let _ = std::thread::spawn(|| ()).join();
@@ -328,34 +327,27 @@ fn read_raw(host: &Host, rel: &str) -> Option<String> {
     host.read_to_string(format!("/proc/sys/{rel}")).ok()
 }
 
-fn walk(host: &Host, rel_dir: &str, prefixes: &[String], all: bool, out: &mut Vec<(String, String)>) -> Result<()> {
-    use rustix::fs::FileType;
-    let dir = if rel_dir.is_empty() { "/proc/sys".to_string() } else { format!("/proc/sys/{rel_dir}") };
-    for name in host.list_dir(&dir)? {
-        let rel = if rel_dir.is_empty() { name.clone() } else { format!("{rel_dir}/{name}") };
-        let wanted = prefixes.is_empty()
-            || prefixes.iter().any(|p| rel.starts_with(p.as_str()) || p.starts_with(&format!("{rel}/")));
-        if !wanted {
+/// The keys under /proc/sys (those under `prefixes`, when given) with the text each prints, by
+/// rules 1 and 2.
+fn walk(host: &Host, prefixes: &[String], all: bool) -> Result<Vec<(String, String)>> {
+    let mut wanted =
+        |rel: &str| prefixes.is_empty() || prefixes.iter().any(|p| rel.starts_with(p.as_str()) || p.starts_with(&format!("{rel}/")));
+    let mut out = Vec::new();
+    for f in host.walk("/proc/sys", &mut wanted)? {
+        if f.kind != rustix::fs::FileType::RegularFile {
             continue;
         }
-        let abs = format!("/proc/sys/{rel}");
-        match host.mode(&abs) {
-            Some((FileType::Directory, _)) => walk(host, &rel, prefixes, all, out)?,
-            Some((FileType::RegularFile, mode)) => {
-                // Rule 1.
-                if !all && (mode & 0o600 != 0o600 || !host.may_read_and_write(&abs)) {
-                    continue;
-                }
-                // Keys the kernel refuses to print (stable_secret before it is set) are left out.
-                let Some(text) = read_raw(host, &rel) else { continue };
-                // Rule 2.
-                if !all && !text.ends_with('\n') {
-                    continue;
-                }
-                out.push((rel, text));
-            }
-            _ => {}
+        // Rule 1.
+        if !all && (f.mode & 0o600 != 0o600 || !host.may_read_and_write(format!("/proc/sys/{}", f.rel))) {
+            continue;
         }
+        // Keys the kernel refuses to print (stable_secret before it is set) are left out.
+        let Some(text) = read_raw(host, &f.rel) else { continue };
+        // Rule 2.
+        if !all && !text.ends_with('\n') {
+            continue;
+        }
+        out.push((f.rel, text));
     }
-    Ok(())
+    Ok(out)
 }
