@@ -7,7 +7,7 @@
 BOOKWORM_DIR=${BOOKWORM_DIR:-/var/cache/hostguard-tests/bookworm}
 BOOKWORM_MIRROR=${BOOKWORM_MIRROR:-http://deb.debian.org/debian}
 # What the tests use inside: add a package here and the cache is extended once.
-BOOKWORM_PACKAGES=(procps kmod util-linux iproute2 iptables nftables)
+BOOKWORM_PACKAGES=(procps kmod util-linux iproute2 iptables nftables lxc)
 
 # shellcheck source=tests/lib/debian.sh
 . "$(dirname "${BASH_SOURCE[0]}")/debian.sh"
