@@ -39,4 +39,10 @@ hostguard:
 {%- endif %}
     - extra_args: {{ hg.get('extra_args', []) | json }}
     - apply_args: {{ hg.get('apply_args', []) | json }}
+{%- if hg.get('confirm_probe') is not none %}
+    - confirm_probe: {{ hg.confirm_probe | json }}
+{%- endif %}
+{%- if hg.get('confirm') %}
+    - confirm: {{ hg.confirm }}
+{%- endif %}
     - document: {{ hg.get('document', {}) | json }}

@@ -32,6 +32,7 @@ SANDBOX_PIDS=()
 
 sandbox_cleanup() {
   for pid in "${SANDBOX_PIDS[@]}"; do kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
+  [ -n "${FAR:-}" ] && ip netns del "$FAR" 2>/dev/null
   ip netns del "$NS" 2>/dev/null || true
   umount "$ROOT/proc" 2>/dev/null || umount -l "$ROOT/proc" 2>/dev/null || true
   if [ -n "${KEEP_TMP:-}" ]; then echo "kept $TMP"; else rm -rf --one-file-system "$TMP"; fi
@@ -53,6 +54,28 @@ serve_dir() {
     sleep 0.1
   done
   echo "FAIL: the test's HTTP server did not start"; cat "$TMP/http.log"; exit 1
+}
+
+# probe_far PORT: the server side of `--confirm-probe`, beyond the firewall the test changes: a
+# second namespace FAR joined to NS by a veth (NS 10.79.0.1, FAR 10.79.0.2), with a TCP listener
+# (python3's http.server) on 10.79.0.2:PORT. PROBE_CUT and PROBE_KEEP are IPv4 INPUT rule lists
+# (policy DROP): CUT drops the replies of connections NS opens (the probe's path is cut), KEEP
+# accepts them.
+PROBE_CUT='["-i lo -j ACCEPT", "-p tcp --dport 22 -j ACCEPT"]'
+PROBE_KEEP='["-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT", "-i lo -j ACCEPT", "-p tcp --dport 22 -j ACCEPT"]'
+probe_far() {
+  FAR=${NS}-far
+  ip netns add "$FAR" || { echo "FAIL: cannot create $FAR"; exit 1; }
+  ip link add "hgp$$" netns "$NS" type veth peer name "hgq$$" netns "$FAR" || { echo "FAIL: veth"; exit 1; }
+  in_ns ip addr add 10.79.0.1/24 dev "hgp$$"; in_ns ip link set "hgp$$" up; in_ns ip link set lo up
+  ip netns exec "$FAR" ip addr add 10.79.0.2/24 dev "hgq$$"; ip netns exec "$FAR" ip link set "hgq$$" up
+  ip netns exec "$FAR" python3 -m http.server --bind 10.79.0.2 --directory "$TMP" "$1" >"$TMP/far.log" 2>&1 &
+  SANDBOX_PIDS+=($!)
+  for _ in $(seq 50); do
+    in_ns python3 -c 'import socket,sys; socket.create_connection(("10.79.0.2", int(sys.argv[1])), 1)' "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "FAIL: the probe target did not start"; cat "$TMP/far.log"; exit 1
 }
 
 # ns_sysctl KEY: the namespace's value of a net.* key.

@@ -8,8 +8,8 @@ Execution module for hostguard: runs the binary as an argument vector and return
 
 Defaults come from the minion config or pillar: ``hostguard:binary`` (``/usr/local/bin/hostguard``),
 ``hostguard:root``, ``hostguard:extra_args`` (options of every command), ``hostguard:apply_args``
-(options of apply only, such as ``--backup-dir``), and ``hostguard:document`` for the document when none
-is given. A ``document`` argument may also be a path or an https:// URL that hostguard reads itself.
+(options of apply only, such as ``--backup-dir``), ``hostguard:confirm_probe`` and ``hostguard:confirm``
+(see ``confirm_args``), and ``hostguard:document`` for the document when none is given. A ``document`` argument may also be a path or an https:// URL that hostguard reads itself.
 
 No value is compared here: hostguard decides; this module only runs it and maps exit codes
 (0 in sync, 2 drift/changed, 4 failed, 6 changed and failed, 1 unreadable document or host).
@@ -151,6 +151,43 @@ def _checked(result, ok=(0, 2), fail=()):
     return result["report"]
 
 
+def master_target():
+    """The minion's own master as hostguard's ``--confirm-probe`` target: ``master`` (the first of
+    a multi-master list) and ``master_port`` (the port minions return to, 4506 by default) from the
+    minion config — the connection a firewall change could cut."""
+    master = __opts__.get("master") or "salt"
+    if isinstance(master, (list, tuple)):
+        master = master[0]
+    host = str(master)
+    if ":" in host and not host.startswith("["):
+        host = "[" + host + "]"
+    return "{}:{}".format(host, __opts__.get("master_port") or 4506)
+
+
+def confirm_args(confirm=None, confirm_probe=None):
+    """
+    The options of an unattended ``apply --confirm SECONDS --confirm-probe TARGET``: hostguard
+    probes TARGET after changing the firewall and keeps the change on an answer, rolls its own
+    edits back (the state fails) when none comes within SECONDS.
+
+    confirm_probe
+        ``True`` (or ``master``): this minion's master, ``master:master_port`` (4506); a string:
+        ``HOST:PORT`` or an ``https://`` URL as hostguard takes it; unset or ``False``: no probe.
+    confirm
+        SECONDS, 60 by default.
+    """
+    confirm_probe = _conf("confirm_probe", confirm_probe)
+    if confirm_probe is None or confirm_probe is False or confirm_probe == "":
+        return []
+    target = master_target() if confirm_probe is True or confirm_probe == "master" else str(confirm_probe)
+    seconds = _conf("confirm", confirm, 60)
+    try:
+        seconds = int(seconds)
+    except (TypeError, ValueError):
+        raise CommandExecutionError("hostguard: confirm must be a number of seconds, not {!r}".format(seconds))
+    return ["--confirm", str(seconds), "--confirm-probe", target]
+
+
 def plan(document=None, binary=None, root=None, extra_args=None):
     """
     Show drift and change nothing: the report of ``hostguard plan``.
@@ -164,18 +201,22 @@ def plan(document=None, binary=None, root=None, extra_args=None):
     return _checked(run("plan", document, binary, root, extra_args))
 
 
-def apply(document=None, binary=None, root=None, extra_args=None, state_file=None, apply_args=None):
+def apply(document=None, binary=None, root=None, extra_args=None, state_file=None, apply_args=None,
+          confirm=None, confirm_probe=None):
     """
-    Converge the host: the report of ``hostguard apply``. Exit 4 or 6 (some changes failed)
-    returns the report and makes salt-call exit non-zero.
+    Converge the host: the report of ``hostguard apply``. Exit 4 or 6 (some changes failed, or a
+    firewall change whose ``confirm_probe`` did not answer was rolled back) returns the report and
+    makes salt-call exit non-zero.
 
     CLI Example:
 
     .. code-block:: bash
 
         salt '*' hostguard.apply
+        salt '*' hostguard.apply confirm_probe=True
     """
-    return _checked(run("apply", document, binary, root, extra_args, state_file, args=_conf("apply_args", apply_args, [])))
+    args = [str(a) for a in _conf("apply_args", apply_args, [])] + confirm_args(confirm, confirm_probe)
+    return _checked(run("apply", document, binary, root, extra_args, state_file, args=args))
 
 
 def audit(document=None, fail_on=None, emit_state=False, binary=None, root=None, extra_args=None):

@@ -73,7 +73,7 @@ def _install_pending(binary, download_url, download_sha256):
 
 
 def converged(name, document=None, binary=None, root=None, extra_args=None, state_file=None,
-              apply_args=None, download_url=None, download_sha256=None):
+              apply_args=None, download_url=None, download_sha256=None, confirm=None, confirm_probe=None):
     """
     Ensure the host matches a hostguard state document.
 
@@ -93,6 +93,12 @@ def converged(name, document=None, binary=None, root=None, extra_args=None, stat
     state_file
         Where a real run saves the document before applying it (``/etc/hostguard/state.json``
         under ``root``); ``test=True`` never writes it.
+    confirm_probe, confirm
+        Guard firewall changes the way ``hostguard confirm`` would, with nobody to type it:
+        ``confirm_probe: True`` probes this minion's master (``master``:``master_port``, 4506) after
+        the change, ``confirm_probe: 'HOST:PORT'`` or ``'https://...'`` another target; no answer
+        within ``confirm`` seconds (60) rolls hostguard's own edits back and fails the state with
+        hostguard's message. Pillar ``hostguard:confirm_probe`` / ``hostguard:confirm`` when omitted.
     download_url, download_sha256
         Where an earlier state (the formula's ``file.managed``) downloads the binary from; with
         ``test=True`` before that download, the result is ``None`` saying what would be installed.
@@ -152,7 +158,8 @@ def converged(name, document=None, binary=None, root=None, extra_args=None, stat
         return ret
 
     try:
-        res = __salt__["hostguard.run"]("apply", document, binary, root, extra_args, state_file, args=apply_args or [])
+        args = [str(a) for a in apply_args or []] + __salt__["hostguard.confirm_args"](confirm, confirm_probe)
+        res = __salt__["hostguard.run"]("apply", document, binary, root, extra_args, state_file, args=args)
     except CommandExecutionError as e:
         ret["result"] = False
         ret["comment"] = str(e)
