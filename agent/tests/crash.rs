@@ -26,7 +26,9 @@ const DOC: &str = r#"{"version": 1,
       "hostguard/web2": {"memory_limit": "256M", "cpu_shares": 256, "pids_max": 50}}},
   "lxc": {"dialect": "modern", "containers": {
       "web1": {"memory_limit": "256M", "cpu_shares": 256, "config": {"lxc.start.auto": "1"}},
-      "web2": {"memory_limit": "128M", "cap_drop": ["sys_module", "sys_time"], "config": {"lxc.start.delay": "5"}}}},
+      "web2": {"memory_limit": "128M", "cap_drop": ["sys_module", "sys_time"], "config": {"lxc.start.delay": "5"}},
+      "web3": {"memory_limit": "64M", "config": {"lxc.start.auto": "1"}},
+      "web4": {"cpu_shares": 128, "config": {"lxc.start.order": "4"}}}},
   "iptables": {"backend": "nft",
       "ipv4": {"filter": {"FORWARD": {"policy": "DROP", "purge": true,
                    "rules": ["-i docker0 -o eth0 -j ACCEPT", "-i docker0 -o docker0 -j DROP"]},
@@ -68,7 +70,11 @@ fn tables(ns: &Netns) -> [String; 2] {
 }
 
 /// The files a run replaces (atomically), as opposed to kernel files it writes in place.
-const REPLACED: [&str; 3] = ["/etc/sysctl.d/60-hostguard.conf", "/var/lib/lxc/web1/config", "/var/lib/lxc/web2/config"];
+const REPLACED: [&str; 5] =
+    ["/etc/sysctl.d/60-hostguard.conf", "/var/lib/lxc/web1/config", "/var/lib/lxc/web2/config", "/var/lib/lxc/web3/config", "/var/lib/lxc/web4/config"];
+
+/// The container configs, which apply replaces in one batch (`Host::write_files`).
+const CONFIGS: [&str; 4] = ["var/lib/lxc/web1/config", "var/lib/lxc/web2/config", "var/lib/lxc/web3/config", "var/lib/lxc/web4/config"];
 
 /// A host before the document is applied. With `first_run`, nothing hostguard writes exists yet
 /// (no sysctl.d file, new cgroups); otherwise an earlier version of each file is in place.
@@ -100,6 +106,8 @@ fn fixture(first_run: bool) -> FakeRoot {
         "# Template used to create this container\nlxc.uts.name = web1\nlxc.rootfs.path = dir:/var/lib/lxc/web1/rootfs\nlxc.start.auto = 0\n",
     );
     r.write("/var/lib/lxc/web2/config", "lxc.uts.name = web2\nlxc.net.0.type = empty\n");
+    r.write("/var/lib/lxc/web3/config", "lxc.uts.name = web3\nlxc.net.0.type = empty\nlxc.start.auto = 0\n");
+    r.write("/var/lib/lxc/web4/config", "# Template used to create this container\nlxc.uts.name = web4\nlxc.net.0.type = empty\n");
     if !first_run {
         r.write("/etc/sysctl.d/60-hostguard.conf", "# Managed by hostguard\nvm.swappiness = 30\n");
         r.write("/etc/sysctl.d/10-local.conf", "kernel.panic = 10\n");
@@ -159,6 +167,7 @@ fn check_old_or_new(ns: &Netns, r: &FakeRoot, reference: &Reference, when: &str,
         );
     }
     let now = files(r);
+    check_batch(r, reference, &now, when);
     let paths: std::collections::BTreeSet<_> = reference.before.keys().chain(reference.after.keys()).chain(now.keys()).collect();
     for p in paths {
         let (old, new, cur) = (reference.before.get(p), reference.after.get(p), now.get(p));
@@ -178,6 +187,24 @@ fn check_old_or_new(ns: &Netns, r: &FakeRoot, reference: &Reference, when: &str,
             new.map(|b| String::from_utf8_lossy(b)),
             cur.map(|b| String::from_utf8_lossy(b))
         );
+    }
+}
+
+/// The configs are one batch: no config is renamed before every new one is complete on disk.
+/// So once any config is new, each config still old has its complete new version beside it as
+/// a temp file (which the next run writes again).
+#[track_caller]
+fn check_batch(r: &FakeRoot, reference: &Reference, now: &BTreeMap<PathBuf, Vec<u8>>, when: &str) {
+    let is = |p: &str, version: &BTreeMap<PathBuf, Vec<u8>>| now.get(Path::new(p)) == version.get(Path::new(p));
+    if !CONFIGS.iter().any(|p| is(p, &reference.after)) {
+        return;
+    }
+    let temps = temps(r);
+    for p in CONFIGS.iter().filter(|p| !is(p, &reference.after)) {
+        let dir = r.path().join(p).parent().unwrap().to_path_buf();
+        let new = &reference.after[Path::new(p)];
+        let beside = temps.iter().any(|t| t.parent() == Some(dir.as_path()) && std::fs::read(t).is_ok_and(|b| &b == new));
+        assert!(beside, "{when}: a config is already new, but {p} is old without its complete new version beside it (temps: {temps:?})");
     }
 }
 

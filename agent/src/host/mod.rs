@@ -9,10 +9,10 @@ mod bounded;
 mod lock;
 pub mod netns;
 mod run;
+mod write;
 
 use std::fs::{self, File};
-use std::io::{Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -187,73 +187,9 @@ impl Host {
     /// Replace a file atomically: temp file in the same directory, fsync, rename, fsync the
     /// directory. A file whose content is already right is not rewritten; returns whether it was.
     /// Refuses to write through a symlink, so a planted link cannot redirect a root-owned write.
+    /// `write_files` does the same for many files at once.
     pub fn write_file(&self, abs: impl AsRef<Path>, contents: &[u8]) -> Result<bool, HostError> {
-        use rustix::fs::{FileType, Mode, OFlags};
-        let abs = abs.as_ref();
-        let p = self.path(abs);
-        let (dir_abs, name) = match (abs.parent(), abs.file_name()) {
-            (Some(d), Some(n)) => (d, n),
-            _ => return Err(HostError::Other(format!("{}: not a file path", p.display()))),
-        };
-        let dir = beneath::open_dir_for_write(&self.root, dir_abs, true, &|| self.count_write())?;
-        let old = match beneath::file_type(&dir, name).map_err(|e| HostError::io(&p, e))? {
-            None => None,
-            Some(FileType::Symlink) => return Err(HostError::Symlink { path: p }),
-            Some(FileType::RegularFile) => {
-                let f = rustix::fs::openat(&dir, name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC, Mode::empty())
-                    .map(File::from)
-                    .map_err(|e| HostError::io(&p, e.into()))?;
-                let meta = f.metadata().map_err(|e| HostError::io(&p, e))?;
-                // The old content is needed only to skip an identical write and for a backup;
-                // a file of another size is not identical, and one too large to back up is not
-                // read at all (a 3 GiB file must not be pulled into memory to be replaced).
-                let wanted = meta.len() == contents.len() as u64 || self.backup_dir.is_some();
-                if wanted && meta.len() > MAX_REPLACED_BYTES {
-                    return Err(HostError::TooLarge { path: p, what: "a file hostguard replaces", limit: MAX_REPLACED_BYTES, size: Some(meta.len()) });
-                }
-                let mut bytes = Vec::new();
-                if wanted {
-                    (&f).take(MAX_REPLACED_BYTES + 1).read_to_end(&mut bytes).map_err(|e| HostError::io(&p, e))?;
-                }
-                Some((bytes, meta))
-            }
-            Some(t) => return Err(HostError::NotRegular { path: p, what: bounded::describe(t) }),
-        };
-        if old.as_ref().is_some_and(|(b, m)| m.len() == contents.len() as u64 && b.as_slice() == contents) {
-            return Ok(false);
-        }
-        if let (Some((old, _)), Some(backups)) = (&old, &self.backup_dir) {
-            self.backup(abs, old, backups)?;
-        }
-        let name = name.to_string_lossy().into_owned();
-        self.remove_stale_temps(&dir, &name);
-        let tmp = format!(".{name}{TEMP_MARKER}{}", std::process::id());
-        let result = (|| -> std::io::Result<()> {
-            let mut f = File::from(rustix::fs::openat(
-                &dir,
-                &tmp,
-                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::from_raw_mode(0o644),
-            )?);
-            // A replaced file keeps its owner and mode (an LXC config may be 0640 root:lxc).
-            if let Some((_, meta)) = &old {
-                use std::os::unix::fs::MetadataExt;
-                let _ = std::os::unix::fs::fchown(&f, Some(meta.uid()), Some(meta.gid()));
-                f.set_permissions(fs::Permissions::from_mode(meta.mode() & 0o7777))?;
-            }
-            f.write_all(contents)?;
-            f.sync_all()?;
-            drop(f);
-            self.count_write();
-            rustix::fs::renameat(&dir, &tmp, &dir, &name)?;
-            Ok(rustix::fs::fsync(&dir)?)
-        })();
-        if let Err(e) = result {
-            let _ = rustix::fs::unlinkat(&dir, &tmp, rustix::fs::AtFlags::empty());
-            return Err(HostError::io(&p, e));
-        }
-        self.count_write();
-        Ok(true)
+        self.write_files(&[(abs.as_ref(), contents)]).pop().expect("one result per file")
     }
 
     /// Remove temp files that a killed run left beside `name` (`.NAME.hostguard-tmp.PID`, PID
@@ -467,6 +403,7 @@ fn not_found_is_none(r: Result<String, HostError>) -> Result<Option<String>, Hos
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn paths_are_prefixed_by_the_root() {

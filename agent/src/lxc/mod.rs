@@ -306,6 +306,13 @@ impl Ready {
     }
 }
 
+/// A config apply is about to write.
+struct Pending {
+    before: ResourceReport,
+    want: String,
+    notes: Vec<String>,
+}
+
 impl ContainerPlan {
     fn id(&self) -> String {
         format!("lxc/{}", self.name)
@@ -336,22 +343,30 @@ impl ContainerPlan {
         ResourceReport { status, ..base }.message(msg.join("; "))
     }
 
-    fn apply(&self, host: &Host, env: Env) -> ResourceReport {
+    /// What apply writes for this container: `Err` holds the final report when nothing is
+    /// to be written (in sync, failed in plan, or the legacy backup failed).
+    fn prepare(&self, host: &Host) -> std::result::Result<Pending, ResourceReport> {
         let before = self.report();
         let r = match &self.state {
             Ok(r) if !r.outcome.changes.is_empty() => r,
-            _ => return before,
+            _ => return Err(before),
         };
-        let failed = |m: String| before.after(Status::Failed, m);
         let mut notes = Vec::new();
         if r.outcome.migrated_legacy() {
             match backup(host, &self.config, &r.before.text()) {
                 Ok(path) => notes.push(format!("the file with legacy keys is kept as {path}")),
-                Err(e) => return failed(format!("could not keep a backup before migrating legacy keys: {e}; nothing written")),
+                Err(e) => return Err(before.after(Status::Failed, format!("could not keep a backup before migrating legacy keys: {e}; nothing written"))),
             }
         }
-        let want = r.outcome.config.text();
-        if let Err(e) = host.write_file(&self.config, want.as_bytes()) {
+        Ok(Pending { before, want: r.outcome.config.text(), notes })
+    }
+
+    /// The report once the config was written (in one batch with the others), read back.
+    fn finish(&self, host: &Host, env: Env, p: Pending, written: std::result::Result<bool, HostError>) -> ResourceReport {
+        let Pending { before, want, notes } = p;
+        let Ok(r) = &self.state else { return before };
+        let failed = |m: String| before.after(Status::Failed, m);
+        if let Err(e) = written {
             return failed(format!("could not write {}: {e}", self.config));
         }
         // Read back and converge again: what was written must need nothing more.
@@ -475,9 +490,22 @@ impl Resources for Plan {
     }
 
     fn apply(self: Box<Self>, ctx: &Ctx) -> Vec<ResourceReport> {
+        // Every changed config is replaced in one batch (`Host::write_files`: all temp files,
+        // made durable together, then the renames): one wait on the disk, not one per file.
+        let pending: Vec<_> = self.containers.iter().map(|c| c.prepare(ctx.host)).collect();
+        let files: Vec<(&std::path::Path, &[u8])> = self
+            .containers
+            .iter()
+            .zip(&pending)
+            .filter_map(|(c, p)| p.as_ref().ok().map(|p| (std::path::Path::new(c.config.as_str()), p.want.as_bytes())))
+            .collect();
+        let mut written = ctx.host.write_files(&files).into_iter();
         let mut out = Vec::new();
-        for c in &self.containers {
-            out.push(c.apply(ctx.host, self.env));
+        for (c, p) in self.containers.iter().zip(pending) {
+            out.push(match p {
+                Ok(p) => c.finish(ctx.host, self.env, p, written.next().expect("one result per written config")),
+                Err(report) => report,
+            });
             out.extend(c.live_apply(ctx.host, &self.lxcpath, self.env.cgroup));
         }
         out
