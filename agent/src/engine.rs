@@ -5,46 +5,14 @@
 //! disagree. All kinds are read before any is applied: a host that cannot be read exits 1 with
 //! nothing touched.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use crate::error::Result;
 use crate::host::Host;
+pub use crate::kind::{Ctx, Options, Resources};
 use crate::report::{Command, Report, ResourceReport};
 use crate::state::Document;
 use crate::{cgroup, iptables, lxc, nftables, sysctl};
-
-/// Run-wide settings that modules may consult.
-#[derive(Debug, Clone, Default)]
-pub struct Options {
-    /// Apply a ruleset even when it would drop the SSH session the command runs from.
-    pub force: bool,
-    /// `apply --confirm SECONDS`: roll firewall changes back unless `hostguard confirm` runs.
-    pub confirm: Option<u64>,
-    /// `--confirm-probe TARGET`: confirm by itself when TARGET answers after the change.
-    pub confirm_probe: Option<crate::probe::Probe>,
-    /// How long to wait for another run's lock.
-    pub lock_timeout: Duration,
-}
-
-/// What a module needs from the run: the host and the options.
-pub struct Ctx<'a> {
-    pub host: &'a Host,
-    pub opts: &'a Options,
-}
-
-/// The planned state of one resource kind.
-pub trait Resources {
-    /// What `plan` reports: every resource once, `in_sync` or `drift`.
-    fn reports(&self) -> Vec<ResourceReport>;
-    /// Before anything is applied: refuse the whole run (exit 1, nothing touched) when applying
-    /// this plan would be unsafe (the iptables SSH lockout guard).
-    fn preflight(&self, _ctx: &Ctx) -> Result<()> {
-        Ok(())
-    }
-    /// Make the planned changes and read them back: every resource once, `in_sync`, `changed`
-    /// or `failed`. A write that did not take is `failed`, never `changed`.
-    fn apply(self: Box<Self>, ctx: &Ctx) -> Vec<ResourceReport>;
-}
 
 /// Read and diff every kind the document names, in a fixed order.
 pub fn plan_all(ctx: &Ctx, doc: &Document) -> Result<Vec<Box<dyn Resources>>> {

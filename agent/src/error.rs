@@ -1,8 +1,7 @@
 //! The errors a run can end with, each naming the thing it concerns.
 
+use std::fmt;
 use std::path::PathBuf;
-
-use crate::state::ValidationErrors;
 
 /// A failure of the one door to the host: a file or a command, always named.
 #[derive(Debug, thiserror::Error)]
@@ -30,11 +29,11 @@ pub enum HostError {
     #[error("{}: {what}, not a regular file; hostguard reads only regular files there (remove it or replace it by a file)", path.display())]
     NotRegular { path: PathBuf, what: &'static str },
     #[error("{}: {}over the {} limit for {what}; hostguard does not read it (README \"Bounded reads\")", path.display(),
-            size.map(|s| format!("is {s} bytes, ")).unwrap_or_default(), crate::host::human_bytes(*limit))]
+            size.map(|s| format!("is {s} bytes, ")).unwrap_or_default(), human_bytes(*limit))]
     TooLarge { path: PathBuf, what: &'static str, limit: u64, size: Option<u64> },
     #[error("`{argv}` did not finish within {secs} s and was killed")]
     Timeout { argv: String, secs: u64 },
-    #[error("`{argv}` printed more than {} on its standard output and was killed", crate::host::human_bytes(*limit))]
+    #[error("`{argv}` printed more than {} on its standard output and was killed", human_bytes(*limit))]
     OutputTooLarge { argv: String, limit: u64 },
     #[error("{0}")]
     Other(String),
@@ -73,8 +72,63 @@ pub enum Error {
     Lock(String),
     #[error("{0}")]
     Refused(String),
-    #[error("{0}")]
-    Unsupported(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// One validation problem: where in the document, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationError {
+    pub path: String,
+    pub message: String,
+}
+
+/// Every problem found in a document.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ValidationErrors(pub Vec<ValidationError>);
+
+impl ValidationErrors {
+    pub fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ValidationError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok(value)` when nothing was pushed, else every error.
+    pub fn into_result<T>(self, value: T) -> Result<T, ValidationErrors> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(self)
+        }
+    }
+}
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        write!(
+            f,
+            "the state document is invalid ({n} error{}); nothing was touched:",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for e in &self.0 {
+            write!(f, "\n  {}: {}", e.path, e.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// `1048576` -> "1 MiB".
+pub fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= (1 << 20) && n % (1 << 20) == 0 => format!("{} MiB", n / (1 << 20)),
+        n if n >= (1 << 10) && n % (1 << 10) == 0 => format!("{} KiB", n / (1 << 10)),
+        n => format!("{n} bytes"),
+    }
+}

@@ -10,6 +10,7 @@ pub mod error;
 pub mod host;
 pub mod http;
 pub mod iptables;
+pub mod kind;
 pub mod lxc;
 pub mod man;
 pub mod metrics;

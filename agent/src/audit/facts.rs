@@ -16,7 +16,7 @@ use crate::state::lxc::DEFAULT_LXCPATH;
 use crate::state::sysctl::normalize;
 use crate::state::Document;
 
-use super::firewall::{self, Filter};
+use super::firewall::{self, Filter, Firewall};
 
 /// The sysctl keys the checks look at, as paths below /proc/sys.
 pub const SYSCTL_KEYS: &[&str] = &[
@@ -68,14 +68,6 @@ pub struct BootLine {
     /// Below /proc/sys, `/`-separated.
     pub key: String,
     pub value: String,
-}
-
-/// The filter table of one family, or why it could not be read.
-#[derive(Debug, Clone)]
-pub struct Firewall {
-    /// `ipv4` or `ipv6`, as in the document.
-    pub family: &'static str,
-    pub filter: std::result::Result<Filter, String>,
 }
 
 #[derive(Debug, Clone)]

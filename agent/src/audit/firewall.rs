@@ -4,12 +4,19 @@
 //! any other match (a port, an address, a conntrack state) is skipped, because it decides for
 //! some packets only, and the audit asks about traffic in general.
 
-use super::facts::Firewall;
 use crate::host::Host;
 use crate::iptables::diff::{self, Desired, Entry};
 use crate::iptables::save::{Rule, TableDump};
 use crate::iptables::{normalize, Tools};
 use crate::state::iptables::{Backend, Family, IptablesState, Table};
+
+/// The filter table of one family, or why it could not be read.
+#[derive(Debug, Clone)]
+pub struct Firewall {
+    /// `ipv4` or `ipv6`, as in the document.
+    pub family: &'static str,
+    pub filter: std::result::Result<Filter, String>,
+}
 
 /// The filter table of one family, as the iptables module reads it.
 pub type Filter = TableDump;

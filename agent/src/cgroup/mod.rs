@@ -15,7 +15,7 @@ mod v2;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use crate::engine::{Ctx, Resources};
+use crate::kind::{Ctx, Resources};
 use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::report::ResourceReport;

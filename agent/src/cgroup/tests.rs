@@ -164,7 +164,7 @@ fn show_lists_groups_under_the_prefix_in_document_form() {
     put(r, "sys/fs/cgroup/hg/web1/pids.max", "max\n");
     put(r, "sys/fs/cgroup/other/memory.max", "max\n");
     let host = Host::new(r);
-    let opts = crate::engine::Options::default();
+    let opts = crate::kind::Options::default();
     let ctx = Ctx { host: &host, opts: &opts };
     let v = show(&ctx, &["hg".into()]).unwrap().unwrap();
     assert_eq!(v["version"], "v2");

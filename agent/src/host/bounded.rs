@@ -117,11 +117,4 @@ pub fn read_to_string(shown: &Path, limit: Limit, fd: OwnedFd) -> Result<String,
         .map_err(|_| HostError::io(shown, std::io::Error::new(std::io::ErrorKind::InvalidData, "is not UTF-8 text")))
 }
 
-/// `1048576` -> "1 MiB".
-pub fn human_bytes(n: u64) -> String {
-    match n {
-        n if n >= MIB && n % MIB == 0 => format!("{} MiB", n / MIB),
-        n if n >= KIB && n % KIB == 0 => format!("{} KiB", n / KIB),
-        n => format!("{n} bytes"),
-    }
-}
+pub use crate::error::human_bytes;

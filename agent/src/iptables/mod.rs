@@ -21,7 +21,7 @@ pub mod undo;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use crate::engine::{Ctx, Resources};
+use crate::kind::{Ctx, Resources};
 use crate::error::Result;
 use crate::host::Host;
 use crate::report::{ResourceReport, Status};

@@ -10,39 +10,10 @@ use std::collections::HashSet;
 
 use super::save::Rule;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Neighbour {
-    Docker,
-    Libvirt,
-    Fail2ban,
-    Ufw,
-    KubeProxy,
-    Firewalld,
-}
+pub use crate::state::iptables::Neighbour;
 
+/// What each neighbour writes (the document side, its names, is in `state::iptables`).
 impl Neighbour {
-    pub const ALL: [Neighbour; 6] =
-        [Neighbour::Docker, Neighbour::Libvirt, Neighbour::Fail2ban, Neighbour::Ufw, Neighbour::KubeProxy, Neighbour::Firewalld];
-
-    pub fn parse(s: &str) -> Option<Neighbour> {
-        Neighbour::ALL.into_iter().find(|n| n.name() == s)
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Neighbour::Docker => "docker",
-            Neighbour::Libvirt => "libvirt",
-            Neighbour::Fail2ban => "fail2ban",
-            Neighbour::Ufw => "ufw",
-            Neighbour::KubeProxy => "kube-proxy",
-            Neighbour::Firewalld => "firewalld",
-        }
-    }
-
-    pub fn known() -> String {
-        Neighbour::ALL.iter().map(|n| format!("\"{}\"", n.name())).collect::<Vec<_>>().join(", ")
-    }
-
     /// Chains the neighbour creates and fills itself: every rule in them is its own, and a rule
     /// elsewhere that jumps to one of them is its own too.
     pub fn owns_chain(self, chain: &str) -> bool {

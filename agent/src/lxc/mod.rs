@@ -14,7 +14,7 @@ pub mod live;
 pub mod render;
 mod show;
 
-use crate::engine::{Ctx, Resources};
+use crate::kind::{Ctx, Resources};
 use crate::error::{Error, HostError, Result};
 use crate::host::{limits, Host};
 use crate::report::{ResourceReport, Status};

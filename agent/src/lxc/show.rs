@@ -7,7 +7,7 @@ use super::cgroupmap::{parse_size, weight_to_shares};
 use super::config::Config;
 use super::converge::interfaces;
 use super::legacy;
-use crate::engine::Ctx;
+use crate::kind::Ctx;
 use crate::error::Result;
 use crate::host::limits;
 use crate::state::lxc::{ContainerName, DEFAULT_LXCPATH, REPEATABLE_NET_KEYS};

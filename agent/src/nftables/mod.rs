@@ -18,7 +18,7 @@ pub mod show;
 
 use std::sync::Arc;
 
-use crate::engine::{Ctx, Resources};
+use crate::kind::{Ctx, Resources};
 use crate::error::{HostError, Result};
 use crate::host::Host;
 use crate::report::{ResourceReport, Status};

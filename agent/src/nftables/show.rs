@@ -11,7 +11,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::engine::Ctx;
+use crate::kind::Ctx;
 use crate::error::Result;
 use crate::state::nftables::{validate, RawNftables};
 use crate::state::ValidationErrors;

@@ -7,8 +7,43 @@ use std::fmt;
 use regex::Regex;
 
 use super::types::control_char_problem;
-pub use crate::iptables::neighbours::Neighbour;
 use super::{key_path, UniqueMap, ValidationErrors};
+
+/// A program that writes its own rules beside hostguard (`"foreign"`); what each writes is
+/// `iptables::neighbours`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Neighbour {
+    Docker,
+    Libvirt,
+    Fail2ban,
+    Ufw,
+    KubeProxy,
+    Firewalld,
+}
+
+impl Neighbour {
+    pub const ALL: [Neighbour; 6] =
+        [Neighbour::Docker, Neighbour::Libvirt, Neighbour::Fail2ban, Neighbour::Ufw, Neighbour::KubeProxy, Neighbour::Firewalld];
+
+    pub fn parse(s: &str) -> Option<Neighbour> {
+        Neighbour::ALL.into_iter().find(|n| n.name() == s)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Neighbour::Docker => "docker",
+            Neighbour::Libvirt => "libvirt",
+            Neighbour::Fail2ban => "fail2ban",
+            Neighbour::Ufw => "ufw",
+            Neighbour::KubeProxy => "kube-proxy",
+            Neighbour::Firewalld => "firewalld",
+        }
+    }
+
+    pub fn known() -> String {
+        Neighbour::ALL.iter().map(|n| format!("\"{}\"", n.name())).collect::<Vec<_>>().join(", ")
+    }
+}
 
 /// Chains owned by hostguard, IPv4 and IPv6; chains and tables not listed are never touched.
 #[derive(Debug, Clone, serde::Deserialize, schemars::JsonSchema)]

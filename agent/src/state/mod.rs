@@ -64,53 +64,7 @@ pub struct Document {
     pub sha256: String,
 }
 
-/// One validation problem: where in the document, and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ValidationError {
-    pub path: String,
-    pub message: String,
-}
-
-/// Every problem found in a document.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ValidationErrors(pub Vec<ValidationError>);
-
-impl ValidationErrors {
-    pub fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(ValidationError {
-            path: path.into(),
-            message: message.into(),
-        });
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// `Ok(value)` when nothing was pushed, else every error.
-    pub fn into_result<T>(self, value: T) -> Result<T, ValidationErrors> {
-        if self.0.is_empty() {
-            Ok(value)
-        } else {
-            Err(self)
-        }
-    }
-}
-
-impl fmt::Display for ValidationErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.0.len();
-        write!(
-            f,
-            "the state document is invalid ({n} error{}); nothing was touched:",
-            if n == 1 { "" } else { "s" }
-        )?;
-        for e in &self.0 {
-            write!(f, "\n  {}: {}", e.path, e.message)?;
-        }
-        Ok(())
-    }
-}
+pub use crate::error::{ValidationError, ValidationErrors};
 
 /// A JSON path for messages: `sysctl.values["vm.swappiness"]`.
 pub fn key_path(parent: &str, key: &str) -> String {

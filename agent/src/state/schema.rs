@@ -144,7 +144,7 @@ pub(super) fn iptables_policy(_: &mut SchemaGenerator) -> Schema {
 
 /// `foreign`: a list of the neighbours hostguard knows.
 pub(super) fn iptables_foreign(_: &mut SchemaGenerator) -> Schema {
-    let names: Vec<&str> = crate::iptables::neighbours::Neighbour::ALL.iter().map(|n| n.name()).collect();
+    let names: Vec<&str> = super::iptables::Neighbour::ALL.iter().map(|n| n.name()).collect();
     json_schema!({ "type": "array", "items": { "type": "string", "enum": names } })
 }
 

@@ -6,7 +6,7 @@
 mod persist;
 
 
-use crate::engine::{Ctx, Resources};
+use crate::kind::{Ctx, Resources};
 use crate::error::{HostError, Result};
 use crate::host::Host;
 use crate::report::{ResourceReport, Status};
