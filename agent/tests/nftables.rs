@@ -46,11 +46,17 @@ impl Netns {
     }
 
     fn hostguard(&self, args: &[&str], doc: &Value) -> Run {
+        self.hostguard_env(args, doc, &[])
+    }
+
+    fn hostguard_env(&self, args: &[&str], doc: &Value, env: &[(&str, &str)]) -> Run {
         let root = self.root.path().to_str().unwrap().to_string();
         let mut argv = vec![BIN, "--root", &root, "--format", "json"];
         argv.extend_from_slice(args);
         argv.push("-");
-        let mut child = self.cmd(&argv).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut c = self.cmd(&argv);
+        c.envs(env.iter().copied());
+        let mut child = c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         use std::io::Write;
         child.stdin.take().unwrap().write_all(doc.to_string().as_bytes()).unwrap();
         Run::from(child.wait_with_output().unwrap())
@@ -284,4 +290,51 @@ fn tables_hostguard_does_not_own_are_not_in_the_report_and_iptables_works_beside
     assert_eq!(r.status("iptables/ipv4/filter/FORWARD"), "changed");
     assert_eq!(r.report["resources"].as_array().unwrap().len(), 3);
     ns.plan(&doc).expect(0, "plan of both sections");
+}
+
+const SSH: &[(&str, &str)] = &[("SSH_CONNECTION", "10.9.8.7 50000 10.0.0.2 22")];
+
+fn input_table(chains: Value) -> Value {
+    json!({ "version": 1, "nftables": { "tables": { "inet hostguard": { "chains": chains } } } })
+}
+
+#[test]
+fn the_ssh_guard_walks_every_owned_base_chain_and_each_layer() {
+    let ns = Netns::new();
+    let tables = || ns.ok(&["nft", "list", "tables"]);
+    // A drop policy with no accept for the session: refused, nothing written; plan says so.
+    let locks_out = input_table(json!({ "input": { "type": "filter", "hook": "input", "priority": 0, "policy": "drop",
+                                                   "rules": ["iifname \"lo\" accept", "tcp dport 80 accept"] } }));
+    let r = ns.hostguard_env(&["apply"], &locks_out, SSH);
+    r.expect(1, "apply that locks the session out");
+    assert!(r.stderr.contains("would drop the SSH session") && r.stderr.contains("base chain input"), "{}", r.stderr);
+    assert!(!tables().contains("hostguard"), "a refused apply wrote the table");
+    let r = ns.hostguard_env(&["plan"], &locks_out, SSH);
+    r.expect(2, "plan of it");
+    assert!(r.resource(HG)["message"].as_str().unwrap().contains("apply would refuse without --force"), "{:#}", r.report);
+    // An accept in one base chain does not save the session from a drop in another at the same
+    // path: a prerouting chain that drops its address.
+    let two_chains = input_table(json!({
+        "input": { "type": "filter", "hook": "input", "priority": 0, "policy": "drop", "rules": ["ct state established,related accept"] },
+        "early": { "type": "filter", "hook": "prerouting", "priority": "raw", "rules": ["ip saddr 10.9.8.0/24 drop"] } }));
+    let r = ns.hostguard_env(&["apply"], &two_chains, SSH);
+    r.expect(1, "a drop in a second base chain");
+    assert!(r.stderr.contains("base chain early (priority -300): the rule `ip saddr 10.9.8.0/24 drop`"), "{}", r.stderr);
+    // --force applies anyway.
+    ns.hostguard_env(&["apply", "--force"], &locks_out, SSH).expect(2, "--force");
+    assert!(tables().contains("inet hostguard"));
+    // The other layer is guarded too: the nft table keeps the session, iptables' INPUT would not.
+    let mut both = input_table(json!({ "input": { "type": "filter", "hook": "input", "priority": 0, "policy": "drop",
+                                                  "rules": ["ct state established,related accept"] } }));
+    both["iptables"] = json!({ "backend": "nft", "ipv4": { "filter": { "INPUT": { "policy": "DROP", "purge": true, "rules": ["-p udp --dport 53 -j ACCEPT"] } } } });
+    let before = ns.ok(&["nft", "-s", "list", "ruleset"]);
+    let r = ns.hostguard_env(&["apply"], &both, SSH);
+    r.expect(1, "iptables INPUT that drops the session beside a safe nft table");
+    assert!(r.stderr.contains("filter INPUT chain would drop the SSH session"), "{}", r.stderr);
+    assert_eq!(ns.ok(&["nft", "-s", "list", "ruleset"]), before, "a refused apply changed a layer");
+    // Both layers keep it: applied.
+    both["iptables"]["ipv4"]["filter"]["INPUT"]["rules"] = json!(["-p tcp --dport 22 -j ACCEPT"]);
+    let r = ns.hostguard_env(&["apply"], &both, SSH);
+    r.expect(2, "both layers accept the session");
+    assert_eq!((r.status(HG), r.status("iptables/ipv4/filter/INPUT")), ("changed", "changed"), "{:#}", r.report);
 }

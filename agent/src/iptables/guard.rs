@@ -48,22 +48,23 @@ pub fn parse_session(v: &str) -> Option<Session> {
     })
 }
 
+/// Whether a match holds for the session's packets (shared with the nftables guard).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum M {
+pub(crate) enum M {
     Yes,
     No,
     Unknown,
 }
 
 impl M {
-    fn and(self, o: M) -> M {
+    pub(crate) fn and(self, o: M) -> M {
         match (self, o) {
             (M::No, _) | (_, M::No) => M::No,
             (M::Yes, M::Yes) => M::Yes,
             _ => M::Unknown,
         }
     }
-    fn not(self, neg: bool) -> M {
+    pub(crate) fn not(self, neg: bool) -> M {
         match (self, neg) {
             (M::Yes, true) => M::No,
             (M::No, true) => M::Yes,
@@ -225,7 +226,7 @@ fn matches(args: &[String], s: &Session, family: Family) -> (M, Option<String>) 
 }
 
 impl M {
-    fn or(self, o: M) -> M {
+    pub(crate) fn or(self, o: M) -> M {
         match (self, o) {
             (M::Yes, _) | (_, M::Yes) => M::Yes,
             (M::No, M::No) => M::No,

@@ -12,6 +12,7 @@
 
 pub mod canon;
 pub mod diff;
+pub mod guard;
 pub mod listing;
 pub mod render;
 pub mod show;
@@ -236,13 +237,33 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// The SSH lockout guard over the owned tables this apply replaces, as nft will hold them.
+    fn check_ssh(&self) -> Result<()> {
+        guard::check_ssh(self.changed().filter_map(|t| t.desired.as_ref().ok()))
+    }
+}
+
 impl Resources for Plan {
     fn reports(&self) -> Vec<ResourceReport> {
         // Plan says what apply would do: with one table refused, none changes.
-        match self.refused() {
-            Some(why) => self.fail_changed(&why),
+        let mut out: Vec<ResourceReport> = match self.refused() {
+            Some(why) => return self.fail_changed(&why),
             None => self.tables.iter().map(TablePlan::report).collect(),
+        };
+        if let Err(e) = self.check_ssh() {
+            if let Some(r) = out.iter_mut().find(|r| r.status == Status::Drift) {
+                r.message.push_str(&format!("; apply would refuse without --force: {e}"));
+            }
         }
+        out
+    }
+
+    fn preflight(&self, ctx: &Ctx) -> Result<()> {
+        if ctx.opts.force || self.changed().next().is_none() {
+            return Ok(());
+        }
+        self.check_ssh()
     }
 
     fn apply(self: Box<Self>, ctx: &Ctx) -> Vec<ResourceReport> {
