@@ -22,6 +22,11 @@
 # @param root Passed as `--root`: the prefix of every host path. Unset means /.
 # @param extra_args Options for every hostguard command, e.g. ['--lock-timeout', '120'].
 # @param apply_args Options of `hostguard apply` only, e.g. ['--backup-dir', '/var/backups/hostguard'].
+# @param confirm_probe Guard firewall changes with nobody to type `hostguard confirm`: `true`
+#   probes this agent's Puppet server (`server`, `serverport` 8140) after the change, a String
+#   probes `HOST:PORT` or an `https://` URL; no answer within `confirm` seconds rolls hostguard's
+#   own firewall edits back and fails the resources. Unset: no probe.
+# @param confirm Seconds the `confirm_probe` target has to answer.
 # @param state_file Where the document is saved on real runs: `/etc/hostguard/state.json` under
 #   `root` unless set, never the machine's /etc when `root` is set.
 class hostguard (
@@ -37,6 +42,8 @@ class hostguard (
   Array[String] $extra_args = [],
   Array[String] $apply_args = [],
   Optional[Pattern[/\A\//]] $state_file = undef,
+  Optional[Variant[Boolean, String[1]]] $confirm_probe = undef,
+  Integer[1] $confirm = 60,
 ) {
   if $download_url {
     unless $download_sha256 {
@@ -72,11 +79,13 @@ class hostguard (
   }.filter |$section, $value| { $value != undef }
 
   hostguard_state { 'hostguard':
-    document   => $document,
-    binary     => $binary,
-    root       => $root,
-    extra_args => $extra_args,
-    apply_args => $apply_args,
-    state_file => $state_file,
+    document      => $document,
+    binary        => $binary,
+    root          => $root,
+    extra_args    => $extra_args,
+    apply_args    => $apply_args,
+    state_file    => $state_file,
+    confirm_probe => $confirm_probe,
+    confirm       => $confirm,
   }
 }

@@ -64,6 +64,30 @@ Puppet::Type.newtype(:hostguard_state) do
     defaultto []
   end
 
+  newparam(:confirm_probe) do
+    desc <<-DESC
+      Guard firewall changes as `hostguard confirm` would, with nobody to type it: after the
+      change hostguard probes a target and keeps the change when it answers, or rolls its own
+      firewall edits back (the resources fail) when nothing answers within `confirm` seconds.
+      `true`: this agent's Puppet server (`server_list`'s first entry, else `server`, on
+      `serverport`, 8140), the connection a firewall change could cut. A String: `HOST:PORT` or an
+      `https://` URL answered with 2xx. Unset or `false`: no probe.
+    DESC
+    validate do |value|
+      next if [true, false, 'true', 'false', 'server'].include?(value)
+      raise ArgumentError, "confirm_probe must be true, false, 'HOST:PORT' or an https:// URL, not #{value.inspect}" unless value.is_a?(String) && !value.empty?
+    end
+  end
+
+  newparam(:confirm) do
+    desc 'Seconds `confirm_probe` has to answer after the change.'
+    defaultto 60
+    validate do |value|
+      raise ArgumentError, "confirm must be a positive number of seconds, not #{value.inspect}" unless value.to_s =~ /\A[1-9][0-9]*\z/
+    end
+    munge { |value| Integer(value.to_s) }
+  end
+
   newparam(:state_file) do
     desc 'Where a real run saves the document before applying it, so `hostguard plan` by hand sees the same: `/etc/hostguard/state.json` under `root` unless set. `--noop` never writes it.'
     defaultto { PuppetX::Hostguard.default_state_file(@resource[:root]) }
@@ -136,7 +160,8 @@ Puppet::Type.newtype(:hostguard_state) do
   # `hostguard apply` of the whole document, once per run, whichever child syncs first.
   def apply_once
     @apply ||= begin
-      result = runner.run('apply', self[:document], state_file: self[:state_file], command_args: self[:apply_args])
+      args = Array(self[:apply_args]) + PuppetX::Hostguard.confirm_args(self[:confirm_probe], self[:confirm])
+      result = runner.run('apply', self[:document], state_file: self[:state_file], command_args: args)
       provider.remember(result)
       result
     end

@@ -32,6 +32,26 @@ module PuppetX
       File.join(root.to_s.empty? ? '/' : root.to_s, 'etc/hostguard/state.json')
     end
 
+    # The `--confirm-probe` target of `confirm_probe => true`: this agent's Puppet server, the
+    # connection a firewall change could cut — the first `server_list` entry when set, else
+    # `server`, with `serverport` (8140).
+    def self.server_target
+      list = Array(Puppet[:server_list]).reject { |e| e.nil? || e.empty? }
+      host, port = list.empty? ? [Puppet[:server], Puppet[:serverport]] : [list.first[0], list.first[1] || Puppet[:serverport]]
+      host = host.to_s
+      host = "[#{host}]" if host.include?(':') && !host.start_with?('[')
+      "#{host}:#{port}"
+    end
+
+    # The apply options of an unattended `--confirm SECONDS --confirm-probe TARGET`: `probe` true
+    # (or 'server') means this agent's server, a String is the target as hostguard takes it
+    # (HOST:PORT or https://...), nil or false no probe.
+    def self.confirm_args(probe, seconds)
+      return [] if probe.nil? || probe == false || probe.to_s == 'false' || probe.to_s.empty?
+      target = [true, 'true', 'server'].include?(probe) ? server_target : probe.to_s
+      ['--confirm', seconds.to_s, '--confirm-probe', target]
+    end
+
     # The outcome of one hostguard command.
     class Result
       attr_reader :command, :exitstatus, :report, :stderr
