@@ -14,4 +14,8 @@ default['hostguard']['root'] = nil
 default['hostguard']['extra_args'] = []   # every command: %w(--lock-timeout 120)
 default['hostguard']['apply_args'] = []   # apply only: %w(--backup-dir /var/backups/hostguard)
 default['hostguard']['state_file'] = nil    # /etc/hostguard/state.json under root
+# true: after a firewall change, probe chef_server_url's host:port; no answer within confirm
+# seconds rolls the change back and fails the run. Or 'HOST:PORT' / 'https://...'.
+default['hostguard']['confirm_probe'] = nil
+default['hostguard']['confirm'] = 60
 default['hostguard']['timeout'] = nil       # seconds per hostguard command (900)

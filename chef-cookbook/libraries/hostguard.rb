@@ -57,6 +57,29 @@ module Hostguard
     end
   end
 
+  # The `--confirm-probe` target of `confirm_probe true`: the host and port of this node's Chef
+  # server (`chef_server_url`), the connection a firewall change could cut. A TCP connect, not a
+  # GET: the server answers an unsigned request with 401, which is not the 2xx an https:// probe
+  # needs.
+  def self.server_target(chef_server_url)
+    require 'uri'
+    uri = URI.parse(chef_server_url.to_s)
+    raise Error, "hostguard: confirm_probe true needs a chef_server_url with a host, not #{chef_server_url.inspect}" unless uri.host
+    host = uri.host.include?(':') && !uri.host.start_with?('[') ? "[#{uri.host}]" : uri.host
+    "#{host}:#{uri.port}"
+  rescue URI::InvalidURIError => e
+    raise Error, "hostguard: chef_server_url #{chef_server_url.inspect}: #{e.message}"
+  end
+
+  # The apply options of an unattended `--confirm SECONDS --confirm-probe TARGET`: `probe` true
+  # means the Chef server of `chef_server_url`, a String is the target as hostguard takes it
+  # (HOST:PORT or https://...), nil or false no probe.
+  def self.confirm_args(probe, seconds, chef_server_url = nil)
+    return [] if probe.nil? || probe == false || probe.to_s.empty?
+    target = probe == true ? server_target(chef_server_url) : probe.to_s
+    ['--confirm', Integer(seconds).to_s, '--confirm-probe', target]
+  end
+
   # The outcome of one hostguard command.
   class Result
     attr_reader :command, :exitstatus, :report, :stderr

@@ -22,4 +22,6 @@ hostguard_state 'default' do
   apply_args Array(hg['apply_args']).map(&:to_s)
   state_file hg['state_file'] if hg['state_file']
   timeout hg['timeout'] if hg['timeout']
+  confirm_probe hg['confirm_probe'] unless hg['confirm_probe'].nil?
+  confirm Integer(hg['confirm']) if hg['confirm']
 end

@@ -21,6 +21,10 @@ property :extra_args, Array, default: [],
          description: 'Options for every hostguard command, e.g. %w(--lock-timeout 120).'
 property :apply_args, Array, default: [],
          description: 'Options of hostguard apply only, e.g. %w(--backup-dir /var/backups/hostguard).'
+property :confirm_probe, [true, false, String],
+         description: 'Guard firewall changes with nobody to type hostguard confirm: true probes the host and port of chef_server_url (a TCP connect) after the change, a String probes HOST:PORT or an https:// URL; no answer within confirm seconds rolls hostguard\'s own firewall edits back and fails the run.'
+property :confirm, Integer, default: 60, callbacks: { 'must be a positive number of seconds' => ->(v) { v.positive? } },
+         description: 'Seconds the confirm_probe target has to answer.'
 property :state_file, String, default: lazy { |r| Hostguard.default_state_file(r.root) },
          description: 'Where a real run saves the document before applying it (/etc/hostguard/state.json under root); why-run never writes it.'
 property :timeout, Integer, default: Hostguard::DEFAULT_TIMEOUT,
@@ -56,7 +60,9 @@ action :apply do
     # A change hostguard already knows would fail fails why-run too, after what would change.
     raise Hostguard::Error, plan_error if plan_error
   elsif !pending.empty? || plan_error
-    result = runner.apply(document, state_file: new_resource.state_file, args: new_resource.apply_args)
+    args = new_resource.apply_args +
+           Hostguard.confirm_args(new_resource.confirm_probe, new_resource.confirm, Chef::Config[:chef_server_url])
+    result = runner.apply(document, state_file: new_resource.state_file, args: args)
     raise Hostguard::Error, result.error_message unless result.reported?
     # What did change is logged and counts the resource as updated, even on exit 6.
     changed = result.descriptions

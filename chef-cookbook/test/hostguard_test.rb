@@ -10,7 +10,7 @@ require 'logger'
 require 'stringio'
 require_relative '../libraries/hostguard'
 
-%w(HOSTGUARD HG_ROOT HG_TMP HG_AUDIT_ROOT).each do |v|
+%w(HOSTGUARD HG_ROOT HG_TMP HG_AUDIT_ROOT HG_PROBE_URL HG_PROBE_CUT HG_PROBE_KEEP).each do |v|
   abort "#{v} is not set: run tests/system/chef-lib, which makes the sandbox" unless ENV[v]
 end
 
@@ -236,5 +236,35 @@ class HostguardLibraryTest < Minitest::Test
     clean = Hostguard::Runner.new(binary: ENV['HOSTGUARD'], root: empty_host).audit(fail_on: 'low')
     assert_equal 0, clean.exitstatus, clean.stderr
     assert_empty clean.report['findings']
+  end
+  def test_confirm_probe_true_is_the_chef_server_urls_host_and_port
+    assert_equal ['--confirm', '30', '--confirm-probe', 'chef.example:443'],
+                 Hostguard.confirm_args(true, 30, 'https://chef.example/organizations/hg')
+    assert_equal ['--confirm', '60', '--confirm-probe', '[2001:db8::5]:8443'],
+                 Hostguard.confirm_args(true, 60, 'https://[2001:db8::5]:8443/organizations/hg')
+    assert_equal ['--confirm', '9', '--confirm-probe', 'https://ok.example/health'], Hostguard.confirm_args('https://ok.example/health', 9)
+    assert_equal [], Hostguard.confirm_args(nil, 60, 'https://chef.example')
+    assert_raises(Hostguard::Error) { Hostguard.confirm_args(true, 60, nil) }
+  end
+
+  # The Chef server beyond a veth (tests/system/chef-lib: HG_PROBE_URL, a listener on its port):
+  # rules that cut the path are rolled back and fail; rules that keep it are confirmed.
+  def test_confirm_probe_rolls_back_a_change_that_cuts_the_chef_server_and_keeps_one_that_does_not
+    url = ENV.fetch('HG_PROBE_URL')
+    doc = lambda do |rules|
+      Hostguard.document('iptables' => { 'ipv4' => { 'filter' => { 'INPUT' => { 'policy' => 'DROP', 'rules' => JSON.parse(rules) } } } })
+    end
+    cut = runner.apply(doc.call(ENV['HG_PROBE_CUT']), args: Hostguard.confirm_args(true, 4, url))
+    assert_equal 4, cut.exitstatus, cut.error_message
+    refute cut.ok?
+    assert_includes cut.error_message, 'rolled back: 10.79.0.2:8443 did not answer'
+    assert_equal '-P INPUT ACCEPT', `iptables -S INPUT`.strip
+    kept = runner.apply(doc.call(ENV['HG_PROBE_KEEP']), args: Hostguard.confirm_args(true, 4, url))
+    assert_equal 2, kept.exitstatus, kept.error_message
+    assert(kept.descriptions.any? { |d| d.include?('kept: TCP connect to 10.79.0.2:8443') }, kept.descriptions.inspect)
+    assert_equal '-P INPUT DROP', `iptables -S INPUT`.lines.first.strip
+  ensure
+    system('iptables', '-P', 'INPUT', 'ACCEPT')
+    system('iptables', '-F', 'INPUT')
   end
 end
