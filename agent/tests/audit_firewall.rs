@@ -20,11 +20,13 @@ impl Host {
     /// firewall (FORWARD ACCEPT in both families).
     fn new(tag: &str) -> Host {
         let root = FakeRoot::new();
-        root.sysctl("vm.swappiness", "10");
-        root.sysctl("net.ipv4.ip_forward", "1");
-        root.sysctl("net.ipv6.conf.all.forwarding", "0");
-        root.sysctl("net.bridge.bridge-nf-call-iptables", "1");
-        root.sysctl("net.bridge.bridge-nf-call-ip6tables", "1");
+        root.sysctls(&[
+            ("vm.swappiness", "10"),
+            ("net.ipv4.ip_forward", "1"),
+            ("net.ipv6.conf.all.forwarding", "0"),
+            ("net.bridge.bridge-nf-call-iptables", "1"),
+            ("net.bridge.bridge-nf-call-ip6tables", "1"),
+        ]);
         let h = Host { root, ns: Netns::new(tag) };
         h.bridge("lxcbr0", &["vethA", "vethB"], false);
         h

@@ -73,11 +73,8 @@ fn show_round_trips_and_apply_changes_nothing_in_a_fresh_namespace() {
 #[test]
 fn show_leaves_out_what_the_file_modes_and_handlers_say_cannot_be_held() {
     let r = FakeRoot::new();
-    r.sysctl("vm.swappiness", "60");
-    r.sysctl("fs.file-nr", "1 0 100");
-    r.sysctl("vm.drop_caches", "0");
+    r.sysctls(&[("vm.swappiness", "60"), ("fs.file-nr", "1 0 100"), ("vm.drop_caches", "0"), ("net.ipv4.ip_local_reserved_ports", "")]);
     r.write("/proc/sys/vm/stat_refresh", "");
-    r.sysctl("net.ipv4.ip_local_reserved_ports", "");
     let mode = |k: &str, m: u32| std::fs::set_permissions(r.host_path(k), std::fs::Permissions::from_mode(m)).unwrap();
     mode("/proc/sys/fs/file-nr", 0o444);
     mode("/proc/sys/vm/drop_caches", 0o200);

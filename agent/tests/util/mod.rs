@@ -115,6 +115,13 @@ impl FakeRoot {
         self.write(&format!("/proc/sys/{}", key.replace('.', "/")), &format!("{value}\n"));
     }
 
+    /// Several keys at once, as `sysctl` writes each.
+    pub fn sysctls(&self, pairs: &[(&str, &str)]) {
+        for (key, value) in pairs {
+            self.sysctl(key, value);
+        }
+    }
+
     pub fn sysctl_value(&self, key: &str) -> String {
         self.read(&format!("/proc/sys/{}", key.replace('.', "/"))).trim().to_string()
     }
