@@ -53,6 +53,14 @@ fn parse_dump(text: &str) -> Vec<Chain> {
             Some(rest) => rest.split_once("] ").map(|(_, r)| r).unwrap_or_else(|| panic!("bad counters: {raw}")),
             None => line,
         };
+        // `-P CHAIN POLICY` (iptables-restore takes it as it would from the command line): the
+        // chain ends with that policy.
+        if let Some(p) = line.strip_prefix("-P ") {
+            let (name, policy) = p.split_once(' ').unwrap_or_else(|| panic!("bad policy line: {raw}"));
+            let chain = chains.iter_mut().find(|c| c.table == table && c.name == name).unwrap_or_else(|| panic!("policy of undeclared chain: {raw}"));
+            chain.policy = Some(policy.trim().to_string());
+            continue;
+        }
         let rest = line.strip_prefix("-A ").unwrap_or_else(|| panic!("not a rule, chain or table line: {raw}"));
         let (name, rule) = rest.split_once(' ').unwrap_or((rest, ""));
         let chain = chains
@@ -269,6 +277,18 @@ fn run_case(file: &str, text: &str, backend: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `what` was done by hand to `chain`: plan reports drift on exactly that chain, and apply
+/// repairs the namespace to the dump byte for byte.
+fn reported_and_repaired(ns: &Ns, t: &Tools, doc: &Value, what: &str, chain: &str, baseline: &str) -> Result<(), String> {
+    let plan = ns.hg("plan", doc);
+    expect(&plan, 2, &format!("{what}: plan"))?;
+    if not_in_sync(&plan)? != [chain] {
+        return Err(format!("{what}: plan reports {:?}, not exactly that chain", not_in_sync(&plan)?));
+    }
+    expect(&ns.hg("apply", doc), 2, &format!("{what}: apply"))?;
+    same(&format!("{what}: repaired"), baseline, &save(ns, t)?)
+}
+
 /// A deleted rule, a stray rule and a flipped policy: each reported on exactly its chain, and
 /// repaired to the dump byte for byte. Without purge a stray rule is not drift and stays.
 fn mutations(ns: &Ns, t: &Tools, chains: &[Chain], doc: &Value, family: &str, purge: bool, baseline: &str) -> Result<(), String> {
@@ -278,28 +298,15 @@ fn mutations(ns: &Ns, t: &Tools, chains: &[Chain], doc: &Value, family: &str, pu
     if let Some(c) = busiest {
         let n = (c.rules.len() / 2 + 1).to_string();
         ipt(ns, t, &["-t", &c.table, "-D", &c.name, &n])?;
-        let what = format!("{tag}: rule {n} of {} deleted", id(c));
-        let plan = ns.hg("plan", doc);
-        expect(&plan, 2, &format!("{what}: plan"))?;
-        if not_in_sync(&plan)? != [id(c)] {
-            return Err(format!("{what}: plan reports {:?}, not exactly that chain", not_in_sync(&plan)?));
-        }
-        expect(&ns.hg("apply", doc), 2, &format!("{what}: apply"))?;
-        same(&format!("{what}: repaired"), baseline, &save(ns, t)?)?;
+        reported_and_repaired(ns, t, doc, &format!("{tag}: rule {n} of {} deleted", id(c)), &id(c), baseline)?;
 
         let stray = if family == "ipv6" { "2001:db8::99/128" } else { "192.0.2.99/32" };
         ipt(ns, t, &["-t", &c.table, "-I", &c.name, "1", "-s", stray, "-j", "RETURN"])?;
         let what = format!("{tag}: a stray rule at the top of {}", id(c));
-        let plan = ns.hg("plan", doc);
         if purge {
-            expect(&plan, 2, &format!("{what}: plan"))?;
-            if not_in_sync(&plan)? != [id(c)] {
-                return Err(format!("{what}: plan reports {:?}, not exactly that chain", not_in_sync(&plan)?));
-            }
-            expect(&ns.hg("apply", doc), 2, &format!("{what}: apply"))?;
-            same(&format!("{what}: repaired"), baseline, &save(ns, t)?)?;
+            reported_and_repaired(ns, t, doc, &what, &id(c), baseline)?;
         } else {
-            expect(&plan, 0, &format!("{what}: plan (a rule not listed is not drift without purge)"))?;
+            expect(&ns.hg("plan", doc), 0, &format!("{what}: plan (a rule not listed is not drift without purge)"))?;
             expect(&ns.hg("apply", doc), 0, &format!("{what}: apply"))?;
             ipt(ns, t, &["-t", &c.table, "-D", &c.name, "1"])?;
             same(&format!("{what}: kept by apply, then removed by hand"), baseline, &save(ns, t)?)?;
@@ -312,14 +319,7 @@ fn mutations(ns: &Ns, t: &Tools, chains: &[Chain], doc: &Value, family: &str, pu
     if let Some(c) = flippable {
         let other = if c.policy.as_deref() == Some("DROP") { "ACCEPT" } else { "DROP" };
         ipt(ns, t, &["-t", &c.table, "-P", &c.name, other])?;
-        let what = format!("{tag}: policy of {} flipped to {other}", id(c));
-        let plan = ns.hg("plan", doc);
-        expect(&plan, 2, &format!("{what}: plan"))?;
-        if not_in_sync(&plan)? != [id(c)] {
-            return Err(format!("{what}: plan reports {:?}, not exactly that chain", not_in_sync(&plan)?));
-        }
-        expect(&ns.hg("apply", doc), 2, &format!("{what}: apply"))?;
-        same(&format!("{what}: repaired"), baseline, &save(ns, t)?)?;
+        reported_and_repaired(ns, t, doc, &format!("{tag}: policy of {} flipped to {other}", id(c)), &id(c), baseline)?;
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ PACKAGES=(iptables nftables iproute2 lxc busybox-static uidmap ruby puppet puppe
           openssl cpio xz-utils zstd e2fsprogs kmod curl python3-venv debootstrap
           python3-jsonschema strace lintian
           ruby-rspec-puppet ruby-puppetlabs-spec-helper puppet-strings puppet-lint ruby-mixlib-shellout
-          docker.io)
+          docker.io lxc-templates)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
