@@ -76,7 +76,7 @@ pub enum Cmd {
     /// Converge the host; print what changed (exit 0, 2, 4 or 6).
     #[command(after_help = "Example:\n  hostguard apply --backup-dir /var/backups/hostguard state.json")]
     Apply(ApplyArgs),
-    /// Hardening findings for the host, each with the state fragment that fixes it (exit 0 none, 2 findings).
+    /// Hardening findings for the host, each with the state fragment that fixes it (exit 0 none, 2 findings; --emit-state 0).
     #[command(after_help = "Examples:\n  hostguard audit --fail-on medium\n  hostguard audit state.json                 also: does applying state.json close each finding?\n  hostguard audit --emit-state > fix.json && hostguard apply fix.json\n\nFindings with \"fix\": null cannot be closed by a document; their \"remedy\" says what to do by hand.\nChecks, ids and sources: the Audit section of the README.")]
     Audit(AuditArgs),
     /// The host's current state, as a state document.
@@ -184,7 +184,8 @@ pub struct AuditArgs {
     /// Exit 2 when a finding at or above this severity remains.
     #[arg(long, value_enum, default_value = "low")]
     pub fail_on: Severity,
-    /// Print the fixes merged into one state document (merged with STATE when given).
+    /// Print the fixes merged into one state document (merged with STATE when given); exits 0
+    /// when the document was printed, so `--emit-state > fix.json && hostguard apply fix.json` works.
     #[arg(long)]
     pub emit_state: bool,
     /// Where LXC containers live.
@@ -403,7 +404,15 @@ fn run_audit(g: &Global, a: &AuditArgs) -> Result<i32> {
         // What we print must be a document hostguard itself accepts.
         state::load(text.as_bytes(), "the emitted state").map_err(|e| Error::Load(format!("internal error, the merged fixes are not a valid document: {e}")))?;
         print(&text);
-        return Ok(report.exit_code(a.fail_on));
+        // SPEC section 8: `audit --emit-state > fix.json && hostguard apply fix.json` works as
+        // written, so printing the document is success; what it leaves open goes to stderr.
+        let s = report.summary;
+        let by_hand = report.findings.iter().filter(|f| f.fix.is_null()).count();
+        eprintln!(
+            "audit: {} high, {} medium, {} low; {by_hand} without a fix need a remedy by hand (`hostguard audit` shows them)",
+            s.high, s.medium, s.low
+        );
+        return Ok(0);
     }
     match format(g) {
         Format::Json => print(&serde_json::to_string_pretty(&report).expect("a report always serialises")),

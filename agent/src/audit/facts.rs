@@ -76,6 +76,49 @@ pub struct Bridge {
     /// A bridge with a physical port (a NIC with a `device` link) is the LAN, not a container
     /// network: dropping same-bridge traffic there would cut containers off from the LAN.
     pub physical_ports: Vec<String>,
+    pub ipv6: BridgeIpv6,
+}
+
+/// IPv6 on a bridge, judged per interface (Docker 26 turns IPv6 off on a container's `eth0` only
+/// and leaves `all` at 0; 20.10 turns off `all` inside the container, which turns off its `eth0`).
+#[derive(Debug, Clone, Default)]
+pub struct BridgeIpv6 {
+    /// `net.ipv6.conf.BR.disable_ipv6` is 1: the host neither routes nor answers IPv6 on it.
+    pub disabled: bool,
+    /// An IPv6 address on the bridge that is not link-local (a gateway containers route through).
+    pub routable_address: bool,
+    /// Per port, whether the interface at its other end (a container's `eth0`, in the
+    /// container's namespace) has IPv6 on; `None` when that end is not known (not a veth, its
+    /// namespace not readable, or under `--root`).
+    pub ports: Vec<(String, Option<bool>)>,
+}
+
+impl BridgeIpv6 {
+    /// Whether any interface behind the bridge may send or receive IPv6. A port whose other end is
+    /// not known may. A bridge without ports yet may when it has a routable IPv6 address (a
+    /// network made for IPv6: its containers will have it).
+    pub fn ports_may(&self) -> bool {
+        if self.ports.is_empty() {
+            return self.routable_address;
+        }
+        self.ports.iter().any(|(_, v6)| *v6 != Some(false))
+    }
+
+    /// What was seen, for a finding's evidence.
+    pub fn evidence(&self, bridge: &str) -> String {
+        let off: Vec<&str> = self.ports.iter().filter(|(_, v)| *v == Some(false)).map(|(p, _)| p.as_str()).collect();
+        let mut parts = Vec::new();
+        if self.disabled {
+            parts.push(format!("net.ipv6.conf.{bridge}.disable_ipv6 = 1"));
+        }
+        if !self.routable_address {
+            parts.push(format!("no IPv6 address on {bridge} but link-local"));
+        }
+        if !off.is_empty() {
+            parts.push(format!("IPv6 is off on the interface at the other end of {}", off.join(", ")));
+        }
+        parts.join("; ")
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -205,17 +248,42 @@ fn mem_total(host: &Host) -> Result<Option<u64>> {
 }
 
 fn bridges(host: &Host) -> Result<Vec<Bridge>> {
+    let addresses = host.read_optional("/proc/net/if_inet6")?.unwrap_or_default();
+    let mut peers: Option<Option<std::collections::HashMap<u32, Vec<bool>>>> = None;
     let mut out = Vec::new();
     for n in host.list_dir("/sys/class/net")? {
         if !host.is_dir(format!("/sys/class/net/{n}/bridge")) {
             continue;
         }
-        let physical_ports = host
-            .list_dir(format!("/sys/class/net/{n}/brif"))?
-            .into_iter()
-            .filter(|p| host.exists(format!("/sys/class/net/{p}/device")))
-            .collect();
-        out.push(Bridge { name: n, physical_ports });
+        let ports = host.list_dir(format!("/sys/class/net/{n}/brif"))?;
+        let physical_ports = ports.iter().filter(|p| host.exists(format!("/sys/class/net/{p}/device"))).cloned().collect();
+        let mut v6_ports = Vec::new();
+        for p in &ports {
+            let index = |f: &str| -> Result<Option<u32>> {
+                Ok(host.read_optional(format!("/sys/class/net/{p}/{f}"))?.and_then(|v| v.trim().parse().ok()))
+            };
+            // A veth's iflink is its peer's ifindex; any other port's is its own.
+            let other_end = match (index("ifindex")?, index("iflink")?) {
+                (Some(own), Some(link)) if own != link => Some(link),
+                _ => None,
+            };
+            let v6 = other_end.and_then(|link| {
+                let table = peers.get_or_insert_with(|| (host.root() == std::path::Path::new("/")).then(crate::host::netns::ipv6_by_ifindex).flatten());
+                // Several namespaces may use that ifindex: IPv6 is off only when it is off in all.
+                table.as_ref().and_then(|t| t.get(&link)).map(|seen| seen.iter().any(|v| *v))
+            });
+            v6_ports.push((p.clone(), v6));
+        }
+        let ipv6 = BridgeIpv6 {
+            disabled: host.read_optional(format!("/proc/sys/net/ipv6/conf/{n}/disable_ipv6"))?.is_some_and(|v| v.trim() == "1"),
+            // /proc/net/if_inet6: "ADDRESS IFINDEX PREFIXLEN SCOPE FLAGS NAME"; scope 20 is link, 10 host.
+            routable_address: addresses.lines().any(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.len() == 6 && f[5] == n && f[3] != "20" && f[3] != "10"
+            }),
+            ports: v6_ports,
+        };
+        out.push(Bridge { name: n, physical_ports, ipv6 });
     }
     Ok(out)
 }

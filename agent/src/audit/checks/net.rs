@@ -34,14 +34,51 @@ fn bridges(f: &Facts) -> (Vec<&str>, Vec<&str>) {
     (containers, lan)
 }
 
+/// The container bridges IPv6 can cross FORWARD on: routed (IPv6 forwarding on, IPv6 on the
+/// bridge) or bridged (bridge netfilter hands ip6tables the frames), and in both cases only when
+/// an interface behind the bridge has IPv6 on. For IPv4, every container bridge.
+fn family_bridges<'a>(f: &'a Facts, family: &str, nf_key: &str) -> Vec<&'a str> {
+    let (containers, _) = bridges(f);
+    if family == "ipv4" {
+        return containers;
+    }
+    let routed = f.sysctl_i64("net/ipv6/conf/all/forwarding") == Some(1);
+    let bridged = bridge_nf(f, nf_key) == Some(true);
+    f.bridges
+        .iter()
+        .filter(|b| containers.contains(&b.name.as_str()))
+        .filter(|b| b.ipv6.ports_may() && ((routed && !b.ipv6.disabled) || bridged))
+        .map(|b| b.name.as_str())
+        .collect()
+}
+
+/// Docker runs its iptables rules in this family (its `DOCKER-USER` chain exists): the bridges
+/// it manages (moby's default names and those its rules name, as `foreign: ["docker"]` knows them).
+fn docker_bridges(f: &Facts, filter: &Filter) -> Option<std::collections::HashSet<String>> {
+    if f.docker.is_none() || filter.chain("DOCKER-USER").is_none() {
+        return None;
+    }
+    Some(crate::iptables::neighbours::docker_bridges(filter.chains.iter().map(|c| (c.name.as_str(), c.rules.as_slice()))))
+}
+
 /// The FORWARD chain a container host wants: policy DROP; per container bridge, same-bridge
 /// traffic dropped (first, so it wins), traffic out of it accepted, replies back in accepted;
 /// per LAN bridge, bridged traffic accepted (else DROP would cut containers off the LAN once
 /// bridge netfilter is on). Rules are ensured (`purge` is left out, so false): Docker's and
 /// others stay, and a document that purges the chain keeps purging it when the fix is merged in.
 /// When bridge netfilter is loaded but off, it is turned on too, so the same-bridge rule works.
-fn forward_fix(f: &Facts, family: &str, nf_key: &str) -> Value {
-    let (containers, lan) = bridges(f);
+///
+/// On a Docker host (its `DOCKER-USER` exists) the fix respects Docker's order: FORWARD gets only
+/// the policy (Docker's own rules already let its containers out, replies and published ports
+/// in, and keep its networks apart), Docker's bridges get no rule (a same-bridge DROP would fight
+/// Docker's `icc` ACCEPT), and the rules for other bridges go into `DOCKER-USER`, before Docker's
+/// final RETURN, where Docker evaluates the operator's rules (Docker docs, "Packet filtering and
+/// firewalls": "add rules to DOCKER-USER").
+fn forward_fix(f: &Facts, filter: &Filter, family: &str, nf_key: &str) -> Value {
+    let (_, lan) = bridges(f);
+    let docker = docker_bridges(f, filter);
+    let containers: Vec<&str> =
+        family_bridges(f, family, nf_key).into_iter().filter(|b| !docker.as_ref().is_some_and(|d| d.contains(*b))).collect();
     let nf = bridge_nf(f, nf_key);
     let mut rules = Vec::new();
     for b in &containers {
@@ -55,11 +92,35 @@ fn forward_fix(f: &Facts, family: &str, nf_key: &str) -> Value {
     for b in lan.iter().filter(|_| nf.is_some()) {
         rules.push(format!("-i {b} -o {b} -j ACCEPT"));
     }
-    let mut fix = json!({"iptables": {family: {"filter": {"FORWARD": {"policy": "DROP", "rules": rules}}}}});
+    let mut fix = match (&docker, rules.is_empty()) {
+        (None, _) => json!({"iptables": {family: {"filter": {"FORWARD": {"policy": "DROP", "rules": rules}}}}}),
+        (Some(_), true) => json!({"iptables": {family: {"filter": {"FORWARD": {"policy": "DROP"}}}}}),
+        (Some(_), false) => json!({"iptables": {family: {"filter": {
+            "FORWARD": {"policy": "DROP"},
+            "DOCKER-USER": {"foreign": ["docker"], "rules": rules}}}}}),
+    };
     if nf == Some(false) && !containers.is_empty() {
         merge(&mut fix, &sysctl_fix(&dotted(nf_key), 1));
     }
     fix
+}
+
+/// How to stop containers on a Docker bridge reaching each other: Docker's own setting, since a
+/// rule of ours would fight Docker's ACCEPT (moby libnetwork/drivers/bridge: `icc` for the
+/// default bridge, the `com.docker.network.bridge.enable_icc` option per user-defined network).
+fn docker_icc_remedy(bridge: &str) -> String {
+    if bridge == "docker0" {
+        "Docker decides this: set \"icc\": false in /etc/docker/daemon.json and restart dockerd (Docker then drops \
+         same-bridge traffic on docker0 itself; linked or published ports still work); hostguard does not manage Docker's config"
+            .to_string()
+    } else {
+        format!(
+            "Docker decides this: {bridge} is a user-defined Docker network, whose setting is the network option \
+             com.docker.network.bridge.enable_icc (\"icc\" in daemon.json covers docker0 only); it is fixed when the network \
+             is created, so create it again with `docker network create -o com.docker.network.bridge.enable_icc=false ...` \
+             and reconnect its containers; hostguard does not manage Docker's networks"
+        )
+    }
 }
 
 fn forward_subject(family: &str) -> String {
@@ -73,14 +134,15 @@ fn accepting(filter: &Filter) -> bool {
 /// FORWARD policy ACCEPT on a host with a container bridge: anything that reaches the host can
 /// be routed into the containers' network, and they can reach anything.
 pub fn forward_accept(f: &Facts) -> Vec<Finding> {
-    let (containers, _) = bridges(f);
-    if containers.is_empty() {
-        return vec![];
-    }
     let mut out = Vec::new();
     for (family, _, nf_key) in FAMILIES {
         let Some(filter) = f.firewall(family) else { continue };
         if !accepting(filter) {
+            continue;
+        }
+        // IPv6 only where it can flow: judged per bridge and per container interface.
+        let containers = family_bridges(f, family, nf_key);
+        if containers.is_empty() {
             continue;
         }
         out.push(finding(
@@ -89,8 +151,13 @@ pub fn forward_accept(f: &Facts) -> Vec<Finding> {
             forward_subject(family),
             format!("the {family} FORWARD policy is ACCEPT on a host with a container bridge"),
             format!("FORWARD policy ACCEPT; container bridges: {}", containers.join(", ")),
-            Some(forward_fix(f, family, nf_key)),
-            Some("the fix allows containers out and replies back in; port forwards (DNAT) to containers need their own ACCEPT rules before you apply it".into()),
+            Some(forward_fix(f, filter, family, nf_key)),
+            Some(if docker_bridges(f, filter).is_some() {
+                "on this Docker host the fix sets the policy only and puts any rule it needs into DOCKER-USER, so Docker's own rules keep \
+                 its networking (outbound, published ports, same-network traffic where Docker allows it) working".into()
+            } else {
+                "the fix allows containers out and replies back in; port forwards (DNAT) to containers need their own ACCEPT rules before you apply it".into()
+            }),
             FORWARD_REFERENCE,
         ));
     }
@@ -115,7 +182,7 @@ pub fn ip_forward_accept(f: &Facts) -> Vec<Finding> {
             format!("sysctl/{}", dotted(fwd_key)),
             format!("{} is on and the {family} FORWARD policy is ACCEPT", dotted(fwd_key)),
             format!("{} = 1; FORWARD policy ACCEPT", dotted(fwd_key)),
-            Some(forward_fix(f, family, nf_key)),
+            Some(forward_fix(f, filter, family, nf_key)),
             Some("the fix sets FORWARD to DROP and accepts container bridge traffic; any other forwarding this host does (VPN, routed networks) needs its own ACCEPT rules before you apply it".into()),
             FORWARD_REFERENCE,
         ));
@@ -130,7 +197,18 @@ pub fn inter_container(f: &Facts) -> Vec<Finding> {
     let mut out = Vec::new();
     for (family, _, nf_key) in FAMILIES {
         let Some(filter) = f.firewall(family) else { continue };
+        let docker = docker_bridges(f, filter);
         for b in &containers {
+            // Same-bridge IPv6 needs IPv6 on the containers' interfaces, whatever the host routes.
+            if family == "ipv6" && f.bridges.iter().any(|x| x.name == *b && !x.ipv6.ports_may()) {
+                continue;
+            }
+            if docker.as_ref().is_some_and(|d| d.contains(*b)) {
+                if let Some(found) = docker_inter_container(f, filter, family, nf_key, b) {
+                    out.push(found);
+                }
+                continue;
+            }
             let subject = format!("iptables/{family}/bridge/{b}");
             let reference = "Docker docs (\"icc\": false, Docker's inter-container communication setting); CIS Docker Benchmark 2.1 (restrict network traffic between containers); LXC/Incus security guidance (isolate containers on a shared bridge)";
             let drop_rule = json!({"iptables": {family: {"filter": {"FORWARD": {"rules": [format!("-i {b} -o {b} -j DROP")]}}}}});
@@ -185,6 +263,29 @@ pub fn inter_container(f: &Facts) -> Vec<Finding> {
     out
 }
 
+/// Containers on one of Docker's bridges reach each other: what Docker's `icc` allows. Reported
+/// with Docker's setting as the remedy and no fix (a DROP of ours would fight Docker's ACCEPT).
+fn docker_inter_container(f: &Facts, filter: &Filter, family: &str, nf_key: &str, b: &str) -> Option<Finding> {
+    let seen = match bridge_nf(f, nf_key) {
+        None => format!("{} does not exist (br_netfilter not loaded): iptables never sees traffic between two ports of {b}", dotted(nf_key)),
+        Some(false) => format!("{} = 0: iptables never sees traffic between two ports of {b}", dotted(nf_key)),
+        Some(true) => match forward_verdict(filter, b, b) {
+            Verdict::Accept(by) => format!("a new connection from {b} to {b} is accepted by {by}"),
+            Verdict::Drop(_) => return None,
+        },
+    };
+    Some(finding(
+        "iptables.inter_container",
+        Severity::Medium,
+        format!("iptables/{family}/bridge/{b}"),
+        format!("containers on Docker's {b} can reach each other ({family})"),
+        seen,
+        None,
+        Some(docker_icc_remedy(b)),
+        "Docker docs (\"icc\" for the default bridge; the com.docker.network.bridge.enable_icc network option); CIS Docker Benchmark 2.1 (restrict network traffic between containers)",
+    ))
+}
+
 /// Rules about same-bridge traffic exist, but bridge netfilter is off or not loaded, so they
 /// never see a packet: a firewall that looks right and does nothing.
 pub fn bridge_netfilter(f: &Facts) -> Vec<Finding> {
@@ -222,4 +323,118 @@ pub fn bridge_netfilter(f: &Facts) -> Vec<Finding> {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::facts::{Bridge, BridgeIpv6, Firewall};
+
+    /// Docker 20.10's filter table with docker0 and one user network, as `iptables-save` printed
+    /// it in tests/system/docker-neighbour (FORWARD ACCEPT: forwarding was on before dockerd).
+    const DOCKER_2010: &str = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+        :DOCKER - [0:0]\n:DOCKER-ISOLATION-STAGE-1 - [0:0]\n:DOCKER-ISOLATION-STAGE-2 - [0:0]\n:DOCKER-USER - [0:0]\n\
+        -A FORWARD -j DOCKER-USER\n-A FORWARD -j DOCKER-ISOLATION-STAGE-1\n\
+        -A FORWARD -o br-a596dd4556e1 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n-A FORWARD -o br-a596dd4556e1 -j DOCKER\n\
+        -A FORWARD -i br-a596dd4556e1 ! -o br-a596dd4556e1 -j ACCEPT\n-A FORWARD -i br-a596dd4556e1 -o br-a596dd4556e1 -j ACCEPT\n\
+        -A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n-A FORWARD -o docker0 -j DOCKER\n\
+        -A FORWARD -i docker0 ! -o docker0 -j ACCEPT\n-A FORWARD -i docker0 -o docker0 -j ACCEPT\n\
+        -A DOCKER-ISOLATION-STAGE-1 -i br-a596dd4556e1 ! -o br-a596dd4556e1 -j DOCKER-ISOLATION-STAGE-2\n\
+        -A DOCKER-ISOLATION-STAGE-1 -i docker0 ! -o docker0 -j DOCKER-ISOLATION-STAGE-2\n-A DOCKER-ISOLATION-STAGE-1 -j RETURN\n\
+        -A DOCKER-ISOLATION-STAGE-2 -o br-a596dd4556e1 -j DROP\n-A DOCKER-ISOLATION-STAGE-2 -o docker0 -j DROP\n\
+        -A DOCKER-ISOLATION-STAGE-2 -j RETURN\n-A DOCKER-USER -j RETURN\nCOMMIT\n";
+    const EMPTY: &str = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
+
+    fn filter(text: &str) -> Filter {
+        crate::iptables::save::parse(text).unwrap().remove(0)
+    }
+
+    fn bridge(name: &str, v6_ports: &[Option<bool>]) -> Bridge {
+        let ports = v6_ports.iter().enumerate().map(|(i, v)| (format!("veth{name}{i}"), *v)).collect();
+        Bridge { name: name.into(), physical_ports: vec![], ipv6: BridgeIpv6 { disabled: false, routable_address: false, ports } }
+    }
+
+    fn docker_host(v6_ports: Option<bool>, v6_forwarding: bool) -> Facts {
+        let mut f = Facts { docker: Some(json!({})), ..Facts::default() };
+        f.sysctl.insert("net/ipv4/ip_forward".into(), "1".into());
+        f.sysctl.insert("net/ipv6/conf/all/forwarding".into(), if v6_forwarding { "1" } else { "0" }.into());
+        f.sysctl.insert("net/bridge/bridge-nf-call-iptables".into(), "1".into());
+        f.sysctl.insert("net/bridge/bridge-nf-call-ip6tables".into(), "1".into());
+        f.bridges = vec![bridge("docker0", &[v6_ports]), bridge("br-a596dd4556e1", &[v6_ports, v6_ports])];
+        f.firewalls = vec![
+            Firewall { family: "ipv4", filter: Ok(filter(DOCKER_2010)) },
+            Firewall { family: "ipv6", filter: Ok(filter(EMPTY)) },
+        ];
+        f
+    }
+
+    fn ids(found: &[Finding]) -> Vec<String> {
+        found.iter().map(|f| format!("{} {}", f.id, f.subject)).collect()
+    }
+
+    /// Regression (issue 13): containers with IPv6 off, no IPv6 forwarding, an empty ip6tables:
+    /// the audit reported HIGH forward_accept and inter_container for IPv6 on every bridge.
+    #[test]
+    fn no_ipv6_finding_where_the_containers_have_ipv6_off() {
+        let f = docker_host(Some(false), false);
+        let all = ids(&crate::audit::checks::run(&f));
+        assert!(!all.iter().any(|i| i.contains("ipv6")), "{all:?}");
+        assert!(all.contains(&"iptables.forward_accept iptables/ipv4/filter/FORWARD".to_string()), "{all:?}");
+        // IPv6 on behind the bridge (or not known): IPv6 can cross FORWARD, the findings stay.
+        for v6 in [Some(true), None] {
+            let all = ids(&crate::audit::checks::run(&docker_host(v6, false)));
+            assert!(all.contains(&"iptables.forward_accept iptables/ipv6/filter/FORWARD".to_string()), "{v6:?}: {all:?}");
+            assert!(all.contains(&"iptables.inter_container iptables/ipv6/bridge/docker0".to_string()), "{v6:?}: {all:?}");
+        }
+    }
+
+    /// A bridge whose own IPv6 is off and no bridge netfilter: routed IPv6 cannot reach it even
+    /// with forwarding on.
+    #[test]
+    fn routed_ipv6_needs_ipv6_on_the_bridge() {
+        let mut f = docker_host(Some(true), true);
+        f.sysctl.insert("net/bridge/bridge-nf-call-ip6tables".into(), "0".into());
+        for b in &mut f.bridges {
+            b.ipv6.disabled = true;
+        }
+        assert!(family_bridges(&f, "ipv6", "net/bridge/bridge-nf-call-ip6tables").is_empty());
+        for b in &mut f.bridges {
+            b.ipv6.disabled = false;
+        }
+        assert_eq!(family_bridges(&f, "ipv6", "net/bridge/bridge-nf-call-ip6tables").len(), 2);
+    }
+
+    /// Regression (issue 13): on a Docker host the emitted FORWARD fix moved Docker's rules and put
+    /// a same-bridge DROP before Docker's ICC ACCEPT. Now: the policy only, and other bridges'
+    /// rules in DOCKER-USER.
+    #[test]
+    fn on_a_docker_host_the_forward_fix_is_the_policy_and_docker_user() {
+        let mut f = docker_host(Some(false), false);
+        let fw = f.firewall("ipv4").unwrap().clone();
+        assert_eq!(forward_fix(&f, &fw, "ipv4", "net/bridge/bridge-nf-call-iptables"), json!({"iptables": {"ipv4": {"filter": {"FORWARD": {"policy": "DROP"}}}}}));
+        f.bridges.push(bridge("lxcbr0", &[Some(false)]));
+        let fix = forward_fix(&f, &fw, "ipv4", "net/bridge/bridge-nf-call-iptables");
+        let chains = &fix["iptables"]["ipv4"]["filter"];
+        assert_eq!(chains["FORWARD"], json!({"policy": "DROP"}));
+        assert_eq!(chains["DOCKER-USER"]["foreign"], json!(["docker"]));
+        let rules: Vec<&str> = chains["DOCKER-USER"]["rules"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+        assert!(rules.iter().all(|r| r.contains("lxcbr0")), "{rules:?}");
+        // Without Docker's chains (Docker installed, not running), the usual FORWARD fix.
+        let plain = filter(EMPTY);
+        let fix = forward_fix(&f, &plain, "ipv4", "net/bridge/bridge-nf-call-iptables");
+        assert!(fix["iptables"]["ipv4"]["filter"]["FORWARD"]["rules"].as_array().unwrap().iter().any(|r| r == "-i docker0 -o docker0 -j DROP"));
+    }
+
+    /// Regression (issue 13): the remedy for a user-defined Docker network said `"icc": false`,
+    /// which covers docker0 only.
+    #[test]
+    fn icc_on_a_user_defined_network_names_enable_icc() {
+        let f = docker_host(Some(false), false);
+        let found = inter_container(&f);
+        let user = found.iter().find(|x| x.subject == "iptables/ipv4/bridge/br-a596dd4556e1").expect("a finding for the user network");
+        assert!(user.fix.is_null());
+        assert!(user.remedy.as_deref().unwrap().contains("com.docker.network.bridge.enable_icc"), "{:?}", user.remedy);
+        let default = found.iter().find(|x| x.subject == "iptables/ipv4/bridge/docker0").unwrap();
+        assert!(default.remedy.as_deref().unwrap().contains("\"icc\": false"), "{:?}", default.remedy);
+    }
 }
