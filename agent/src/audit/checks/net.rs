@@ -328,7 +328,8 @@ pub fn bridge_netfilter(f: &Facts) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::facts::{Bridge, BridgeIpv6, Firewall};
+    use crate::audit::facts::{Bridge, BridgeIpv6};
+    use crate::audit::firewall::Firewall;
 
     /// Docker 20.10's filter table with docker0 and one user network, as `iptables-save` printed
     /// it in tests/system/docker-neighbour (FORWARD ACCEPT: forwarding was on before dockerd).
