@@ -9,6 +9,7 @@
 mod backend;
 mod convert;
 mod group;
+mod systemd;
 mod v1;
 mod v2;
 
@@ -122,6 +123,14 @@ impl Resources for Plan {
 
 pub fn plan(ctx: &Ctx, desired: &CgroupsState) -> Result<Plan> {
     let backend = detect(ctx.host, desired.version)?;
+    if backend.version() == Version::V2 && systemd::runs_host(ctx.host) {
+        let base = backend.dir(Controller::Memory, None);
+        for (group, _) in &desired.groups {
+            if let Some(why) = systemd::refusal(ctx.host, &base, group) {
+                return Err(Error::Refused(why));
+            }
+        }
+    }
     let mut groups = Vec::new();
     for (group, limits) in &desired.groups {
         groups.push(GroupPlan::read(ctx.host, &*backend, group, limits, KIND, &format!("cgroup/{group}"), true)?);

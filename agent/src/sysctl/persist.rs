@@ -205,8 +205,12 @@ impl Plan {
         diff.extend(self.overrides.iter().map(|o| format!("! {o}")));
         let (status, message) = match (self.file_in_sync(), self.overrides.is_empty()) {
             (true, true) => (Status::InSync, String::new()),
-            (false, _) if self.current.is_none() => (Status::Drift, format!("{} does not exist", self.path)),
+            (false, true) if self.current.is_none() => (Status::Drift, format!("{} does not exist", self.path)),
             (false, true) => (Status::Drift, format!("{} differs from the document", self.path)),
+            // Named before the first write too: the plan must say what the reboot will do.
+            (false, false) if self.current.is_none() => {
+                (Status::Drift, format!("{} does not exist; {}", self.path, override_message(&self.overrides)))
+            }
             (_, false) => (Status::Drift, override_message(&self.overrides)),
         };
         ResourceReport::new(super::KIND, self.id(), status).message(message).with_diff(diff)
