@@ -338,3 +338,26 @@ fn the_ssh_guard_walks_every_owned_base_chain_and_each_layer() {
     r.expect(2, "both layers accept the session");
     assert_eq!((r.status(HG), r.status("iptables/ipv4/filter/INPUT")), ("changed", "changed"), "{:#}", r.report);
 }
+
+#[test]
+fn an_absent_table_nft_refuses_is_failed_in_plan_and_one_it_takes_converges_in_nfts_spelling() {
+    let ns = Netns::new();
+    // Absent tables are checked with `nft -c` on the host rather than in a throwaway namespace;
+    // a refusal still names the rule, in plan.
+    let mut doc = two_tables();
+    doc["nftables"]["tables"]["inet hostguard"]["chains"]["lxc_in"]["rules"] = json!(["udp dport 53 acept"]);
+    let r = ns.plan(&doc);
+    r.expect(4, "plan of an absent table with a bad rule");
+    let msg = r.resource(HG)["message"].as_str().unwrap();
+    assert!(msg.contains(r#"nftables.tables["inet hostguard"].chains["lxc_in"].rules[0] `udp dport 53 acept`"#), "{msg}");
+    assert_eq!(ns.ok(&["nft", "list", "ruleset"]), "", "plan wrote something");
+    // A document spelled otherwise than nft lists it (`tcp dport ssh`) is created, read back and
+    // compared in canonical form: changed, then in sync.
+    let r = ns.plan(&two_tables());
+    r.expect(2, "plan from empty");
+    assert!(r.resource(HG)["message"].as_str().unwrap().contains("`nft -c` accepts it"), "{:#}", r.report);
+    let r = ns.apply(&two_tables());
+    r.expect(2, "apply from empty");
+    assert_eq!(r.status(HG), "changed", "{:#}", r.report);
+    ns.plan(&two_tables()).expect(0, "plan after apply");
+}

@@ -33,6 +33,7 @@ pub const NFT: &str = "nft";
 
 const BY_LISTING: &str = "compared with nft's listing";
 const BY_NETNS: &str = "canonical form by nft in a private network namespace";
+const BY_CHECK: &str = "the table is absent; `nft -c` accepts it";
 
 /// One owned table, planned.
 #[derive(Debug)]
@@ -69,6 +70,9 @@ impl TablePlan {
 #[derive(Debug)]
 pub struct Plan {
     tables: Vec<TablePlan>,
+    /// The batch `nft -c` already accepted in plan (creating the absent tables), which apply
+    /// need not check again when it is the whole batch.
+    checked: Option<String>,
 }
 
 /// The tables the host holds, as `(family, name)`.
@@ -96,7 +100,7 @@ pub fn read_table(host: &Host, family: &str, name: &str) -> std::result::Result<
 
 pub fn plan(ctx: &Ctx, desired: &NftablesState) -> Result<Plan> {
     if desired.tables.is_empty() {
-        return Ok(Plan { tables: Vec::new() });
+        return Ok(Plan { tables: Vec::new(), checked: None });
     }
     let existing = list_tables(ctx.host).map_err(|e| {
         HostError::Other(format!("cannot read the host's nftables tables (is the nftables package installed?): {e}"))
@@ -109,14 +113,39 @@ pub fn plan(ctx: &Ctx, desired: &NftablesState) -> Result<Plan> {
     }
     // The fast path: the document already says what nft lists.
     let mut need = Vec::new();
+    let mut absent = Vec::new();
     for (k, t) in tables.iter_mut().enumerate() {
         let listed = render::as_listed(&t.spec);
         let d = diff::diff(&t.spec, &listed, t.current.as_ref());
         if d.is_empty() {
             (t.desired, t.compared_by) = (Ok(listed), BY_LISTING.into());
+        } else if t.current.is_none() {
+            absent.push(k);
         } else {
             need.push(k);
         }
+    }
+    // An absent table is drift whatever its canonical form: `nft -c` of creating it, on this
+    // host, says already in plan whether nft takes it, without a throwaway namespace. Apply
+    // compares the table it reads back in canonical form when it differs from the document's.
+    let mut checked = None;
+    if !absent.is_empty() {
+        let mut script = Script::new();
+        for &k in &absent {
+            render::replace(&mut script, &tables[k].spec);
+        }
+        match ctx.host.run(&[NFT, "-c", "-f", "-"], Some(script.text.as_bytes())) {
+            Ok(out) if out.success => {
+                for &k in &absent {
+                    tables[k].desired = Ok(render::as_listed(&tables[k].spec));
+                    tables[k].compared_by = BY_CHECK.into();
+                }
+                checked = Some(script.text);
+            }
+            // Refused: the namespace says which table and rule.
+            _ => need.extend(absent),
+        }
+        need.sort_unstable();
     }
     if !need.is_empty() {
         let specs: Vec<&TableSpec> = need.iter().map(|&k| &*tables[k].spec).collect();
@@ -140,7 +169,7 @@ pub fn plan(ctx: &Ctx, desired: &NftablesState) -> Result<Plan> {
             t.diff = diff::diff(&t.spec, want, t.current.as_ref());
         }
     }
-    Ok(Plan { tables })
+    Ok(Plan { tables, checked })
 }
 
 impl Plan {
@@ -202,6 +231,9 @@ impl Plan {
         // Checked first, so a refused batch is known to change nothing, then committed: nft
         // applies a whole `-f` file as one transaction.
         for check in [true, false] {
+            if check && self.checked.as_deref() == Some(script.text.as_str()) {
+                continue; // plan checked this very batch
+            }
             let argv: &[&str] = if check { &[NFT, "-c", "-f", "-"] } else { &[NFT, "-f", "-"] };
             match host.run(argv, Some(script.text.as_bytes())) {
                 Err(e) => return self.fail_changed(&format!("not applied: {e}")),
@@ -223,7 +255,14 @@ impl Plan {
                 match read_table(host, t.spec.family.name(), t.spec.name.as_str()) {
                     Err(e) => r.after(Status::Failed, format!("applied but could not read it back: {e}")),
                     Ok(now) => {
-                        let again = diff::diff(&t.spec, want, now.as_ref());
+                        let mut again = diff::diff(&t.spec, want, now.as_ref());
+                        if !again.is_empty() && t.compared_by == BY_CHECK {
+                            // Created from a document not spelled as nft lists it: compare with
+                            // its canonical form.
+                            if let Ok(Some(Ok(canonical))) = canon::canonicalize(host, &[&t.spec]).map(|mut v| v.pop()) {
+                                again = diff::diff(&t.spec, &canonical, now.as_ref());
+                            }
+                        }
                         if again.is_empty() {
                             r.after(Status::Changed, format!("replaced the table: {}{note} ({})", diff::summary(&t.diff), t.compared_by))
                         } else {
