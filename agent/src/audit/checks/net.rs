@@ -438,4 +438,29 @@ mod tests {
         let default = found.iter().find(|x| x.subject == "iptables/ipv4/bridge/docker0").unwrap();
         assert!(default.remedy.as_deref().unwrap().contains("\"icc\": false"), "{:?}", default.remedy);
     }
+
+    /// Docker 29's filter table (moby's iptablesdoc, docker-v29.1.3 usernet-portmap.md; no
+    /// RETURN in DOCKER-USER, no ISOLATION chains): the same verdicts.
+    #[test]
+    fn docker_29s_layout_is_judged_the_same() {
+        let docker29 = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:DOCKER - [0:0]\n\
+            :DOCKER-BRIDGE - [0:0]\n:DOCKER-CT - [0:0]\n:DOCKER-FORWARD - [0:0]\n:DOCKER-INTERNAL - [0:0]\n:DOCKER-USER - [0:0]\n\
+            -A FORWARD -j DOCKER-USER\n-A FORWARD -j DOCKER-FORWARD\n\
+            -A DOCKER -d 192.0.2.2/32 ! -i bridge1 -o bridge1 -p tcp -m tcp --dport 80 -j ACCEPT\n\
+            -A DOCKER ! -i docker0 -o docker0 -j DROP\n-A DOCKER ! -i bridge1 -o bridge1 -j DROP\n\
+            -A DOCKER-BRIDGE -o docker0 -j DOCKER\n-A DOCKER-BRIDGE -o bridge1 -j DOCKER\n\
+            -A DOCKER-CT -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
+            -A DOCKER-CT -o bridge1 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
+            -A DOCKER-FORWARD -j DOCKER-CT\n-A DOCKER-FORWARD -j DOCKER-INTERNAL\n-A DOCKER-FORWARD -j DOCKER-BRIDGE\n\
+            -A DOCKER-FORWARD -i docker0 -j ACCEPT\n-A DOCKER-FORWARD -i bridge1 -j ACCEPT\nCOMMIT\n";
+        let mut f = docker_host(Some(false), false);
+        f.bridges = vec![bridge("docker0", &[Some(false)]), bridge("bridge1", &[Some(false)])];
+        f.firewalls[0] = Firewall { family: "ipv4", filter: Ok(filter(docker29)) };
+        let fw = f.firewall("ipv4").unwrap().clone();
+        assert_eq!(forward_fix(&f, &fw, "ipv4", "net/bridge/bridge-nf-call-iptables"), json!({"iptables": {"ipv4": {"filter": {"FORWARD": {"policy": "DROP"}}}}}));
+        let found = inter_container(&f);
+        let user = found.iter().find(|x| x.subject == "iptables/ipv4/bridge/bridge1").expect("bridge1 (named by Docker's rules) is Docker's");
+        assert!(user.fix.is_null() && user.remedy.as_deref().unwrap().contains("enable_icc"), "{user:?}");
+        assert!(!ids(&crate::audit::checks::run(&f)).iter().any(|i| i.contains("ipv6")));
+    }
 }
