@@ -16,7 +16,8 @@ enum Current {
     NoGroup,
     /// v2: the group exists but its parent does not pass this setting's controller down.
     NotEnabled,
-    /// The host cannot hold the setting; the message says why and what to do.
+    /// The host cannot hold the setting; the message says why and what to do. Failed in plan
+    /// and apply.
     Unavailable(String),
     /// A file this setting is read from is not one hostguard reads (a FIFO, a device, an
     /// oversized file): failed in plan and apply, naming the path and what it is, and not written.
@@ -160,12 +161,15 @@ impl GroupPlan {
                 self.group,
                 if self.create { "; apply enables it in the parents' cgroup.subtree_control" } else { "" }
             )),
-            Current::Unavailable(why) => ResourceReport { status: Status::Drift, ..r }.values(None, desired).message(why.clone()),
-            Current::Unreadable(why) => ResourceReport { status: Status::Failed, ..r }.values(None, desired).message(why.clone()),
+            // Apply would certainly fail both (SPEC section 2, an honest plan): failed already here.
+            Current::Unavailable(why) | Current::Unreadable(why) => {
+                ResourceReport { status: Status::Failed, ..r }.values(None, desired).message(why.clone())
+            }
         }
     }
 
-    /// Every setting once: `in_sync`, `drift`, or `failed` when a file cannot be read.
+    /// Every setting once: `in_sync`, `drift`, or `failed` when the host cannot hold it or a file
+    /// cannot be read.
     pub fn reports(&self) -> Vec<ResourceReport> {
         self.items.iter().map(|i| self.report(i)).collect()
     }
@@ -179,10 +183,8 @@ impl GroupPlan {
         let mut out: Vec<Option<ResourceReport>> = vec![None; self.items.len()];
         // Settings the host cannot hold fail on their own; the others go ahead.
         for (i, item) in self.items.iter().enumerate() {
-            match &item.current {
-                Current::Unavailable(why) => out[i] = Some(before[i].after(Status::Failed, why.clone())),
-                Current::Unreadable(_) => out[i] = Some(before[i].clone()),
-                _ => {}
+            if matches!(item.current, Current::Unavailable(_) | Current::Unreadable(_)) {
+                out[i] = Some(before[i].clone());
             }
         }
         let missing: Vec<Controller> = {

@@ -140,6 +140,24 @@ fn v1_without_swap_accounting_fails_memsw_with_what_to_do() {
     assert!(r[1].message.contains("swapaccount=1"), "{}", r[1].message);
 }
 
+/// Issue 14: a setting the host cannot hold (here memsw without swap accounting) was drift in
+/// plan and failed in apply: the plan promised what apply could not do.
+#[test]
+fn a_setting_the_host_cannot_hold_is_failed_already_in_plan() {
+    let d = v1_root();
+    fs::remove_file(d.path().join("sys/fs/cgroup/memory/memory.memsw.limit_in_bytes")).unwrap();
+    let host = Host::new(d.path());
+    let b = detect(&host, VersionChoice::Auto).unwrap();
+    let g = CgroupPath::parse("g").unwrap();
+    let l = Limits { memory: Some(Limit::Bytes(1 << 20)), memory_swap: Some(Limit::Bytes(2 << 20)), ..Limits::default() };
+    put(d.path(), "sys/fs/cgroup/memory/g/memory.limit_in_bytes", "9223372036854771712");
+    let plan = GroupPlan::read(&host, &*b, &g, &l, "cgroup", "cgroup/g", true).unwrap().reports();
+    assert_eq!(plan[0].status, Status::Drift, "{plan:?}");
+    assert_eq!(plan[1].status, Status::Failed, "{plan:?}");
+    let applied = apply_limits(&host, &*b, &g, &l, "cgroup", "cgroup/g", true);
+    assert_eq!(applied[1].message, plan[1].message, "the same message in plan and apply");
+}
+
 #[test]
 fn v2_creation_enables_controllers_in_each_parent() {
     let d = v2_root();
