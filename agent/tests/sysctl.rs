@@ -484,3 +484,37 @@ fn real_kernel_agrees_with_the_count_hex_and_choice_rules() {
     assert!(write("net/ipv4/ip_forward", "1 2").status.success());
     assert_eq!(ns.cat("/proc/sys/net/ipv4/ip_forward"), "1", "the kernel keeps only the first of two numbers");
 }
+
+/// A CPU mask prints like a number ("0") and takes hex ("ff"): the plan must not refuse what the
+/// kernel would take, since apply does not try a refused key.
+#[test]
+fn a_hex_mask_for_a_key_printed_as_a_number_is_not_refused() {
+    let r = fake_host();
+    r.sysctl("net.core.rps_default_mask", "0");
+    let doc = r.doc("state", r#"{"version": 1, "sysctl": {"values": {"net.core.rps_default_mask": "ff", "vm.swappiness": "sixty"}}}"#);
+    let plan = hostguard(&["plan", "--format", "json", "--root", &r.arg(), &doc]);
+    plan.expect(6);
+    assert_eq!(plan.status("sysctl/net.core.rps_default_mask"), "drift");
+    assert_eq!(plan.status("sysctl/vm.swappiness"), "failed", "a word that is no hex number is still refused");
+}
+
+/// The real kernel: a text key holding digits (a hostname "12345", in a UTS namespace of the
+/// test's own) is not taken for an integer key, since its string handler prints past offset 0;
+/// an integer key still is.
+#[test]
+fn real_kernel_text_key_holding_digits_takes_a_word() {
+    let r = FakeRoot::new();
+    let doc = r.doc("state", r#"{"version": 1, "sysctl": {"values": {"kernel.hostname": "web1"}}}"#);
+    let script = r#"hostname 12345 && "$0" plan --format json "$1"; echo "exit $?"; "$0" apply --format json "$1" >/dev/null; hostname"#;
+    let out = Command::new("unshare").args(["-u", "sh", "-c", script, util::bin(), &doc]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("\"status\":\"drift\"") || text.contains("\"status\": \"drift\""), "{text}");
+    assert!(text.contains("exit 2"), "{text}");
+    assert_eq!(text.lines().last(), Some("web1"), "apply set the namespace's hostname: {text}");
+    let ttl = {
+        let ns = Netns::new("probe");
+        let d = r.doc("ttl", r#"{"version": 1, "sysctl": {"values": {"net.ipv4.ip_default_ttl": "sixty"}}}"#);
+        ns.hostguard(&["plan", "--format", "json", &d]).status("sysctl/net.ipv4.ip_default_ttl")
+    };
+    assert_eq!(ttl, "failed");
+}

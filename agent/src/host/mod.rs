@@ -152,6 +152,21 @@ impl Host {
         Some((rustix::fs::FileType::from_raw_mode(st.st_mode), st.st_mode & 0o7777))
     }
 
+    /// Whether `abs`, a file of the kernel's procfs, prints text when read from offset 1, as its
+    /// string handler (proc_dostring) does and its integer handlers (proc_dointvec and kin, the
+    /// bitmap) do not: they print nothing past offset 0. `None` when `abs` is not procfs's (a
+    /// fake root's plain file) or cannot be read.
+    pub fn proc_prints_past_start(&self, abs: impl AsRef<Path>) -> Option<bool> {
+        use rustix::fs::OFlags;
+        const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+        let fd = beneath::open_in_root(&self.root, abs.as_ref(), OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW).ok()?;
+        if rustix::fs::fstatfs(&fd).ok()?.f_type as i64 != PROC_SUPER_MAGIC {
+            return None;
+        }
+        let mut byte = [0u8; 1];
+        rustix::io::pread(&fd, &mut byte, 1).ok().map(|n| n > 0)
+    }
+
     /// Whether this process may both read and write `abs` as it stands (access(2)): the kernel's
     /// own answer, which for /proc/sys includes a network namespace's ownership and a read-only
     /// mount.

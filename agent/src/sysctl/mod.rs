@@ -151,9 +151,11 @@ impl Key {
 /// list of names:
 /// - the key does not exist (unless ignore_missing);
 /// - a key the kernel prints as whole numbers (every token an integer: proc_dointvec and its kin,
-///   `ip_local_port_range`'s two, `tcp_rmem`'s three) takes exactly that many numbers, each
-///   as its integer parser reads them (`kernel_integer`; a port list such as `1,3-5` for the
-///   bitmap `ip_local_reserved_ports`): a word or `+1` is refused with EINVAL before anything is
+///   `ip_local_port_range`'s two, `tcp_rmem`'s three; on the real /proc/sys, one whose handler
+///   prints nothing past offset 0, which a string handler holding digits does) takes exactly that
+///   many numbers, each as its integer parser reads them (`kernel_integer`; a port list such as
+///   `1,3-5` for the bitmap `ip_local_reserved_ports`; a token of hex digits alone, which may be
+///   a CPU mask, is not judged): a word or `+1` is refused with EINVAL before anything is
 ///   stored, no value is a write of nothing, and another count is refused or leaves the numbers
 ///   it is not given as they were;
 /// - a key the kernel prints as text whose directory holds the list of what it takes, named like
@@ -168,7 +170,10 @@ fn refusal(host: &Host, key: &SysctlKey, value: &SysctlValue, current: &Current,
         Current::Unreadable(why) => return Some(why.clone()),
         Current::Value(v) => v,
     };
-    let integers = !now.is_empty() && now.split_whitespace().all(|t| t.parse::<i128>().is_ok());
+    // A text key can hold digits (a hostname "12345"): on the real /proc/sys, its handler says so.
+    let integers = !now.is_empty()
+        && now.split_whitespace().all(|t| t.parse::<i128>().is_ok())
+        && host.proc_prints_past_start(proc_path(key)) != Some(true);
     if integers {
         integer_refusal(key, value, now)
     } else {
@@ -177,7 +182,10 @@ fn refusal(host: &Host, key: &SysctlKey, value: &SysctlValue, current: &Current,
 }
 
 fn integer_refusal(key: &SysctlKey, value: &SysctlValue, now: &str) -> Option<String> {
-    let number = |t: &str| kernel_integer(t).is_some() || is_port_list(t);
+    // A token of hex digits alone may be a CPU mask (`net.core.rps_default_mask` prints "0" and
+    // takes "ff"), which the printed value cannot tell from an integer: not judged.
+    let mask = |t: &str| t.split(',').all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_hexdigit()));
+    let number = |t: &str| kernel_integer(t).is_some() || is_port_list(t) || mask(t);
     if let Some(word) = value.as_str().split_whitespace().find(|t| !number(t)) {
         return Some(format!(
             "the kernel refuses {key} = {value}: {key} holds whole numbers (now {now}) and {word:?} is not one \
