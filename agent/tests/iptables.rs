@@ -911,3 +911,51 @@ fn a_bad_confirm_probe_is_refused_before_touching_anything() {
         assert_eq!(save(&ns, "nft", false, "filter"), before, "{args:?} touched the firewall");
     }
 }
+
+/// The apply that probes is killed before its probe decided (SIGKILL, so it cannot clean up):
+/// the watchdog takes over once the run lock is free, probes for SECONDS itself, and rolls the
+/// change that cut the path back.
+#[test]
+fn a_killed_confirm_probe_apply_is_decided_by_the_watchdog() {
+    let b = "nft";
+    let ns = Netns::new();
+    let far = Far::new(&ns);
+    let before = save(&ns, b, false, "filter");
+    let root = ns.root.path().to_str().unwrap().to_string();
+    let mut c = ns.cmd(&[BIN, "--root", &root, "--format", "json", "apply", "--confirm", "4", "--confirm-probe", "10.77.0.2:8140", "-"]);
+    c.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null());
+    let mut child = c.spawn().unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(input_doc(b, false).to_string().as_bytes()).unwrap();
+    wait_for(Duration::from_secs(10), || save(&ns, b, false, "filter").contains(":INPUT DROP"));
+    assert!(save(&ns, b, false, "filter").contains(":INPUT DROP"), "the change was not made");
+    // `ip netns exec` execs in place: the child is hostguard itself.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(save(&ns, b, false, "filter").contains(":INPUT DROP"), "rolled back before the kill");
+    wait_for(Duration::from_secs(20), || save(&ns, b, false, "filter") == before);
+    assert_eq!(save(&ns, b, false, "filter"), before, "the watchdog did not roll back the change");
+    let late = ns.bare(&["confirm"]);
+    assert_eq!(late.code, 1, "nothing waits after the watchdog's rollback: {}", late.stderr);
+    assert!(late.stderr.contains("rolled back"), "{}", late.stderr);
+
+    // The same with rules that keep the path, killed while the target is unreachable (its link
+    // down); the target comes back during the watchdog's window: the watchdog's own probe
+    // confirms, and the change stays after the window.
+    let peer = format!("w{}", &ns.name[7..]);
+    far.far.ok(&["ip", "link", "set", &peer, "down"]);
+    let mut c = ns.cmd(&[BIN, "--root", &root, "--format", "json", "apply", "--confirm", "6", "--confirm-probe", "10.77.0.2:8140", "-"]);
+    c.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null());
+    let mut child = c.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(input_doc(b, true).to_string().as_bytes()).unwrap();
+    wait_for(Duration::from_secs(10), || save(&ns, b, false, "filter").contains(":INPUT DROP"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    far.far.ok(&["ip", "link", "set", &peer, "up"]);
+    wait_for(Duration::from_secs(20), || ns.root.path().join("run/hostguard/confirm/confirmed.json").exists());
+    std::thread::sleep(Duration::from_secs(7));
+    ns.plan(&input_doc(b, true)).expect(0, "kept by the watchdog's probe");
+    let none = ns.bare(&["confirm"]);
+    assert_eq!(none.code, 1, "the watchdog confirmed: nothing waits: {}", none.stderr);
+    assert!(none.stderr.contains("nothing to confirm"), "{}", none.stderr);
+}
