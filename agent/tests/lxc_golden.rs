@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use hostguard::lxc::cgroupmap::CgroupVersion;
+use hostguard::cgroup::Version as CgroupVersion;
 use hostguard::lxc::config::Config;
 use hostguard::lxc::converge::{converge, Dialect, Env};
 use hostguard::lxc::render::{render_text, Omit, Renderer};

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use crate::error::Result;
 use crate::error::HostError;
 use crate::host::{limits, Host};
-use crate::lxc::cgroupmap::CgroupVersion;
+use crate::cgroup::Version;
 use crate::lxc::config::{Config, Entry};
 use crate::lxc::converge::{converge, Dialect, Env};
 use crate::lxc::render::Renderer;
@@ -132,7 +132,7 @@ pub struct Facts {
     /// Where containers live (a host path), and their configs, sorted by name.
     pub lxcpath: String,
     pub containers: Vec<Container>,
-    pub cgroup: CgroupVersion,
+    pub cgroup: Version,
     /// cgroup v1 without swap accounting has no memory+swap limit at all.
     pub swap_accounting: bool,
     /// `lxc-info --version`; `None` when LXC is not installed.
@@ -164,7 +164,7 @@ impl Default for Facts {
             bridges: Vec::new(),
             lxcpath: DEFAULT_LXCPATH.into(),
             containers: Vec::new(),
-            cgroup: CgroupVersion::V1,
+            cgroup: Version::V1,
             swap_accounting: true,
             lxc_version: None,
             mem_total: None,

@@ -21,6 +21,16 @@ pub enum Version {
     V2,
 }
 
+impl Version {
+    /// 1 or 2, as templates and messages spell it.
+    pub fn number(self) -> u8 {
+        match self {
+            Version::V1 => 1,
+            Version::V2 => 2,
+        }
+    }
+}
+
 impl fmt::Display for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

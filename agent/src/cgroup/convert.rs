@@ -67,6 +67,18 @@ pub fn swap_for_v2(memory: Option<Limit>, memory_swap: Limit) -> Limit {
     }
 }
 
+/// The document's memory+swap for what cgroup v2 holds: `memory.swap.max` is swap alone, so
+/// memory+swap is their sum, and "max" when swap is unlimited; `None` when no document value
+/// gives that swap file (a bounded swap beside no or an unlimited memory limit). The inverse of
+/// `swap_for_v2`, for `show`, the audit and LXC's translation of a v2 config line.
+pub fn memsw_from_v2(memory: Option<Limit>, swap: Limit) -> Option<Limit> {
+    match (memory, swap) {
+        (_, Limit::Max) => Some(Limit::Max),
+        (Some(Limit::Bytes(m)), Limit::Bytes(s)) => Some(Limit::Bytes(m.saturating_add(s))),
+        _ => None,
+    }
+}
+
 /// What the kernel keeps of a byte limit: memory cgroup limits are counted in pages and a
 /// written value is rounded down to a page (`page_counter_memparse`), so 1000000 reads back as
 /// 999424 with 4 KiB pages.

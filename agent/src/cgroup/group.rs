@@ -3,10 +3,11 @@
 use crate::error::HostError;
 use crate::host::Host;
 use crate::report::{ResourceReport, Status};
-use crate::state::cgroup::{CgroupPath, Limits};
+use crate::state::cgroup::Limits;
 use crate::state::types::Limit;
 
 use super::backend::{Backend, Controller, Native, Setting, Target, Version};
+use super::files::{GroupFiles, Presence};
 
 /// What one setting's file holds now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,10 +31,12 @@ struct Item {
     current: Current,
 }
 
-/// The plan for one group: every setting the document names, with what the host holds.
+/// The plan for one group: every setting the document names, with what the host holds. The
+/// group's files are reached through a `GroupFiles` door, the same rules for both doors.
 #[derive(Debug, Clone)]
 pub struct GroupPlan {
-    pub group: CgroupPath,
+    /// The group as messages name it (`GroupFiles::name`).
+    group: String,
     limits: Limits,
     kind: &'static str,
     id_prefix: String,
@@ -43,43 +46,35 @@ pub struct GroupPlan {
     items: Vec<Item>,
 }
 
-fn read_current(host: &Host, b: &dyn Backend, group: &CgroupPath, target: &Target) -> Result<Current, HostError> {
+fn read_current(host: &Host, b: &dyn Backend, files: &dyn GroupFiles, target: &Target) -> Result<Current, HostError> {
     if let Some(why) = b.unavailable(host, target.setting)? {
         return Ok(Current::Unavailable(why));
     }
-    let dir = b.dir(target.setting.controller(), Some(group));
-    if !host.is_dir(&dir) {
-        return Ok(Current::NoGroup);
+    let controller = target.setting.controller();
+    match files.presence(controller)? {
+        Presence::Missing => return Ok(Current::NoGroup),
+        Presence::NotEnabled => return Ok(Current::NotEnabled),
+        Presence::Ready => {}
     }
-    let controller = target.setting.controller().name();
-    if b.version() == Version::V2 {
-        let available = host.read_optional(dir.join("cgroup.controllers"))?.unwrap_or_default();
-        if !available.split_whitespace().any(|c| c == controller) {
-            return Ok(Current::NotEnabled);
-        }
-    }
-    let file = dir.join(target.file);
-    match host.read_optional(&file)? {
+    let shown = || files.describe(controller, target.file);
+    match files.read(controller, target.file)? {
         None if target.setting == Setting::MemorySwap && b.version() == Version::V1 => {
-            Ok(Current::Unavailable(super::v1::memsw_missing_message(&host.path(&file))))
+            Ok(Current::Unavailable(super::v1::memsw_missing_message(std::path::Path::new(&shown()))))
         }
         None if target.setting == Setting::MemorySwap => Ok(Current::Unavailable(format!(
             "{} does not exist: this kernel does not account swap (swapaccount=0 or no CONFIG_MEMCG_SWAP), so \
              memory+swap cannot be limited; enable swap accounting or remove memory_swap_limit",
-            host.path(&file).display()
+            shown()
         ))),
         None => Ok(Current::Unavailable(format!(
-            "{} does not exist: the {} controller is not enabled for {group}",
-            host.path(&file).display(),
-            target.setting.controller().name()
+            "{} does not exist: the {} controller is not enabled for {}",
+            shown(),
+            controller.name(),
+            files.name()
         ))),
         Some(text) => match target.value.parse_like(&text, b.version()) {
             Some(v) => Ok(Current::Value(v)),
-            None => Err(HostError::Other(format!(
-                "{}: unexpected content {:?}",
-                host.path(&file).display(),
-                text.trim()
-            ))),
+            None => Err(HostError::Other(format!("{}: unexpected content {:?}", shown(), text.trim()))),
         },
     }
 }
@@ -89,31 +84,29 @@ impl GroupPlan {
     pub fn read(
         host: &Host,
         b: &dyn Backend,
-        group: &CgroupPath,
+        files: &dyn GroupFiles,
         limits: &Limits,
         kind: &'static str,
         id_prefix: &str,
-        create: bool,
     ) -> Result<GroupPlan, HostError> {
         let mut items = Vec::new();
+        let group = files.name();
         for setting in Setting::named_by(limits) {
             let target = b.target(setting, limits);
-            let current = match read_current(host, b, group, &target) {
+            let current = match read_current(host, b, files, &target) {
                 Err(e) if e.is_unreadable_kind() => {
-                    Current::Unreadable(format!("{e}; cgroup {group} {} is not checked or written until it is", setting.name()))
+                    Current::Unreadable(format!("{e}; {group} {} is not checked or written until it is", setting.name()))
                 }
                 other => other?,
             };
             items.push(Item { target, current });
         }
-        Ok(GroupPlan {
-            group: group.clone(),
-            limits: *limits,
-            kind,
-            id_prefix: id_prefix.to_string(),
-            create,
-            items,
-        })
+        Ok(GroupPlan { group, limits: *limits, kind, id_prefix: id_prefix.to_string(), create: files.can_create(), items })
+    }
+
+    /// Each setting's control file and the value it should hold, in report order.
+    pub fn targets(&self) -> Vec<(&'static str, String)> {
+        self.items.iter().map(|i| (i.target.file, i.target.value.to_string())).collect()
     }
 
     fn id(&self, s: Setting) -> String {
@@ -151,12 +144,12 @@ impl GroupPlan {
             Current::Value(v) if v.satisfies(t.value) => r.values(Some(Self::current_text(t, *v)), desired),
             Current::Value(v) => ResourceReport { status: Status::Drift, ..r }.values(Some(Self::current_text(t, *v)), desired),
             Current::NoGroup => ResourceReport { status: Status::Drift, ..r }.values(None, desired).message(if self.create {
-                format!("cgroup {} does not exist; apply creates it", self.group)
+                format!("{} does not exist; apply creates it", self.group)
             } else {
-                format!("cgroup {} does not exist", self.group)
+                format!("{} does not exist", self.group)
             }),
             Current::NotEnabled => ResourceReport { status: Status::Drift, ..r }.values(None, desired).message(format!(
-                "the {} controller is not enabled for cgroup {}{}",
+                "the {} controller is not enabled for {}{}",
                 t.setting.controller().name(),
                 self.group,
                 if self.create { "; apply enables it in the parents' cgroup.subtree_control" } else { "" }
@@ -175,7 +168,7 @@ impl GroupPlan {
     }
 
     /// Make the planned changes; every setting once: `in_sync`, `changed` or `failed`.
-    pub fn apply(mut self, host: &Host, b: &dyn Backend) -> Vec<ResourceReport> {
+    pub fn apply(mut self, host: &Host, b: &dyn Backend, files: &dyn GroupFiles) -> Vec<ResourceReport> {
         let before: Vec<ResourceReport> = self.reports();
         if before.iter().all(|r| r.status != Status::Drift) {
             return before;
@@ -202,11 +195,7 @@ impl GroupPlan {
             self.items.iter().map(|i| matches!(i.current, Current::NoGroup | Current::NotEnabled)).collect();
         let mut setup: Option<String> = None;
         if !missing.is_empty() {
-            let result = if self.create {
-                b.create(host, &self.group, &missing).map_err(|e| format!("could not create cgroup {}: {e}", self.group))
-            } else {
-                Err(format!("cgroup {} does not exist or lacks the controller (is the container running?)", self.group))
-            };
+            let result = files.create(&missing).map_err(|e| if self.create { format!("could not create {}: {e}", self.group) } else { e.to_string() });
             if let Err(why) = result {
                 for (i, item) in self.items.iter().enumerate() {
                     if matches!(item.current, Current::NoGroup | Current::NotEnabled) {
@@ -215,15 +204,15 @@ impl GroupPlan {
                 }
             } else {
                 setup = Some(if self.items.iter().any(|i| i.current == Current::NoGroup) {
-                    format!("created cgroup {}", self.group)
+                    format!("created {}", self.group)
                 } else {
                     let names: Vec<&str> = missing.iter().map(|c| c.name()).collect();
-                    format!("enabled {} for cgroup {}", names.join(" "), self.group)
+                    format!("enabled {} for {}", names.join(" "), self.group)
                 });
                 for item in self.items.iter_mut().filter(|i| matches!(i.current, Current::NoGroup | Current::NotEnabled)) {
-                    item.current = match read_current(host, b, &self.group, &item.target) {
+                    item.current = match read_current(host, b, files, &item.target) {
                         Ok(c) => c,
-                        Err(e) => Current::Unavailable(format!("created cgroup {} but cannot read it: {e}", self.group)),
+                        Err(e) => Current::Unavailable(format!("created {} but cannot read it: {e}", self.group)),
                     };
                 }
             }
@@ -233,7 +222,7 @@ impl GroupPlan {
                 continue;
             }
             let setup = setup.as_deref().filter(|_| was_missing[i]);
-            out[i] = Some(self.apply_item(host, b, i, &before[i], setup));
+            out[i] = Some(self.apply_item(host, b, files, i, &before[i], setup));
         }
         out.into_iter().map(|r| r.expect("every setting is reported")).collect()
     }
@@ -260,19 +249,18 @@ impl GroupPlan {
         order
     }
 
-    fn apply_item(&self, host: &Host, b: &dyn Backend, i: usize, before: &ResourceReport, setup: Option<&str>) -> ResourceReport {
+    fn apply_item(&self, host: &Host, b: &dyn Backend, files: &dyn GroupFiles, i: usize, before: &ResourceReport, setup: Option<&str>) -> ResourceReport {
         let item = &self.items[i];
         let t = &item.target;
         let old = match &item.current {
             Current::Value(v) => *v,
             Current::Unavailable(why) | Current::Unreadable(why) => return before.after(Status::Failed, why.clone()),
             Current::NoGroup | Current::NotEnabled => {
-                return before.after(Status::Failed, format!("cgroup {} still lacks the {} controller", self.group, t.setting.controller().name()))
+                return before.after(Status::Failed, format!("{} still lacks the {} controller", self.group, t.setting.controller().name()))
             }
         };
-        let dir = b.dir(t.setting.controller(), Some(&self.group));
-        let file = dir.join(t.file);
-        let shown = host.path(&file).display().to_string();
+        let controller = t.setting.controller();
+        let shown = files.describe(controller, t.file);
         if old.satisfies(t.value) {
             let mut r = before.after(Status::Changed, format!("{}; {} is {old}", setup.unwrap_or_default(), t.file));
             r.current = Some(Self::current_text(t, old));
@@ -282,11 +270,11 @@ impl GroupPlan {
             }
             return r;
         }
-        let events_before = oom_kills(host, b, &dir);
-        if let Err(e) = host.write_value(&file, &t.value.render(b.version())) {
-            return before.after(Status::Failed, self.refusal(host, b, t, &dir, &e));
+        let events_before = oom_kills(b, files);
+        if let Err(e) = files.write(controller, t.file, &t.value.render(b.version())) {
+            return before.after(Status::Failed, self.refusal(b, files, t, &e));
         }
-        let now = match read_current(host, b, &self.group, t) {
+        let now = match read_current(host, b, files, t) {
             Ok(Current::Value(v)) => v,
             Ok(other) => return before.after(Status::Failed, format!("wrote {shown} but cannot read it back: {other:?}")),
             Err(e) => return before.after(Status::Failed, format!("wrote {shown} but cannot read it back: {e}")),
@@ -307,7 +295,7 @@ impl GroupPlan {
         // v2 accepts a memory.max below the usage and then reclaims or OOM-kills synchronously;
         // a read-back of memory.max alone would hide a group still above its limit.
         if r.status == Status::Changed && b.version() == Version::V2 && t.setting == Setting::Memory {
-            if let (Native::Bytes(Limit::Bytes(limit)), Some(usage)) = (now, read_u64(host, &dir.join("memory.current"))) {
+            if let (Native::Bytes(Limit::Bytes(limit)), Some(usage)) = (now, read_u64(files, Controller::Memory, "memory.current")) {
                 if usage > limit {
                     r.status = Status::Failed;
                     r.message = format!(
@@ -318,7 +306,7 @@ impl GroupPlan {
                     );
                 }
             }
-            let killed = oom_kills(host, b, &dir).saturating_sub(events_before);
+            let killed = oom_kills(b, files).saturating_sub(events_before);
             if killed > 0 {
                 r.message.push_str(&format!(
                     "; the kernel OOM-killed {killed} process(es) in {} to bring its usage under the new limit (memory.events oom_kill)",
@@ -330,18 +318,21 @@ impl GroupPlan {
     }
 
     /// Why the kernel refused a write, and what to do about it.
-    fn refusal(&self, host: &Host, b: &dyn Backend, t: &Target, dir: &std::path::Path, e: &HostError) -> String {
+    fn refusal(&self, b: &dyn Backend, files: &dyn GroupFiles, t: &Target, e: &HostError) -> String {
         let errno = match e {
             HostError::Io { source, .. } => source.raw_os_error(),
+            // lxc-cgroup prints the kernel's strerror.
+            HostError::Command { stderr, .. } if stderr.contains("Device or resource busy") => Some(libc::EBUSY),
+            HostError::Command { stderr, .. } if stderr.contains("Invalid argument") => Some(libc::EINVAL),
             _ => None,
         };
         let reason = match e {
             HostError::Io { source, .. } => source.to_string(),
             other => other.to_string(),
         };
-        let file = host.path(dir.join(t.file)).display().to_string();
+        let file = files.describe(t.setting.controller(), t.file);
         let usage = || {
-            read_u64(host, &dir.join(b.usage_file(t.setting)))
+            read_u64(files, Controller::Memory, b.usage_file(t.setting))
                 .map(|u| format!("{} ({})", Limit::Bytes(u), b.usage_file(t.setting)))
                 .unwrap_or_else(|| "more".into())
         };
@@ -358,29 +349,29 @@ impl GroupPlan {
                  {} (now {}); set memory_swap_limit in the document as well",
                 t.value,
                 super::v1::MEMSW_FILE,
-                read_u64(host, &dir.join(super::v1::MEMSW_FILE)).map(|v| Limit::Bytes(v).to_string()).unwrap_or_default()
+                read_u64(files, Controller::Memory, super::v1::MEMSW_FILE).map(|v| Limit::Bytes(v).to_string()).unwrap_or_default()
             ),
             (Some(libc::EINVAL), Setting::MemorySwap) if b.version() == Version::V1 => format!(
                 "the kernel refused {file} = {} (EINVAL): memory+swap may not be below memory.limit_in_bytes (now {}); \
                  set memory_limit in the document as well",
                 t.value,
-                read_u64(host, &dir.join("memory.limit_in_bytes")).map(|v| Limit::Bytes(v).to_string()).unwrap_or_default()
+                read_u64(files, Controller::Memory, "memory.limit_in_bytes").map(|v| Limit::Bytes(v).to_string()).unwrap_or_default()
             ),
             _ => format!("the kernel refused {file} = {}: {reason}", t.value),
         }
     }
 }
 
-fn read_u64(host: &Host, file: &std::path::Path) -> Option<u64> {
-    host.read_optional(file).ok().flatten().and_then(|s| s.trim().parse().ok())
+fn read_u64(files: &dyn GroupFiles, controller: Controller, file: &str) -> Option<u64> {
+    files.read(controller, file).ok().flatten().and_then(|s| s.trim().parse().ok())
 }
 
 /// The `oom_kill` count of a v2 group's `memory.events`; 0 where there is none.
-fn oom_kills(host: &Host, b: &dyn Backend, dir: &std::path::Path) -> u64 {
+fn oom_kills(b: &dyn Backend, files: &dyn GroupFiles) -> u64 {
     if b.version() != Version::V2 {
         return 0;
     }
-    host.read_optional(dir.join("memory.events"))
+    files.read(Controller::Memory, "memory.events")
         .ok()
         .flatten()
         .and_then(|s| {

@@ -3,11 +3,13 @@
 //! The host's layout is read once (`detect`), the version decided once, and a `Backend` for it
 //! passed down; each limit of each group is one resource (`cgroup/hostguard/web1/memory_limit`).
 //!
-//! The `lxc` kind reuses this module for a running container's live cgroup: `detect`, then
-//! `apply_limits` (or `GroupPlan::read` + `reports`/`apply` to split plan from apply).
+//! This module is the only code that knows control files, versions and the kernel's rules. The
+//! `lxc` kind is its client for a running container's live cgroup: `detect`, then
+//! `GroupPlan::read` + `reports`/`apply` through an `LxcCgroup` door (`files.rs`).
 
 mod backend;
 mod convert;
+mod files;
 mod group;
 mod systemd;
 mod v1;
@@ -21,10 +23,10 @@ use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::report::ResourceReport;
 use crate::state::cgroup::{CgroupPath, CgroupsState, Limits, PidsMax, VersionChoice};
-use crate::state::types::Limit;
 
 pub use backend::{Backend, Controller, Native, Setting, Target, Version};
-pub use convert::{page_rounded, shares_to_weight, swap_for_v2, weight_to_shares};
+pub use convert::{memsw_from_v2, page_rounded, shares_to_weight, swap_for_v2, weight_to_shares};
+pub use files::{GroupFiles, HostDir, LxcCgroup, Presence};
 pub use group::GroupPlan;
 pub use v1::V1;
 pub use v2::V2;
@@ -80,44 +82,21 @@ pub fn detect(host: &Host, choice: VersionChoice) -> Result<Box<dyn Backend>> {
     }
 }
 
-/// Plan and apply `limits` of one existing or new group in one go: every setting once, with
-/// `in_sync`, `changed` or `failed`. A group that cannot be read is one `failed` report per
-/// setting. Ids are `<id_prefix>/<setting>`; `create` says whether a missing group is made.
-pub fn apply_limits(
-    host: &Host,
-    backend: &dyn Backend,
-    group: &CgroupPath,
-    limits: &Limits,
-    kind: &'static str,
-    id_prefix: &str,
-    create: bool,
-) -> Vec<ResourceReport> {
-    match GroupPlan::read(host, backend, group, limits, kind, id_prefix, create) {
-        Ok(plan) => plan.apply(host, backend),
-        Err(e) => Setting::named_by(limits)
-            .into_iter()
-            .map(|s| {
-                ResourceReport::new(kind, format!("{id_prefix}/{}", s.name()), crate::report::Status::Failed)
-                    .message(format!("cannot read cgroup {group}: {e}"))
-            })
-            .collect(),
-    }
-}
-
 #[derive(Debug)]
 pub struct Plan {
     backend: Box<dyn Backend>,
-    groups: Vec<GroupPlan>,
+    groups: Vec<(CgroupPath, GroupPlan)>,
 }
 
 impl Resources for Plan {
     fn reports(&self) -> Vec<ResourceReport> {
-        self.groups.iter().flat_map(GroupPlan::reports).collect()
+        self.groups.iter().flat_map(|(_, g)| g.reports()).collect()
     }
 
     fn apply(self: Box<Self>, ctx: &Ctx) -> Vec<ResourceReport> {
         let backend = self.backend;
-        self.groups.into_iter().flat_map(|g| g.apply(ctx.host, &*backend)).collect()
+        let b = &*backend;
+        self.groups.into_iter().flat_map(|(group, g)| g.apply(ctx.host, b, &HostDir { host: ctx.host, backend: b, group: &group })).collect()
     }
 }
 
@@ -133,7 +112,8 @@ pub fn plan(ctx: &Ctx, desired: &CgroupsState) -> Result<Plan> {
     }
     let mut groups = Vec::new();
     for (group, limits) in &desired.groups {
-        groups.push(GroupPlan::read(ctx.host, &*backend, group, limits, KIND, &format!("cgroup/{group}"), true)?);
+        let files = HostDir { host: ctx.host, backend: &*backend, group };
+        groups.push((group.clone(), GroupPlan::read(ctx.host, &*backend, &files, limits, KIND, &format!("cgroup/{group}"))?));
     }
     Ok(Plan { backend, groups })
 }
@@ -217,12 +197,7 @@ pub fn read_limits(host: &Host, b: &dyn Backend, group: &CgroupPath) -> Result<L
     let swap_file = bytes(read(Setting::MemorySwap)?);
     let memory_swap = match b.version() {
         Version::V1 => swap_file,
-        // v2 holds swap alone: memory+swap is their sum, and "max" if either is unlimited.
-        Version::V2 => match (memory, swap_file) {
-            (_, Some(Limit::Max)) => Some(Limit::Max),
-            (Some(Limit::Bytes(m)), Some(Limit::Bytes(s))) => Some(Limit::Bytes(m.saturating_add(s))),
-            _ => None,
-        },
+        Version::V2 => swap_file.and_then(|s| memsw_from_v2(memory, s)),
     };
     let cpu_shares = match read(Setting::CpuShares)? {
         Some(Native::Number(n)) if b.version() == Version::V2 => Some(weight_to_shares(n)),

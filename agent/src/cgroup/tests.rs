@@ -4,8 +4,15 @@ use std::fs;
 use std::path::Path;
 
 use super::*;
+use crate::state::types::Limit;
 use crate::report::Status;
 use crate::state::cgroup::PidsMax;
+
+/// Plan and apply one group's limits in one go, as the `cgroups` kind does.
+fn converge(host: &Host, b: &dyn Backend, g: &CgroupPath, l: &Limits, id: &str) -> Vec<ResourceReport> {
+    let files = HostDir { host, backend: b, group: g };
+    GroupPlan::read(host, b, &files, l, "cgroup", id).unwrap().apply(host, b, &files)
+}
 
 fn put(root: &Path, rel: &str, content: &str) {
     let p = root.join(rel);
@@ -102,7 +109,8 @@ fn v1_missing_group_is_created_in_each_hierarchy_then_in_sync() {
     let host = Host::new(d.path());
     let b = detect(&host, VersionChoice::Auto).unwrap();
     let g = CgroupPath::parse("hostguard/web1").unwrap();
-    let plan = GroupPlan::read(&host, &*b, &g, &limits(), "cgroup", "cgroup/hostguard/web1", true).unwrap();
+    let files = HostDir { host: &host, backend: &*b, group: &g };
+    let plan = GroupPlan::read(&host, &*b, &files, &limits(), "cgroup", "cgroup/hostguard/web1").unwrap();
     let before = plan.reports();
     assert!(before.iter().all(|r| r.status == Status::Drift && r.message.contains("apply creates it")), "{before:?}");
     // Plain files stand in for the kernel's: seed the defaults a new group shows.
@@ -114,14 +122,14 @@ fn v1_missing_group_is_created_in_each_hierarchy_then_in_sync() {
     ] {
         put(d.path(), &format!("sys/fs/cgroup/{f}"), v);
     }
-    let after = plan.apply(&host, &*b);
+    let after = plan.apply(&host, &*b, &files);
     assert!(after.iter().all(|r| r.status == Status::Changed), "{after:?}");
     let read = |f: &str| fs::read_to_string(d.path().join("sys/fs/cgroup").join(f)).unwrap();
     assert_eq!(read("memory/hostguard/web1/memory.limit_in_bytes"), "536870912");
     assert_eq!(read("memory/hostguard/web1/memory.memsw.limit_in_bytes"), "1073741824");
     assert_eq!(read("cpu/hostguard/web1/cpu.shares"), "512");
     assert_eq!(read("pids/hostguard/web1/pids.max"), "100");
-    let again = apply_limits(&host, &*b, &g, &limits(), "cgroup", "cgroup/hostguard/web1", true);
+    let again = converge(&host, &*b, &g, &limits(), "cgroup/hostguard/web1");
     assert!(again.iter().all(|r| r.status == Status::InSync), "{again:?}");
 }
 
@@ -134,7 +142,7 @@ fn v1_without_swap_accounting_fails_memsw_with_what_to_do() {
     let g = CgroupPath::parse("g").unwrap();
     let l = Limits { memory: Some(Limit::Bytes(1 << 20)), memory_swap: Some(Limit::Bytes(2 << 20)), ..Limits::default() };
     put(d.path(), "sys/fs/cgroup/memory/g/memory.limit_in_bytes", "9223372036854771712");
-    let r = apply_limits(&host, &*b, &g, &l, "cgroup", "cgroup/g", true);
+    let r = converge(&host, &*b, &g, &l, "cgroup/g");
     assert_eq!(r[0].status, Status::Changed, "{r:?}");
     assert_eq!(r[1].status, Status::Failed);
     assert!(r[1].message.contains("swapaccount=1"), "{}", r[1].message);
@@ -151,10 +159,10 @@ fn a_setting_the_host_cannot_hold_is_failed_already_in_plan() {
     let g = CgroupPath::parse("g").unwrap();
     let l = Limits { memory: Some(Limit::Bytes(1 << 20)), memory_swap: Some(Limit::Bytes(2 << 20)), ..Limits::default() };
     put(d.path(), "sys/fs/cgroup/memory/g/memory.limit_in_bytes", "9223372036854771712");
-    let plan = GroupPlan::read(&host, &*b, &g, &l, "cgroup", "cgroup/g", true).unwrap().reports();
+    let plan = GroupPlan::read(&host, &*b, &HostDir { host: &host, backend: &*b, group: &g }, &l, "cgroup", "cgroup/g").unwrap().reports();
     assert_eq!(plan[0].status, Status::Drift, "{plan:?}");
     assert_eq!(plan[1].status, Status::Failed, "{plan:?}");
-    let applied = apply_limits(&host, &*b, &g, &l, "cgroup", "cgroup/g", true);
+    let applied = converge(&host, &*b, &g, &l, "cgroup/g");
     assert_eq!(applied[1].message, plan[1].message, "the same message in plan and apply");
 }
 

@@ -4,22 +4,7 @@
 
 use crate::state::types::Limit;
 
-/// Which cgroup version the host's controllers are on. A hybrid host (controllers on v1, an empty
-/// unified mount) is v1: that is where LXC puts the limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CgroupVersion {
-    V1,
-    V2,
-}
-
-impl CgroupVersion {
-    pub fn number(self) -> u8 {
-        match self {
-            CgroupVersion::V1 => 1,
-            CgroupVersion::V2 => 2,
-        }
-    }
-}
+pub use crate::cgroup::Version;
 
 /// The v1 <-> v2 cpu conversions are the cgroup kind's (one formula for the whole agent: the
 /// OCI runtimes' quadratic in log2 space, 1024 shares <-> weight 100).
@@ -40,10 +25,10 @@ pub fn parse_size(s: &str) -> Option<Limit> {
 }
 
 /// A size as a v1 (`-1`) or v2 (`max`) config value.
-pub fn size_value(l: Limit, v: CgroupVersion) -> String {
+pub fn size_value(l: Limit, v: Version) -> String {
     match (l, v) {
-        (Limit::Max, CgroupVersion::V1) => "-1".into(),
-        (Limit::Max, CgroupVersion::V2) => "max".into(),
+        (Limit::Max, Version::V1) => "-1".into(),
+        (Limit::Max, Version::V2) => "max".into(),
         (b, _) => b.to_string(),
     }
 }
@@ -56,20 +41,16 @@ pub fn swap_only(memsw: Limit, memory: Limit) -> Limit {
 /// The lines for `key = value` (a key below `lxc.cgroup.` or `lxc.cgroup2.`, of the version that
 /// is not `host`) on a `host` cgroup version, or `None` when there is no faithful equivalent.
 /// `memory` is the container's memory limit, which swap needs.
-pub fn translate(controller_key: &str, value: &str, host: CgroupVersion, memory: Option<Limit>) -> Option<Vec<(String, String)>> {
+pub fn translate(controller_key: &str, value: &str, host: Version, memory: Option<Limit>) -> Option<Vec<(String, String)>> {
     let same = ["pids.max", "cpuset.cpus", "cpuset.mems", "devices.allow", "devices.deny"];
     let one = |k: &str, v: String| Some(vec![(k.to_string(), v)]);
     match host {
-        CgroupVersion::V1 => {
+        Version::V1 => {
             let prefix = "lxc.cgroup.";
             match controller_key {
                 "memory.max" => one(&format!("{prefix}memory.limit_in_bytes"), size_value(parse_size(value)?, host)),
                 "memory.swap.max" => {
-                    let swap = parse_size(value)?;
-                    let memsw = match (swap, memory?) {
-                        (Limit::Bytes(s), Limit::Bytes(m)) => Limit::Bytes(s.checked_add(m)?),
-                        _ => Limit::Max,
-                    };
+                    let memsw = crate::cgroup::memsw_from_v2(Some(memory?), parse_size(value)?)?;
                     one(&format!("{prefix}memory.memsw.limit_in_bytes"), size_value(memsw, host))
                 }
                 "cpu.weight" => one(&format!("{prefix}cpu.shares"), weight_to_shares(value.trim().parse().ok()?).to_string()),
@@ -88,7 +69,7 @@ pub fn translate(controller_key: &str, value: &str, host: CgroupVersion, memory:
                 _ => None,
             }
         }
-        CgroupVersion::V2 => {
+        Version::V2 => {
             let prefix = "lxc.cgroup2.";
             match controller_key {
                 "memory.limit_in_bytes" => one(&format!("{prefix}memory.max"), size_value(parse_size(value)?, host)),
@@ -128,15 +109,15 @@ mod tests {
     fn wrong_version_lines_translate() {
         let m = Some(Limit::Bytes(256 << 20));
         assert_eq!(
-            translate("memory.swap.max", "256M", CgroupVersion::V1, m),
+            translate("memory.swap.max", "256M", Version::V1, m),
             Some(vec![("lxc.cgroup.memory.memsw.limit_in_bytes".into(), "512M".into())])
         );
         assert_eq!(
-            translate("memory.limit_in_bytes", "-1", CgroupVersion::V2, None),
+            translate("memory.limit_in_bytes", "-1", Version::V2, None),
             Some(vec![("lxc.cgroup2.memory.max".into(), "max".into())])
         );
-        assert_eq!(translate("memory.swap.max", "1G", CgroupVersion::V1, None), None);
-        assert_eq!(translate("io.weight", "10", CgroupVersion::V1, None), None);
+        assert_eq!(translate("memory.swap.max", "1G", Version::V1, None), None);
+        assert_eq!(translate("io.weight", "10", Version::V1, None), None);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::cgroupmap::{parse_size, translate, CgroupVersion};
+use super::cgroupmap::{parse_size, translate, Version};
 use super::config::{Config, Entry, Line};
 use super::legacy;
 use crate::state::lxc::REPEATABLE_NET_KEYS;
@@ -29,7 +29,7 @@ impl Dialect {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Env {
     pub dialect: Dialect,
-    pub cgroup: CgroupVersion,
+    pub cgroup: Version,
 }
 
 /// Which lines of a config hold a setting.
@@ -280,17 +280,17 @@ const CONTROLLERS: [&str; 15] = [
 ];
 
 /// The controller file a cgroup key names, when it is of the version the host does not run.
-pub fn wrong_version_key(key: &str, host: CgroupVersion) -> Option<&str> {
+pub fn wrong_version_key(key: &str, host: Version) -> Option<&str> {
     let prefix = match host {
-        CgroupVersion::V1 => "lxc.cgroup2.",
-        CgroupVersion::V2 => "lxc.cgroup.",
+        Version::V1 => "lxc.cgroup2.",
+        Version::V2 => "lxc.cgroup.",
     };
     let rest = key.strip_prefix(prefix)?;
     let controller = rest.split('.').next()?;
     (CONTROLLERS.contains(&controller) && rest.contains('.')).then_some(rest)
 }
 
-fn fix_cgroup_version(cfg: &Config, host: CgroupVersion) -> Option<(Config, Vec<String>)> {
+fn fix_cgroup_version(cfg: &Config, host: Version) -> Option<(Config, Vec<String>)> {
     if !cfg.entries().any(|(_, e)| wrong_version_key(&e.key, host).is_some()) {
         return None;
     }
@@ -327,7 +327,7 @@ fn fix_cgroup_version(cfg: &Config, host: CgroupVersion) -> Option<(Config, Vec<
 mod tests {
     use super::*;
 
-    const V1_MODERN: Env = Env { dialect: Dialect::Modern, cgroup: CgroupVersion::V1 };
+    const V1_MODERN: Env = Env { dialect: Dialect::Modern, cgroup: Version::V1 };
 
     fn single(name: &str, key: &str, value: &str, cmp: Cmp) -> Setting {
         Setting {

@@ -17,13 +17,14 @@ mod show;
 use crate::kind::{Ctx, Resources};
 use crate::error::{Error, HostError, Result};
 use crate::host::{limits, Host};
+use crate::cgroup::{Backend, GroupPlan, LxcCgroup};
 use crate::report::{ResourceReport, Status};
+use crate::state::cgroup::{Limits, VersionChoice};
 use crate::state::lxc::{Container, Dialect as DocDialect, LxcState};
 
-use cgroupmap::CgroupVersion;
+use crate::cgroup::Version;
 use config::Config;
 use converge::{converge, Class, Dialect, Env, Outcome, Setting};
-use live::Want;
 use render::{Omit, Renderer};
 
 pub use show::show;
@@ -33,20 +34,20 @@ const KIND: &str = "lxc";
 /// Which cgroup version holds the host's controllers: v2 when `/sys/fs/cgroup` is the unified
 /// hierarchy itself; a hybrid host (v1 controllers, an empty unified mount) is v1.
 /// A host with no cgroup mount under the root (a bare `--root` tree) is taken as v1.
-pub fn cgroup_version(host: &Host) -> CgroupVersion {
+pub fn cgroup_version(host: &Host) -> Version {
     match crate::cgroup::layout(host) {
-        crate::cgroup::Layout::V2 => CgroupVersion::V2,
-        _ => CgroupVersion::V1,
+        crate::cgroup::Layout::V2 => Version::V2,
+        _ => Version::V1,
     }
 }
 
 /// Whether a v1 kernel accounts swap (booted without `swapaccount=0`): without it there is no
 /// `memory.memsw.*`, and LXC refuses to start a container whose config sets one. Unknown (no v1
 /// memory controller under the root) counts as yes.
-pub fn swap_accounting(host: &Host, v: CgroupVersion) -> bool {
+pub fn swap_accounting(host: &Host, v: Version) -> bool {
     match v {
-        CgroupVersion::V2 => true,
-        CgroupVersion::V1 => {
+        Version::V2 => true,
+        Version::V1 => {
             !host.exists("/sys/fs/cgroup/memory/memory.limit_in_bytes")
                 || host.exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes")
         }
@@ -73,17 +74,24 @@ fn resolve_dialect(host: &Host, d: DocDialect) -> Result<Dialect> {
     })
 }
 
-#[derive(Debug)]
-struct LiveFile {
-    file: &'static str,
-    want: Want,
-    current: std::result::Result<String, String>,
-}
-
+/// A running container's limits, planned by the `cgroup` kind's rules through `lxc-cgroup`.
 #[derive(Debug)]
 struct LivePlan {
-    running: bool,
-    files: Vec<LiveFile>,
+    /// `None` when not running; the error when the live cgroup could not be read.
+    group: Option<std::result::Result<GroupPlan, String>>,
+}
+
+impl LivePlan {
+    fn stopped() -> LivePlan {
+        LivePlan { group: None }
+    }
+}
+
+/// The limits a running container's cgroup is held to: the document's, without memory+swap on a
+/// v1 kernel that does not account swap (the config reports that); `None` when there are none.
+fn live_limits(c: &Container, swap_ok: bool) -> Option<Limits> {
+    let l = Limits { memory_swap: c.limits.memory_swap.filter(|_| swap_ok), ..c.limits };
+    (c.live && !crate::cgroup::Setting::named_by(&l).is_empty()).then_some(l)
 }
 
 #[derive(Debug)]
@@ -108,6 +116,8 @@ struct ContainerPlan {
 
 pub struct Plan {
     env: Env,
+    /// The cgroup version's rules, for the live limits (`None` when nothing runs live).
+    backend: Option<Box<dyn Backend>>,
     /// The real path LXC's own commands are given (the host path under `--root`).
     lxcpath: String,
     containers: Vec<ContainerPlan>,
@@ -118,7 +128,7 @@ pub struct Plan {
 pub fn host_problems(c: &Container, env: Env, swap_ok: bool) -> (Container, Omit, Vec<String>) {
     let mut problems = Vec::new();
     let mut c = c.clone();
-    let omit = Omit { memory_swap: c.memory_swap_limit.is_some() && !swap_ok };
+    let omit = Omit { memory_swap: c.limits.memory_swap.is_some() && !swap_ok };
     if omit.memory_swap {
         problems.push(
             "memory_swap_limit: swap accounting is off on this kernel (no memory.memsw.limit_in_bytes under \
@@ -128,8 +138,8 @@ pub fn host_problems(c: &Container, env: Env, swap_ok: bool) -> (Container, Omit
         );
     }
     if env.dialect == Dialect::Legacy
-        && env.cgroup == CgroupVersion::V2
-        && (c.memory_limit.is_some() || c.cpu_shares.is_some())
+        && env.cgroup == Version::V2
+        && (c.limits.memory.is_some() || c.limits.cpu_shares.is_some())
     {
         problems.push("LXC 1.x/2.0 (dialect legacy) has no lxc.cgroup2 keys, so limits cannot be set on this cgroup v2 host".into());
     }
@@ -165,6 +175,7 @@ pub fn plan(ctx: &Ctx, desired: &LxcState) -> Result<Plan> {
     let lxcpath = host.path(&desired.lxcpath).to_string_lossy().into_owned();
     let mut containers = Vec::new();
     let mut active: Option<std::collections::BTreeSet<String>> = None;
+    let mut backend: Option<std::result::Result<Box<dyn Backend>, String>> = None;
     for c in &desired.containers {
         let name = c.name.as_str().to_string();
         let dir = format!("{}/{name}", desired.lxcpath.trim_end_matches('/'));
@@ -196,8 +207,7 @@ pub fn plan(ctx: &Ctx, desired: &LxcState) -> Result<Plan> {
                     name: name.clone(),
                     config: config_path,
                     state: Err(format!("{e}; the container's config is not checked or written until it is")),
-                    live: (c.live && !live::wanted(c, env.cgroup, swap_ok).is_empty())
-                        .then(|| LivePlan { running: false, files: Vec::new() }),
+                    live: live_limits(c, swap_ok).map(|_| LivePlan::stopped()),
                 });
                 continue;
             }
@@ -214,8 +224,7 @@ pub fn plan(ctx: &Ctx, desired: &LxcState) -> Result<Plan> {
                     if desired.lxcpath == crate::state::lxc::DEFAULT_LXCPATH { String::new() } else { format!(" -P {}", desired.lxcpath) }
                 )),
                 // Still one resource, so the report names the same ids whatever the host holds.
-                live: (c.live && !live::wanted(c, env.cgroup, swap_ok).is_empty())
-                    .then(|| LivePlan { running: false, files: Vec::new() }),
+                live: live_limits(c, swap_ok).map(|_| LivePlan::stopped()),
             });
             continue;
         };
@@ -236,21 +245,15 @@ pub fn plan(ctx: &Ctx, desired: &LxcState) -> Result<Plan> {
             }
             active.as_ref().is_some_and(|a| a.contains(&name))
         };
-        let wanted = live::wanted(c, env.cgroup, swap_ok);
-        let live = (c.live && !wanted.is_empty()).then(|| LivePlan {
-            running,
-            files: if running {
-                wanted
-                    .into_iter()
-                    .map(|(file, want)| LiveFile {
-                        file,
-                        want,
-                        current: live::read(host, &lxcpath, &name, file).map_err(|e| e.to_string()),
-                    })
-                    .collect()
-            } else {
-                Vec::new()
-            },
+        let live = live_limits(c, swap_ok).map(|limits| {
+            if !running {
+                return LivePlan::stopped();
+            }
+            let group = backend_for(host, &mut backend).and_then(|b| {
+                let files = LxcCgroup { host, lxcpath: &lxcpath, name: &name };
+                GroupPlan::read(host, b, &files, &limits, KIND, &format!("lxc-live/{name}")).map_err(|e| e.to_string())
+            });
+            LivePlan { group: Some(group) }
         });
         containers.push(ContainerPlan {
             name,
@@ -259,7 +262,7 @@ pub fn plan(ctx: &Ctx, desired: &LxcState) -> Result<Plan> {
             live,
         });
     }
-    Ok(Plan { env, lxcpath, containers })
+    Ok(Plan { env, backend: backend.and_then(|b| b.ok()), lxcpath, containers })
 }
 
 fn joined(lines: impl Iterator<Item = String>) -> Option<String> {
@@ -396,75 +399,60 @@ impl ContainerPlan {
                 self.name, self.name
             )));
         }
-        if !l.running {
-            return Some(ResourceReport::new(KIND, id, Status::InSync).message(format!(
+        match &l.group {
+            None => Some(ResourceReport::new(KIND, id, Status::InSync).message(format!(
                 "{} is not running; its config holds the limits for its next start",
                 self.name
-            )));
-        }
-        let shown = |pick: &dyn Fn(&LiveFile) -> String| {
-            Some(l.files.iter().map(|f| format!("{}={}", f.file, pick(f))).collect::<Vec<_>>().join(" "))
-        };
-        let current = shown(&|f| f.current.as_ref().map(|c| f.want.shown(c)).unwrap_or_else(|_| "?".into()));
-        let desired = shown(&|f| f.want.shown(&f.want.value(CgroupVersion::V2)));
-        let unreadable: Vec<String> = l.files.iter().filter_map(|f| f.current.as_ref().err().map(|e| format!("{}: {e}", f.file))).collect();
-        let r = ResourceReport::new(KIND, id, Status::InSync).values(current, desired);
-        if !unreadable.is_empty() {
-            return Some(ResourceReport { status: Status::Failed, ..r }.message(format!("could not read the live cgroup: {}", unreadable.join("; "))));
-        }
-        if l.files.iter().all(|f| f.current.as_ref().is_ok_and(|c| f.want.matches(c))) {
-            Some(r)
-        } else {
-            Some(ResourceReport { status: Status::Drift, ..r }.message("the running container's cgroup differs"))
+            ))),
+            Some(Err(e)) => Some(ResourceReport::new(KIND, id, Status::Failed).message(format!("could not read the live cgroup: {e}"))),
+            Some(Ok(g)) => Some(merged(id, g, &g.reports())),
         }
     }
 
-    fn live_apply(&self, host: &Host, lxcpath: &str, v: CgroupVersion) -> Option<ResourceReport> {
+    fn live_apply(&self, host: &Host, lxcpath: &str, backend: Option<&dyn Backend>) -> Option<ResourceReport> {
         let before = self.live_report()?;
+        let (Some(Some(Ok(g))), Some(b)) = (self.live.as_ref().map(|l| l.group.as_ref()), backend) else { return Some(before) };
         if before.status != Status::Drift {
             return Some(before);
         }
-        let l = self.live.as_ref()?;
-        let mut files: Vec<&LiveFile> = l.files.iter().filter(|f| !f.current.as_ref().is_ok_and(|c| f.want.matches(c))).collect();
-        // v1 requires memory <= memory+swap at every moment: raising memory above the current
-        // memsw needs memsw raised first.
-        let live_memsw = l.files.iter().find(|f| f.file == "memory.memsw.limit_in_bytes").and_then(|f| f.current.as_ref().ok());
-        let raising = l.files.iter().any(|f| {
-            f.file == "memory.limit_in_bytes"
-                && matches!((f.want, live_memsw.and_then(|m| cgroupmap::parse_size(m))), (Want::Size(w), Some(m)) if w > m)
-        });
-        if raising {
-            files.reverse();
-        }
-        let mut failures = Vec::new();
-        let mut done = Vec::new();
-        for f in files {
-            let value = f.want.value(v);
-            if let Err(e) = live::write(host, lxcpath, &self.name, f.file, &value) {
-                failures.push(format!("{} = {value}: {e}", f.file));
-                continue;
-            }
-            match live::read(host, lxcpath, &self.name, f.file) {
-                Ok(now) if f.want.matches(&now) => done.push(format!("{} -> {}", f.file, f.want.shown(&now))),
-                Ok(now) => failures.push(format!("wrote {} = {value} but it reads back {now}", f.file)),
-                Err(e) => failures.push(format!("wrote {} = {value} but could not read it back: {e}", f.file)),
-            }
-        }
-        // Report what the cgroup holds now, read back.
-        let now = l
-            .files
-            .iter()
-            .map(|f| format!("{}={}", f.file, live::read(host, lxcpath, &self.name, f.file).map(|c| f.want.shown(&c)).unwrap_or_else(|_| "?".into())))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let mut r = if failures.is_empty() {
-            before.after(Status::Changed, format!("set the running container's cgroup: {}", done.join(", ")))
-        } else {
-            before.after(Status::Failed, format!("the running container's cgroup did not take: {}", failures.join("; ")))
-        };
-        r.current = Some(now);
-        Some(r)
+        let files = LxcCgroup { host, lxcpath, name: &self.name };
+        let after = g.clone().apply(host, b, &files);
+        Some(merged(before.id, g, &after))
     }
+}
+
+/// The cgroup rules for live limits, detected once for the run.
+fn backend_for<'a>(host: &Host, slot: &'a mut Option<std::result::Result<Box<dyn Backend>, String>>) -> std::result::Result<&'a dyn Backend, String> {
+    let b = slot.get_or_insert_with(|| crate::cgroup::detect(host, VersionChoice::Auto).map_err(|e| e.to_string()));
+    b.as_deref().map_err(|e| e.clone())
+}
+
+/// A running container's limits as one resource, `lxc-live/NAME`: each control file with its
+/// value (`memory.max=128M cpu.weight=59`), the worst status of its settings, and their messages.
+fn merged(id: String, g: &GroupPlan, reports: &[ResourceReport]) -> ResourceReport {
+    let targets = g.targets();
+    let value = |file: &str, r: &ResourceReport| {
+        r.current.as_deref().map(|c| c.strip_prefix(&format!("{file} ")).unwrap_or(c).to_string()).unwrap_or_else(|| "?".into())
+    };
+    let current: Vec<String> = targets.iter().zip(reports).map(|((file, _), r)| format!("{file}={}", value(file, r))).collect();
+    let desired: Vec<String> = targets.iter().map(|(file, v)| format!("{file}={v}")).collect();
+    let status = [Status::Failed, Status::Drift, Status::Changed]
+        .into_iter()
+        .find(|s| reports.iter().any(|r| r.status == *s))
+        .unwrap_or(Status::InSync);
+    let said: Vec<&str> = reports.iter().filter(|r| r.status == status && !r.message.is_empty()).map(|r| r.message.as_str()).collect();
+    let lead = match status {
+        Status::InSync => "",
+        Status::Drift => "the running container's cgroup differs",
+        Status::Changed => "set the running container's cgroup",
+        Status::Failed => "the running container's cgroup did not take",
+    };
+    let message = match (lead, said.is_empty()) {
+        ("", _) => String::new(),
+        (lead, true) => lead.to_string(),
+        (lead, false) => format!("{lead}: {}", said.join("; ")),
+    };
+    ResourceReport::new(KIND, id, status).values(Some(current.join(" ")), Some(desired.join(" "))).message(message)
 }
 
 /// Keep the file as it was before a legacy migration: `config.backup` (the name
@@ -506,7 +494,7 @@ impl Resources for Plan {
                 Ok(p) => c.finish(ctx.host, self.env, p, written.next().expect("one result per written config")),
                 Err(report) => report,
             });
-            out.extend(c.live_apply(ctx.host, &self.lxcpath, self.env.cgroup));
+            out.extend(c.live_apply(ctx.host, &self.lxcpath, self.backend.as_deref()));
         }
         out
     }

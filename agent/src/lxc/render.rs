@@ -7,7 +7,7 @@
 use handlebars::Handlebars;
 use serde_json::json;
 
-use super::cgroupmap::{shares_to_weight, size_value, swap_only, CgroupVersion};
+use super::cgroupmap::{shares_to_weight, size_value, swap_only, Version};
 use super::config::{Config, Line};
 use super::converge::{Class, Cmp, Dialect, Env, Owns, Setting};
 use crate::state::lxc::Container;
@@ -103,7 +103,7 @@ impl Renderer {
             Ok::<(), RenderError>(())
         };
         let keys = |ks: &[&str]| Owns::Keys(ks.iter().map(|k| k.to_string()).collect());
-        if let Some(m) = c.memory_limit {
+        if let Some(m) = c.limits.memory {
             push(
                 "memory_limit",
                 "memory_limit",
@@ -113,10 +113,10 @@ impl Renderer {
                 Class::Limit,
             )?;
         }
-        if let (Some(s), false) = (c.memory_swap_limit, omit.memory_swap) {
+        if let (Some(s), false) = (c.limits.memory_swap, omit.memory_swap) {
             let value = match v {
-                CgroupVersion::V1 => size_value(s, v),
-                CgroupVersion::V2 => size_value(swap_only(s, c.memory_limit.unwrap_or(Limit::Max)), v),
+                Version::V1 => size_value(s, v),
+                Version::V2 => size_value(swap_only(s, c.limits.memory.unwrap_or(Limit::Max)), v),
             };
             push(
                 "memory_swap_limit",
@@ -127,7 +127,7 @@ impl Renderer {
                 Class::Limit,
             )?;
         }
-        if let Some(shares) = c.cpu_shares {
+        if let Some(shares) = c.limits.cpu_shares {
             push(
                 "cpu_shares",
                 "cpu_shares",

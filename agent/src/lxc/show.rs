@@ -11,7 +11,6 @@ use crate::kind::Ctx;
 use crate::error::Result;
 use crate::host::limits;
 use crate::state::lxc::{ContainerName, DEFAULT_LXCPATH, REPEATABLE_NET_KEYS};
-use crate::state::types::Limit;
 
 pub fn show(ctx: &Ctx, lxcpath: Option<&str>) -> Result<Option<Value>> {
     let lxcpath = lxcpath.unwrap_or(DEFAULT_LXCPATH).trim_end_matches('/');
@@ -59,12 +58,7 @@ pub fn settings(cfg: &Config) -> Map<String, Value> {
         out.insert("memory_limit".into(), m.to_string().into());
     }
     if let Some((key, s)) = size("lxc.cgroup.memory.memsw.limit_in_bytes", "lxc.cgroup2.memory.swap.max") {
-        let memsw = match (key.starts_with("lxc.cgroup2."), s, memory.map(|m| m.1)) {
-            (false, s, _) => Some(s),
-            (true, Limit::Bytes(s), Some(Limit::Bytes(m))) => Some(Limit::Bytes(s + m)),
-            (true, _, Some(_)) => Some(Limit::Max),
-            (true, _, None) => None,
-        };
+        let memsw = if key.starts_with("lxc.cgroup2.") { crate::cgroup::memsw_from_v2(memory.map(|m| m.1), s) } else { Some(s) };
         if let Some(s) = memsw {
             out.insert("memory_swap_limit".into(), s.to_string().into());
         }

@@ -3,7 +3,8 @@
 
 use std::fmt;
 
-use super::types::{control_char_problem, plain_name_problem, Limit};
+use super::types::{control_char_problem, plain_name_problem};
+use super::cgroup::{limits_from_raw, Limits, RawLimits};
 use super::{key_path, UniqueMap, ValidationErrors};
 
 pub const DEFAULT_LXCPATH: &str = "/var/lib/lxc";
@@ -41,7 +42,7 @@ pub struct RawContainer {
     pub memory_swap_limit: Option<serde_json::Value>,
     /// The v1 cpu.shares value, 2..262144 (cpu.weight on cgroup v2).
     #[serde(default)]
-    #[schemars(schema_with = "super::schema::cpu_shares_number")]
+    #[schemars(schema_with = "super::schema::cpu_shares")]
     pub cpu_shares: Option<serde_json::Value>,
     /// One object per interface: `{"type": "veth", "link": "lxcbr0", "ipv4.address": [..]}`.
     #[serde(default)]
@@ -180,11 +181,9 @@ impl fmt::Display for Idmap {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Container {
     pub name: ContainerName,
-    pub memory_limit: Option<Limit>,
-    /// Memory plus swap, as cgroup v1 `memsw`.
-    pub memory_swap_limit: Option<Limit>,
-    /// The cgroup v1 value, 2..=262144.
-    pub cpu_shares: Option<u64>,
+    /// Memory, memory plus swap and cpu shares, validated as a `cgroups` group's (`pids_max`
+    /// is never set: LXC's own `lxc.cgroup*.pids.max` key is written through `config`).
+    pub limits: Limits,
     pub network: Option<Vec<Network>>,
     /// Lower-case capability names without `cap_`, sorted and unique.
     pub cap_drop: Option<Vec<String>>,
@@ -322,33 +321,14 @@ fn validate_container(name: &str, raw: &RawContainer, errs: &mut ValidationError
     let before = errs.0.len();
     let cname = ContainerName::parse(name).map_err(|e| errs.push(&path, e)).ok();
 
-    let size = |field: &str, v: &Option<serde_json::Value>, errs: &mut ValidationErrors| {
-        v.as_ref().and_then(|v| Limit::from_json(v).map_err(|e| errs.push(format!("{path}.{field}"), e)).ok())
+    // The same fields, spellings and rules as a `cgroups` group (pids_max aside).
+    let raw_limits = RawLimits {
+        memory_limit: raw.memory_limit.as_ref(),
+        memory_swap_limit: raw.memory_swap_limit.as_ref(),
+        cpu_shares: raw.cpu_shares.as_ref(),
+        pids_max: None,
     };
-    let memory_limit = size("memory_limit", &raw.memory_limit, errs);
-    let memory_swap_limit = size("memory_swap_limit", &raw.memory_swap_limit, errs);
-    // The same rule as the cgroups section: a bounded memory+swap needs the memory limit it adds to.
-    if matches!(memory_swap_limit, Some(Limit::Bytes(_))) && raw.memory_limit.is_none() {
-        errs.push(
-            format!("{path}.memory_swap_limit"),
-            "memory_swap_limit is memory plus swap and needs memory_limit beside it (as Docker's --memory-swap needs --memory)",
-        );
-    }
-    if let (Some(m), Some(s)) = (memory_limit, memory_swap_limit) {
-        if s < m {
-            errs.push(
-                format!("{path}.memory_swap_limit"),
-                format!("{s} is less than memory_limit {m}; it is memory plus swap, so at least the memory limit"),
-            );
-        }
-    }
-    let cpu_shares = raw.cpu_shares.as_ref().and_then(|v| match v.as_u64() {
-        Some(n) if (2..=262_144).contains(&n) => Some(n),
-        _ => {
-            errs.push(format!("{path}.cpu_shares"), format!("{v} is not a cpu share count: use a whole number from 2 to 262144 (default 1024)"));
-            None
-        }
-    });
+    let limits = limits_from_raw(&raw_limits, &path, errs);
 
     let network = raw.network.as_ref().map(|nets| {
         nets.iter().enumerate().map(|(i, n)| validate_network(i, n, &format!("{path}.network"), errs)).collect()
@@ -419,9 +399,7 @@ fn validate_container(name: &str, raw: &RawContainer, errs: &mut ValidationError
     }
     Some(Container {
         name: cname?,
-        memory_limit,
-        memory_swap_limit,
-        cpu_shares,
+        limits,
         network,
         cap_drop,
         idmap,
@@ -494,7 +472,7 @@ mod tests {
         .unwrap();
         let c = &s.containers[0];
         assert_eq!(c.name.as_str(), "web1");
-        assert_eq!(c.memory_swap_limit, Some(Limit::Bytes(1 << 30)));
+        assert_eq!(c.limits.memory_swap, Some(crate::state::types::Limit::Bytes(1 << 30)));
         assert_eq!(c.network.as_ref().unwrap()[0].entries[0], ("type".to_string(), "veth".to_string()));
         assert_eq!(c.idmap.as_ref().unwrap()[1].to_string(), "g 0 100000 65536");
         assert!(c.live);

@@ -100,11 +100,6 @@ pub(super) fn cpu_shares(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
-/// `lxc.containers.*.cpu_shares`: a number only.
-pub(super) fn cpu_shares_number(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({ "type": "integer", "minimum": 2, "maximum": 262144 })
-}
-
 /// `pids_max` (`parse_pids_max`).
 pub(super) fn pids_max(_: &mut SchemaGenerator) -> Schema {
     json_schema!({

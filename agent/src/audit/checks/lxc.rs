@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::{finding, Facts, Finding, Severity};
 use crate::audit::facts::Container;
-use crate::lxc::cgroupmap::{parse_size, translate, weight_to_shares, CgroupVersion};
+use crate::lxc::cgroupmap::{parse_size, translate, weight_to_shares, Version};
 use crate::lxc::converge::{wrong_version_key, Dialect};
 use crate::lxc::legacy::is_legacy_key;
 use crate::state::lxc::DEFAULT_LXCPATH;
@@ -46,8 +46,8 @@ fn v(f: &Facts) -> u8 {
 /// The right-version key for a controller file: `memory.max` / `memory.limit_in_bytes`.
 fn key(f: &Facts, v1: &str, v2: &str) -> String {
     match f.cgroup {
-        CgroupVersion::V1 => format!("lxc.cgroup.{v1}"),
-        CgroupVersion::V2 => format!("lxc.cgroup2.{v2}"),
+        Version::V1 => format!("lxc.cgroup.{v1}"),
+        Version::V2 => format!("lxc.cgroup2.{v2}"),
     }
 }
 
@@ -337,8 +337,8 @@ fn size_of(c: &Container, right: &str, wrong: &str) -> (Option<Limit>, Option<Li
 fn memory_keys(f: &Facts) -> (String, String) {
     let right = key(f, "memory.limit_in_bytes", "memory.max");
     let wrong = match f.cgroup {
-        CgroupVersion::V1 => "lxc.cgroup2.memory.max".to_string(),
-        CgroupVersion::V2 => "lxc.cgroup.memory.limit_in_bytes".to_string(),
+        Version::V1 => "lxc.cgroup2.memory.max".to_string(),
+        Version::V2 => "lxc.cgroup.memory.limit_in_bytes".to_string(),
     };
     (right, wrong)
 }
@@ -436,8 +436,8 @@ pub fn memory_swap_limit(f: &Facts) -> Vec<Finding> {
 /// The cpu shares a container has, from either version's key (v2 weight converted back).
 fn shares(f: &Facts, c: &Container) -> Option<u64> {
     match f.cgroup {
-        CgroupVersion::V1 => c.last("lxc.cgroup.cpu.shares").and_then(|v| v.trim().parse().ok()),
-        CgroupVersion::V2 => c.last("lxc.cgroup2.cpu.weight").and_then(|v| v.trim().parse().ok()).map(weight_to_shares),
+        Version::V1 => c.last("lxc.cgroup.cpu.shares").and_then(|v| v.trim().parse().ok()),
+        Version::V2 => c.last("lxc.cgroup2.cpu.weight").and_then(|v| v.trim().parse().ok()).map(weight_to_shares),
     }
 }
 
@@ -473,8 +473,8 @@ pub fn cpu_shares(f: &Facts) -> Vec<Finding> {
 pub fn pids_limit(f: &Facts) -> Vec<Finding> {
     let k = key(f, "pids.max", "pids.max");
     let wrong = match f.cgroup {
-        CgroupVersion::V1 => "lxc.cgroup2.pids.max",
-        CgroupVersion::V2 => "lxc.cgroup.pids.max",
+        Version::V1 => "lxc.cgroup2.pids.max",
+        Version::V2 => "lxc.cgroup.pids.max",
     };
     let limited = |v: &str| v != "max" && v != "-1" && v.parse::<u64>().is_ok();
     let mut out = Vec::new();
