@@ -82,6 +82,7 @@ struct Run {
     code: i32,
     report: Value,
     stderr: String,
+    stdout: String,
 }
 
 impl From<Output> for Run {
@@ -90,6 +91,7 @@ impl From<Output> for Run {
             code: o.status.code().unwrap_or(-1),
             report: serde_json::from_slice(&o.stdout).unwrap_or(Value::Null),
             stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
         }
     }
 }
@@ -360,4 +362,72 @@ fn an_absent_table_nft_refuses_is_failed_in_plan_and_one_it_takes_converges_in_n
     r.expect(2, "apply from empty");
     assert_eq!(r.status(HG), "changed", "{:#}", r.report);
     ns.plan(&two_tables()).expect(0, "plan after apply");
+}
+
+/// `hostguard confirm` in the namespace (no document).
+fn confirm(ns: &Netns) -> Run {
+    let root = ns.root.path().to_str().unwrap().to_string();
+    Run::from(ns.cmd(&[BIN, "--root", &root, "confirm"]).output().unwrap())
+}
+
+#[track_caller]
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !f() {
+        assert!(start.elapsed() < std::time::Duration::from_secs(20), "timed out waiting: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn confirm_rolls_back_only_the_owned_tables_it_replaced_unless_confirmed() {
+    let ns = Netns::new();
+    ns.nft("table ip docker-bridges {\n chain filter-FORWARD {\n type filter hook forward priority filter; policy accept;\n iifname \"docker0\" accept\n }\n}\n");
+    ns.apply(&two_tables()).expect(2, "first apply");
+    let owned = || ns.ok(&["nft", "-s", "list", "table", "inet", "hostguard"]) + &ns.ok(&["nft", "-s", "list", "table", "ip", "nat_lxc"]);
+    let neighbour = || ns.ok(&["nft", "-a", "list", "table", "ip", "docker-bridges"]);
+    let (before, docker) = (owned(), neighbour());
+    // A changed table, and a new one that did not exist before.
+    let mut doc = two_tables();
+    doc["nftables"]["tables"]["inet hostguard"]["chains"]["input"]["rules"] = json!(["tcp dport 2222 accept", "jump lxc_in"]);
+    doc["nftables"]["tables"]["inet extra"] = json!({ "chains": { "c": { "rules": ["counter"] } } });
+    let r = ns.hostguard(&["apply", "--confirm", "2"], &doc);
+    r.expect(2, "apply --confirm 2");
+    assert!(r.resource(HG)["message"].as_str().unwrap().contains("rolled back in 2s unless `hostguard confirm` runs"), "{:#}", r.report);
+    assert!(owned().contains("2222"), "the change was not made");
+    // Meanwhile the neighbour adds a rule of its own: the rollback must keep it.
+    ns.ok(&["nft", "add", "rule", "ip", "docker-bridges", "filter-FORWARD", "oifname", "\"docker0\"", "accept"]);
+    let docker = neighbour();
+    wait_until("the rollback", || !ns.ok(&["nft", "list", "tables"]).contains("inet extra"));
+    assert_eq!(owned(), before, "the owned tables were not restored");
+    assert_eq!(neighbour(), docker, "the rollback touched a neighbour's table");
+    let late = confirm(&ns);
+    assert_eq!(late.code, 1, "confirm after the rollback: {}", late.stderr);
+    ns.plan(&two_tables()).expect(0, "in sync with the first document again");
+    // Confirmed in time: kept.
+    ns.hostguard(&["apply", "--confirm", "6"], &doc).expect(2, "apply --confirm 6");
+    let ok = confirm(&ns);
+    assert_eq!(ok.code, 0, "confirm: {}", ok.stderr);
+    std::thread::sleep(std::time::Duration::from_secs(8));
+    ns.plan(&doc).expect(0, "the confirmed change is kept");
+    assert!(ok.stdout.contains("2 table(s)"), "{}", ok.stdout);
+}
+
+#[test]
+fn one_confirm_window_covers_both_layers() {
+    let ns = Netns::new();
+    ns.apply(&two_tables()).expect(2, "first apply");
+    let nft_before = ns.ok(&["nft", "-s", "list", "table", "inet", "hostguard"]);
+    let ipt_before = ns.ok(&["iptables-nft", "-S", "FORWARD"]);
+    let mut doc = two_tables();
+    doc["nftables"]["tables"]["inet hostguard"]["chains"]["forward"]["policy"] = json!("accept");
+    doc["iptables"] = json!({ "backend": "nft", "ipv4": { "filter": { "FORWARD": { "policy": "DROP", "purge": true, "rules": ["-i lxcbr0 -j ACCEPT"] } } } });
+    let r = ns.hostguard(&["apply", "--confirm", "2"], &doc);
+    r.expect(2, "apply --confirm of both sections");
+    assert_eq!((r.status(HG), r.status("iptables/ipv4/filter/FORWARD")), ("changed", "changed"), "{:#}", r.report);
+    wait_until("both layers rolled back", || {
+        ns.ok(&["iptables-nft", "-S", "FORWARD"]) == ipt_before && ns.ok(&["nft", "-s", "list", "table", "inet", "hostguard"]) == nft_before
+    });
+    let late = confirm(&ns);
+    assert!(late.code == 1 && late.stderr.contains("rolled back"), "{late:?}");
 }

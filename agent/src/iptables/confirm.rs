@@ -44,6 +44,10 @@ struct Pending {
     /// `--confirm-probe`: confirm by itself when this answers.
     #[serde(default)]
     probe: Option<Probe>,
+    /// The owned nftables tables this apply replaces, as they were: an `nft -f` script that
+    /// deletes each and loads the old one (a table that did not exist is only deleted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nft: Option<String>,
 }
 
 /// The host path of one of the state machine's files.
@@ -88,10 +92,28 @@ pub fn arm(host: &Host, seconds: u64, tables: &[TableUndo], probe: Option<&Probe
     for stale in [CONFIRMED, ROLLED] {
         let _ = host.remove(file(stale));
     }
-    let p = Pending { seconds, armed_at: now(), tables: tables.to_vec(), result: Vec::new(), probe: probe.cloned() };
+    let p = Pending { seconds, armed_at: now(), tables: tables.to_vec(), result: Vec::new(), probe: probe.cloned(), nft: None };
     let json = serde_json::to_vec_pretty(&p).expect("serialises");
     host.write_file(file(PENDING), &json)?;
     Ok(())
+}
+
+/// Record the owned nftables tables to restore, before they are replaced. When the iptables
+/// kind armed a rollback in this run (still pending), the script joins that record and its
+/// watchdog; otherwise a record and watchdog of its own are started. Returns whether it started
+/// them (then the caller settles a `--confirm-probe` and disarms when nothing changed).
+pub fn arm_nft(host: &Host, seconds: u64, script: &str, probe: Option<&Probe>) -> Result<bool, HostError> {
+    if let Some(mut p) = read(host, PENDING) {
+        p.nft = Some(p.nft.take().unwrap_or_default() + script);
+        host.write_file(file(PENDING), &serde_json::to_vec_pretty(&p).expect("serialises"))?;
+        return Ok(false);
+    }
+    start_watchdog(host)?;
+    arm(host, seconds, &[], probe)?;
+    let Some(mut p) = read(host, PENDING) else { return Err(HostError::Other("the rollback record did not read back".into())) };
+    p.nft = Some(script.to_string());
+    host.write_file(file(PENDING), &serde_json::to_vec_pretty(&p).expect("serialises"))?;
+    Ok(true)
 }
 
 /// The apply touched more than it first planned (it retried after a neighbour's change):
@@ -212,11 +234,32 @@ fn rollback_held(host: &Host, why: Option<String>) -> Result<(Vec<String>, bool)
             lines.push(line.clone());
             p.result.push(line);
         }
+        if let Some(script) = &p.nft {
+            let tables = nft_tables(script);
+            let line = match host.run(&["nft", "-f", "-"], Some(script.as_bytes())) {
+                Ok(o) if o.success => format!("restored the nftables table(s) {} as they were", tables.join(", ")),
+                Ok(o) => {
+                    failed = true;
+                    format!("FAILED to restore the nftables table(s) {}: {}", tables.join(", "), o.stderr.trim())
+                }
+                Err(e) => {
+                    failed = true;
+                    format!("FAILED to restore the nftables table(s) {}: {e}", tables.join(", "))
+                }
+            };
+            lines.push(line.clone());
+            p.result.push(line);
+        }
         p.result.push(format!("rolled back at {}", now()));
         host.write_file(file(ROLLED), &serde_json::to_vec_pretty(&p).expect("serialises"))?;
     }
     host.remove(file(ROLLING))?;
     Ok((lines, failed))
+}
+
+/// The tables an nft rollback script restores (`inet hostguard`), from its `delete table` lines.
+fn nft_tables(script: &str) -> Vec<String> {
+    script.lines().filter_map(|l| l.strip_prefix("delete table ")).map(str::to_string).collect()
 }
 
 fn read(host: &Host, name: &str) -> Option<Pending> {
@@ -227,7 +270,7 @@ fn read(host: &Host, name: &str) -> Option<Pending> {
 /// `hostguard confirm`: keep the change. Returns a message for the operator.
 pub fn confirm(host: &Host) -> Result<String> {
     if host.rename(file(PENDING), file(CONFIRMED))? {
-        let n = read(host, CONFIRMED).map(|p| p.tables.len()).unwrap_or(0);
+        let n = read(host, CONFIRMED).map(|p| p.tables.len() + p.nft.as_deref().map_or(0, |s| nft_tables(s).len())).unwrap_or(0);
         return Ok(format!("confirmed: the firewall change to {n} table(s) is kept"));
     }
     if host.exists(file(ROLLING)) || host.exists(file(ROLLED)) {

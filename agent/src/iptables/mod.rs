@@ -606,7 +606,7 @@ impl Resources for Plan {
 
 /// Put what `--confirm-probe` decided into the report: a kept change stays `changed`, a
 /// rolled-back one is `failed` (the document's rules are not in place).
-fn settle(out: &mut [ResourceReport], settled: Result<confirm::Settled>) {
+pub(crate) fn settle(out: &mut [ResourceReport], settled: Result<confirm::Settled>) {
     for r in out.iter_mut().filter(|r| r.status == Status::Changed) {
         *r = match &settled {
             Ok(confirm::Settled::Kept(what)) => r.after(Status::Changed, format!("{}; kept: {what}", r.message)),

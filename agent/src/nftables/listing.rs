@@ -188,18 +188,43 @@ fn parse_set(lines: &mut Logical, is_map: bool, name: &str) -> Result<Set, Strin
     }
 }
 
-/// One element as compared: spaces collapsed, the run-time `expires …` left out.
+/// One element as compared: spaces outside quotes collapsed, the run-time `expires …` left out.
+/// Quoted text (an element's `comment "…"`, an interface name) is kept as it is, so a word
+/// `expires` inside a comment stays and the quotes stay balanced.
 pub fn element(e: &str) -> String {
+    let words = quoted_words(e);
     let mut out: Vec<&str> = Vec::new();
-    let mut words = e.split_whitespace();
-    while let Some(w) = words.next() {
+    let mut it = words.into_iter();
+    while let Some(w) = it.next() {
         if w == "expires" {
-            words.next();
+            it.next();
             continue;
         }
         out.push(w);
     }
     out.join(" ")
+}
+
+/// `s` split at whitespace outside double quotes.
+fn quoted_words(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut start, mut quoted) = (None, false);
+    for (i, c) in s.char_indices() {
+        if c == '"' {
+            quoted = !quoted;
+        }
+        if c.is_whitespace() && !quoted {
+            if let Some(b) = start.take() {
+                out.push(&s[b..i]);
+            }
+        } else if start.is_none() {
+            start = Some(i);
+        }
+    }
+    if let Some(b) = start {
+        out.push(&s[b..]);
+    }
+    out
 }
 
 /// The table as an `nft -f` definition: what a `--confirm` rollback loads to put it back.
@@ -229,6 +254,22 @@ pub fn render(t: &Table) -> String {
         s.push_str(&format!("\t{b}\n"));
     }
     s.push_str("}\n");
+    s
+}
+
+/// The table as an `nft -f` script that loads it into an empty table of that name, in two blocks
+/// so that a `jump` to a chain listed later resolves: sets, other objects and chains with their
+/// headers first, then every chain's rules.
+pub fn restore(t: &Table) -> String {
+    let mut first = Table { chains: t.chains.iter().map(|(n, c)| (n.clone(), Chain { header: c.header.clone(), rules: Vec::new() })).collect(), ..t.clone() };
+    let mut s = render(&first);
+    first.attrs.clear();
+    first.sets.clear();
+    first.other.clear();
+    first.chains = t.chains.iter().filter(|(_, c)| !c.rules.is_empty()).map(|(n, c)| (n.clone(), Chain { header: Vec::new(), rules: c.rules.clone() })).collect();
+    if !first.chains.is_empty() {
+        s.push_str(&render(&first));
+    }
     s
 }
 
@@ -347,6 +388,18 @@ table ip nat {
         // What render writes reads back as the same table.
         let again = parse(&render(t)).unwrap();
         assert_eq!(again.tables[0], *t);
+    }
+
+    /// Found by the nft_listing fuzz target: `expires` inside an element's quoted comment was
+    /// dropped with the word after it, leaving an unclosed quote, so render then parse swallowed
+    /// the set's closing brace into its elements.
+    #[test]
+    fn an_element_comment_holding_expires_reads_back() {
+        let text = "table inet x {\n\tset s {\n\t\ttype ipv4_addr\n\t\telements = { 10.0.0.1 comment \"it  expires soon\", 10.0.0.2 timeout 1h expires 5m }\n\t}\n}\n";
+        let t = parse(text).unwrap().tables.remove(0);
+        assert_eq!(t.sets["s"].elements, ["10.0.0.1 comment \"it  expires soon\"", "10.0.0.2 timeout 1h"]);
+        assert_eq!(parse(&render(&t)).unwrap().tables, [t.clone()]);
+        assert_eq!(parse(&restore(&t)).unwrap().tables[0].sets, t.sets);
     }
 
     #[test]

@@ -189,7 +189,7 @@ impl Plan {
             let key = t.spec.key();
             s.push_str(&format!("table {key}\ndelete table {key}\n"));
             if let Some(cur) = &t.current {
-                s.push_str(&listing::render(cur));
+                s.push_str(&listing::restore(cur));
             }
         }
         Some(s)
@@ -224,8 +224,38 @@ impl Plan {
         if let Some(why) = self.refused() {
             return self.fail_changed(&why);
         }
+        self.replace(host, &changed, note)
+    }
+
+    /// `apply --confirm`: the owned tables' old state is recorded for the watchdog before they
+    /// are replaced (joining the iptables kind's record of this run when there is one); with
+    /// `--confirm-probe` and a record of its own, the apply settles it after the change.
+    fn apply_confirmed(&self, ctx: &Ctx, secs: u64) -> Vec<ResourceReport> {
+        let Some(script) = self.rollback_script() else { return self.apply_with(ctx.host, "") };
+        if let Some(why) = self.refused() {
+            return self.fail_changed(&why);
+        }
+        let own = match crate::iptables::confirm::arm_nft(ctx.host, secs, &script, ctx.opts.confirm_probe.as_ref()) {
+            Ok(own) => own,
+            Err(e) => return self.fail_changed(&format!("not applied: could not arm the --confirm rollback: {e}")),
+        };
+        let changed: Vec<&TablePlan> = self.changed().collect();
+        let mut out = self.replace(ctx.host, &changed, &format!("; rolled back in {secs}s unless `hostguard confirm` runs"));
+        if !own {
+            return out;
+        }
+        if out.iter().all(|r| r.status != Status::Changed) {
+            let _ = crate::iptables::confirm::disarm(ctx.host);
+        } else if let Some(probe) = &ctx.opts.confirm_probe {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+            crate::iptables::settle(&mut out, crate::iptables::confirm::settle_held(ctx.host, probe, deadline));
+        }
+        out
+    }
+
+    fn replace(&self, host: &Host, changed: &[&TablePlan], note: &str) -> Vec<ResourceReport> {
         let mut script = Script::new();
-        for t in &changed {
+        for t in changed {
             render::replace(&mut script, &t.spec);
         }
         // Checked first, so a refused batch is known to change nothing, then committed: nft
@@ -299,13 +329,22 @@ impl Resources for Plan {
     }
 
     fn preflight(&self, ctx: &Ctx) -> Result<()> {
-        if ctx.opts.force || self.changed().next().is_none() {
+        if self.changed().next().is_none() {
+            return Ok(());
+        }
+        // A pending `--confirm` rollback would undo this change too, as for iptables.
+        crate::iptables::confirm::finish_interrupted(ctx.host)?;
+        crate::iptables::confirm::refuse_if_pending(ctx.host)?;
+        if ctx.opts.force {
             return Ok(());
         }
         self.check_ssh()
     }
 
     fn apply(self: Box<Self>, ctx: &Ctx) -> Vec<ResourceReport> {
-        self.apply_with(ctx.host, "")
+        match ctx.opts.confirm {
+            Some(secs) => self.apply_confirmed(ctx, secs),
+            None => self.apply_with(ctx.host, ""),
+        }
     }
 }
