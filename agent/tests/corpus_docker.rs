@@ -86,14 +86,7 @@ fn example(name: &str, b: &str) -> Value {
 }
 
 fn hg(ns: &Netns, dir: &std::path::Path, args: &[&str], d: &Value) -> Run {
-    let path = dir.join("state.json");
-    std::fs::write(&path, d.to_string()).unwrap();
-    let root = dir.join("root");
-    std::fs::create_dir_all(&root).unwrap();
-    let mut argv = vec!["--root", root.to_str().unwrap(), "--format", "json"];
-    argv.extend_from_slice(args);
-    argv.push(path.to_str().unwrap());
-    ns.hostguard(&argv)
+    ns.hostguard_doc(dir, args, d)
 }
 
 /// The rules of `after` that are Docker's (not the documents'), in order.

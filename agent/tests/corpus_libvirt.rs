@@ -94,14 +94,7 @@ fn doc(b: &str, forward: &[&str]) -> Value {
 }
 
 fn hg(ns: &Netns, dir: &std::path::Path, args: &[&str], d: &Value) -> Run {
-    let path = dir.join("state.json");
-    std::fs::write(&path, d.to_string()).unwrap();
-    let root = dir.join("root");
-    std::fs::create_dir_all(&root).unwrap();
-    let mut argv = vec!["--root", root.to_str().unwrap(), "--format", "json"];
-    argv.extend_from_slice(args);
-    argv.push(path.to_str().unwrap());
-    ns.hostguard(&argv)
+    ns.hostguard_doc(dir, args, d)
 }
 
 /// No line of a report's diffs removes or moves a libvirt rule.

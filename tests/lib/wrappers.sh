@@ -49,11 +49,17 @@ serve_dir() {
   # server running. `ip netns exec` execs in place, so $! is the server's own pid.
   ip netns exec "$NS" python3 -m http.server --bind 127.0.0.1 --directory "$1" "$2" >"$TMP/http.log" 2>&1 &
   SANDBOX_PIDS+=($!)
+  wait_listening 127.0.0.1 "$2" "$TMP/http.log" "the test's HTTP server"
+}
+
+# wait_listening ADDR PORT LOG WHAT: until ADDR:PORT accepts a TCP connection from NS (5 s), or
+# fail showing LOG.
+wait_listening() {
   for _ in $(seq 50); do
-    in_ns python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' "$2" 2>/dev/null && return 0
+    in_ns python3 -c 'import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 1)' "$1" "$2" 2>/dev/null && return 0
     sleep 0.1
   done
-  echo "FAIL: the test's HTTP server did not start"; cat "$TMP/http.log"; exit 1
+  echo "FAIL: $4 did not start"; cat "$3"; exit 1
 }
 
 # probe_far PORT: the server side of `--confirm-probe`, beyond the firewall the test changes: a
@@ -71,11 +77,7 @@ probe_far() {
   ip netns exec "$FAR" ip addr add 10.79.0.2/24 dev "hgq$$"; ip netns exec "$FAR" ip link set "hgq$$" up
   ip netns exec "$FAR" python3 -m http.server --bind 10.79.0.2 --directory "$TMP" "$1" >"$TMP/far.log" 2>&1 &
   SANDBOX_PIDS+=($!)
-  for _ in $(seq 50); do
-    in_ns python3 -c 'import socket,sys; socket.create_connection(("10.79.0.2", int(sys.argv[1])), 1)' "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "FAIL: the probe target did not start"; cat "$TMP/far.log"; exit 1
+  wait_listening 10.79.0.2 "$1" "$TMP/far.log" "the probe target"
 }
 
 # ns_sysctl KEY: the namespace's value of a net.* key.

@@ -174,6 +174,19 @@ impl Netns {
         run_with(&self.prefix(), args, None, &[])
     }
 
+    /// hostguard in the namespace with `--root DIR/root --format json`, the document `d` written
+    /// to `DIR/state.json` and given last.
+    pub fn hostguard_doc(&self, dir: &Path, args: &[&str], d: &serde_json::Value) -> Run {
+        let path = dir.join("state.json");
+        std::fs::write(&path, d.to_string()).unwrap();
+        let root = dir.join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        let mut argv = vec!["--root", root.to_str().unwrap(), "--format", "json"];
+        argv.extend_from_slice(args);
+        argv.push(path.to_str().unwrap());
+        self.hostguard(&argv)
+    }
+
     /// Run a command in the namespace, stdin given; panics when it cannot start.
     pub fn run(&self, argv: &[&str], stdin: Option<&[u8]>) -> std::process::Output {
         let mut c = Command::new("ip");
