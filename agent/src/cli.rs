@@ -13,7 +13,7 @@ use crate::engine::{self, Options, ShowOptions};
 use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::http::HttpOptions;
-use crate::report::{Command, Report};
+use crate::report::{Command, Exit, Report};
 use crate::source::{self, SourceOptions};
 use crate::{metrics, state};
 
@@ -213,21 +213,20 @@ pub struct ShowArgs {
 }
 
 /// Parse `args`, run the command, and return the process exit code.
-pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
+pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> Exit {
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() { 1 } else { 0 };
             let _ = e.print();
             // clap's own usage-error code is 2, which here means drift: usage errors exit 1.
-            return code;
+            return if e.use_stderr() { Exit::Error } else { Exit::Ok };
         }
     };
     match dispatch(&cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("hostguard: error: {e}");
-            1
+            Exit::Error
         }
     }
 }
@@ -267,7 +266,7 @@ fn read_state(spec: &str, fetch: &FetchArgs) -> Result<Vec<u8>> {
     source::read(spec, &opts)
 }
 
-fn dispatch(cli: &Cli) -> Result<i32> {
+fn dispatch(cli: &Cli) -> Result<Exit> {
     let g = &cli.global;
     match &cli.command {
         Cmd::Validate(src) => {
@@ -276,7 +275,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
                 Format::Json => print(&serde_json::json!({ "valid": true, "state_sha256": doc.sha256 }).to_string()),
                 Format::Human => print(&format!("{}: valid (sha256 {})", src.state, doc.sha256)),
             }
-            Ok(0)
+            Ok(Exit::Ok)
         }
         Cmd::Plan(args) => converge(g, args, Options { ..options(g) }, None, Command::Plan),
         Cmd::Apply(a) => {
@@ -306,24 +305,24 @@ fn dispatch(cli: &Cli) -> Result<i32> {
                 },
             )?;
             print(&serde_json::to_string_pretty(&doc).expect("a document always serialises"));
-            Ok(0)
+            Ok(Exit::Ok)
         }
         Cmd::Audit(a) => run_audit(g, a),
         Cmd::Confirm => {
             let host = Host::new(&g.root);
             let _lock = host.lock(Duration::from_secs(g.lock_timeout))?;
             print(&crate::iptables::confirm::confirm(&host)?);
-            Ok(0)
+            Ok(Exit::Ok)
         }
         Cmd::Schema => {
             print(state::schema::document_schema_text().trim_end());
-            Ok(0)
+            Ok(Exit::Ok)
         }
         Cmd::Completions { shell } => {
             use clap::CommandFactory;
             let mut out = std::io::stdout().lock();
             let _ = out.write_all(&crate::man::completions(Cli::command(), *shell));
-            Ok(0)
+            Ok(Exit::Ok)
         }
         Cmd::Man { dir } => {
             use clap::CommandFactory;
@@ -340,7 +339,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
                     print(pages[0].1.trim_end());
                 }
             }
-            Ok(0)
+            Ok(Exit::Ok)
         }
         Cmd::ConfirmWatchdog => crate::iptables::confirm::watchdog(&Host::new(&g.root)),
     }
@@ -348,7 +347,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
 
 /// Run, then publish: metrics (also for a run that failed, so an alert sees it) and the POST.
 /// Neither can change the exit code: monitoring trouble is a warning on stderr.
-fn converge(g: &Global, args: &RunArgs, opts: Options, backup_dir: Option<PathBuf>, command: Command) -> Result<i32> {
+fn converge(g: &Global, args: &RunArgs, opts: Options, backup_dir: Option<PathBuf>, command: Command) -> Result<Exit> {
     let (started_at, started) = (SystemTime::now(), Instant::now());
     let result = converge_and_print(g, args, opts, backup_dir, command);
     if let Some(path) = &args.report.metrics {
@@ -385,7 +384,7 @@ fn converge_and_print(g: &Global, args: &RunArgs, opts: Options, backup_dir: Opt
     Ok((report, delivery))
 }
 
-fn run_audit(g: &Global, a: &AuditArgs) -> Result<i32> {
+fn run_audit(g: &Global, a: &AuditArgs) -> Result<Exit> {
     let (doc, raw) = match &a.state {
         Some(spec) => {
             let bytes = read_state(spec, &a.fetch)?;
@@ -412,7 +411,7 @@ fn run_audit(g: &Global, a: &AuditArgs) -> Result<i32> {
             "audit: {} high, {} medium, {} low; {by_hand} without a fix need a remedy by hand (`hostguard audit` shows them)",
             s.high, s.medium, s.low
         );
-        return Ok(0);
+        return Ok(Exit::Ok);
     }
     match format(g) {
         Format::Json => print(&serde_json::to_string_pretty(&report).expect("a report always serialises")),

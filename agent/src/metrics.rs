@@ -33,7 +33,7 @@ const STATUSES: [(Status, &str); 4] = [
 /// The metrics of a run that produced a report.
 pub fn render(report: &Report) -> String {
     let started = humantime::parse_rfc3339(&report.started_at).unwrap_or(UNIX_EPOCH);
-    let mut out = header(started, Duration::from_millis(report.duration_ms), true, report.exit_code());
+    let mut out = header(started, Duration::from_millis(report.duration_ms), true, i32::from(report.exit_code().code()));
     info(&mut out, report.command, Some(&report.state_sha256));
 
     let mut per_kind: BTreeMap<&str, [usize; 4]> = BTreeMap::new();
@@ -75,7 +75,7 @@ pub fn render(report: &Report) -> String {
 /// The metrics of a run that ended with exit 1 (document or host unreadable): no resource
 /// series, since nothing is known about them, but a failed run an alert can see.
 pub fn render_failure(command: Command, started: SystemTime, duration: Duration) -> String {
-    let mut out = header(started, duration, false, 1);
+    let mut out = header(started, duration, false, i32::from(crate::report::Exit::Error.code()));
     info(&mut out, command, None);
     out
 }

@@ -130,18 +130,13 @@ impl Report {
     /// SPEC section 2: plan 0 in sync, 2 drift, 4 some resources cannot converge (`failed`
     /// already in plan: apply would certainly fail them), 6 both; apply 0 nothing to do,
     /// 2 changed, 4 failed, 6 both.
-    pub fn exit_code(&self) -> i32 {
+    pub fn exit_code(&self) -> Exit {
         let s = self.summary;
         let changes = match self.command {
             Command::Plan => s.drift + s.changed,
             Command::Apply => s.changed,
         };
-        match (changes > 0, s.failed > 0) {
-            (false, false) => 0,
-            (true, false) => 2,
-            (false, true) => 4,
-            (true, true) => 6,
-        }
+        Exit::of(changes > 0, s.failed > 0)
     }
 
     pub fn to_json(&self) -> String {
@@ -191,6 +186,44 @@ impl Report {
     }
 }
 
+/// Every exit code hostguard has (SPEC section 2, README "Exit codes"), the shape of Puppet's
+/// `--detailed-exitcodes`; `report`, `audit`, `confirm` and the CLI name them from here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Nothing to do, no finding, or a command that succeeded.
+    Ok = 0,
+    /// The run stopped: a document, host, lock or usage error; nothing converged.
+    Error = 1,
+    /// Drift (plan), changes made (apply), or findings (audit).
+    Changes = 2,
+    /// Some resources cannot converge, or a rollback failed.
+    Failed = 4,
+    /// Changes and failures both.
+    Mixed = 6,
+}
+
+impl Exit {
+    /// The code for a run with changes (or drift) and failures.
+    pub fn of(changes: bool, failed: bool) -> Exit {
+        match (changes, failed) {
+            (false, false) => Exit::Ok,
+            (true, false) => Exit::Changes,
+            (false, true) => Exit::Failed,
+            (true, true) => Exit::Mixed,
+        }
+    }
+
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+impl From<Exit> for std::process::ExitCode {
+    fn from(e: Exit) -> Self {
+        std::process::ExitCode::from(e.code())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,15 +242,15 @@ mod tests {
     #[test]
     fn exit_codes_follow_detailed_exitcodes() {
         use Status::*;
-        assert_eq!(report(Command::Plan, &[InSync]).exit_code(), 0);
-        assert_eq!(report(Command::Plan, &[InSync, Drift]).exit_code(), 2);
-        assert_eq!(report(Command::Plan, &[InSync, Failed]).exit_code(), 4);
-        assert_eq!(report(Command::Plan, &[Drift, Failed]).exit_code(), 6);
-        assert_eq!(report(Command::Apply, &[InSync]).exit_code(), 0);
-        assert_eq!(report(Command::Apply, &[Changed, InSync]).exit_code(), 2);
-        assert_eq!(report(Command::Apply, &[Failed]).exit_code(), 4);
-        assert_eq!(report(Command::Apply, &[Changed, Failed]).exit_code(), 6);
-        assert_eq!(report(Command::Apply, &[]).exit_code(), 0);
+        assert_eq!(report(Command::Plan, &[InSync]).exit_code().code(), 0);
+        assert_eq!(report(Command::Plan, &[InSync, Drift]).exit_code().code(), 2);
+        assert_eq!(report(Command::Plan, &[InSync, Failed]).exit_code().code(), 4);
+        assert_eq!(report(Command::Plan, &[Drift, Failed]).exit_code().code(), 6);
+        assert_eq!(report(Command::Apply, &[InSync]).exit_code().code(), 0);
+        assert_eq!(report(Command::Apply, &[Changed, InSync]).exit_code().code(), 2);
+        assert_eq!(report(Command::Apply, &[Failed]).exit_code().code(), 4);
+        assert_eq!(report(Command::Apply, &[Changed, Failed]).exit_code().code(), 6);
+        assert_eq!(report(Command::Apply, &[]).exit_code().code(), 0);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::host::Host;
+use crate::report::Exit;
 use crate::state::Document;
 
 pub use facts::Facts;
@@ -140,12 +141,12 @@ fn overlay_doc(fragment: &serde_json::Value) -> Option<Document> {
 }
 
 impl AuditReport {
-    /// 2 when a finding at or above `fail_on` remains, else 0.
-    pub fn exit_code(&self, fail_on: Severity) -> i32 {
+    /// `Changes` (2) when a finding at or above `fail_on` remains, else `Ok`.
+    pub fn exit_code(&self, fail_on: Severity) -> Exit {
         if self.findings.iter().any(|f| f.severity >= fail_on) {
-            2
+            Exit::Changes
         } else {
-            0
+            Exit::Ok
         }
     }
 

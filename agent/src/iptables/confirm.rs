@@ -21,6 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, HostError, Result};
 use crate::host::Host;
+use crate::report::Exit;
 
 use super::undo::{self, TableUndo};
 use crate::probe::Probe;
@@ -143,7 +144,7 @@ pub fn start_watchdog(host: &Host) -> Result<(), HostError> {
 pub const WATCHDOG_COMMAND: &str = "__confirm-watchdog";
 
 /// The watchdog: wait for the apply to finish, sleep, roll back unless confirmed.
-pub fn watchdog(host: &Host) -> Result<i32> {
+pub fn watchdog(host: &Host) -> Result<Exit> {
     // SAFETY: ignoring SIGHUP only changes this process's signal disposition.
     unsafe {
         libc::signal(libc::SIGHUP, libc::SIG_IGN);
@@ -152,13 +153,13 @@ pub fn watchdog(host: &Host) -> Result<i32> {
     // record is read only then: the apply writes it after starting the watchdog.
     let lock = host.lock(LOCK_WAIT)?;
     // An apply with --confirm-probe has usually decided by now.
-    let Some(p) = read(host, PENDING) else { return Ok(0) };
+    let Some(p) = read(host, PENDING) else { return Ok(Exit::Ok) };
     let deadline = Instant::now() + Duration::from_secs(p.seconds);
     if let Some(probe) = &p.probe {
         // The apply died before its probe decided: decide here, holding the lock.
         return Ok(match settle_held(host, probe, deadline)? {
-            Settled::Kept(_) => 0,
-            Settled::RolledBack { failed, .. } => i32::from(failed) * 4,
+            Settled::Kept(_) => Exit::Ok,
+            Settled::RolledBack { failed, .. } => Exit::of(false, failed),
         });
     }
     drop(lock);
@@ -198,16 +199,16 @@ pub fn settle_held(host: &Host, probe: &Probe, deadline: Instant) -> Result<Sett
     }
 }
 
-/// Roll back now unless confirmed; exit code 0 when rolled back or nothing was pending.
-/// Takes the run lock: never call it from a run that holds it.
-fn rollback_now(host: &Host) -> Result<i32> {
+/// Roll back now unless confirmed; `Ok` when rolled back or nothing was pending, `Failed` when a
+/// table could not be rolled back. Takes the run lock: never call it from a run that holds it.
+fn rollback_now(host: &Host) -> Result<Exit> {
     let _lock = host.lock(LOCK_WAIT)?;
     // The commit point: from here on `confirm` reports the change as rolled back.
     if !host.rename(file(PENDING), file(ROLLING))? {
-        return Ok(0); // confirmed (or never armed)
+        return Ok(Exit::Ok); // confirmed (or never armed)
     }
     let (_, failed) = rollback_held(host, None)?;
-    Ok(if failed { 4 } else { 0 })
+    Ok(Exit::of(false, failed))
 }
 
 /// Undo what `rolling-back.json` records, keep the outcome as `rolled-back.json`, then drop the
