@@ -8,8 +8,7 @@ use std::path::PathBuf;
 
 use hostguard::cgroup::Version as CgroupVersion;
 use hostguard::lxc::config::Config;
-use hostguard::lxc::converge::{converge, Dialect, Env};
-use hostguard::lxc::render::{render_text, Omit, Renderer};
+use hostguard::lxc::{converge, render_text, Dialect, Env, Omit, Renderer};
 use hostguard::state::lxc::Container;
 
 fn golden_dir() -> PathBuf {

@@ -10,8 +10,7 @@ use crate::error::HostError;
 use crate::host::{limits, Host};
 use crate::cgroup::Version;
 use crate::lxc::config::{Config, Entry};
-use crate::lxc::converge::{converge, Dialect, Env};
-use crate::lxc::render::Renderer;
+use crate::lxc::{self, Dialect, Env, Renderer};
 use crate::state::lxc::DEFAULT_LXCPATH;
 use crate::state::sysctl::normalize;
 use crate::state::Document;
@@ -356,9 +355,9 @@ impl Facts {
                 containers.push(container(host, &name, Config::parse(&text))?);
             }
         }
-        let cgroup = crate::lxc::cgroup_version(host);
+        let cgroup = lxc::cgroup_version(host);
         let mut skipped = early_skipped;
-        let lxc_version = match crate::lxc::live::version(host) {
+        let lxc_version = match lxc::version(host) {
             Ok(v) => Some(v),
             Err(e) => {
                 if !containers.is_empty() {
@@ -390,7 +389,7 @@ impl Facts {
             lxcpath,
             containers,
             cgroup,
-            swap_accounting: crate::lxc::swap_accounting(host, cgroup),
+            swap_accounting: lxc::swap_accounting(host, cgroup),
             lxc_version,
             mem_total: mem_total(host)?,
             seccomp_profile_exists: host.exists("/usr/share/lxc/config/common.seccomp"),
@@ -450,9 +449,8 @@ impl Facts {
                 let renderer = Renderer::new(env);
                 for c in &l.containers {
                     let Some(slot) = f.containers.iter_mut().find(|have| have.name == c.name.as_str()) else { continue };
-                    let (cut, omit, _) = crate::lxc::host_problems(c, env, self.swap_accounting);
-                    let Ok(settings) = renderer.settings(&cut, omit) else { continue };
-                    let after = converge(&slot.config, &settings, env).config;
+                    let Ok(rendered) = lxc::rendered(c, env, self.swap_accounting, &renderer) else { continue };
+                    let after = lxc::predict(&slot.config, c, rendered, env).outcome.config;
                     if let Ok(c) = container(host, &slot.name, after) {
                         *slot = c;
                     }
@@ -487,4 +485,27 @@ fn overlay_persist(lines: &[BootLine], path: &str, s: &crate::state::sysctl::Sys
         .unwrap_or(out.len());
     out.splice(at..at, ours);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The audit judges a document by the host `apply` would leave, so it predicts with lxc's own
+    /// rules (`lxc::predict`): here, no `lxc.cap.drop` is written beside an operator's
+    /// `lxc.cap.keep`, which LXC refuses (the rule the audit's own copy of the pipeline had lost).
+    #[test]
+    fn the_facts_after_a_document_keep_lxcs_cap_keep_rule() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Host::new(dir.path());
+        host.write_file("/var/lib/lxc/c1/config", b"lxc.uts.name = c1\nlxc.cap.keep = chown setuid\n").unwrap();
+        let doc = br#"{"version": 1, "lxc": {"dialect": "modern", "containers": {"c1": {"cap_drop": ["sys_module"], "config": {"lxc.start.auto": "1"}}}}}"#;
+        let doc = crate::state::load(doc, "test").unwrap();
+        let facts = Facts::read(&host, None).unwrap();
+        let after = facts.overlay(&host, &doc);
+        let c1 = after.containers.iter().find(|c| c.name == "c1").unwrap();
+        assert_eq!(c1.config.last("lxc.start.auto"), Some("1"), "the rest of the document is applied: {:?}", c1.config.text());
+        assert_eq!(c1.config.last("lxc.cap.drop"), None, "cap.drop written beside cap.keep: {:?}", c1.config.text());
+        assert!(c1.config.last("lxc.cap.keep").is_some());
+    }
 }

@@ -6,13 +6,20 @@
 //! (`lxc-live/NAME`): the limits of its running cgroup. Every config is read, rendered and
 //! diffed in `plan`, before `apply` writes any.
 
-pub mod cgroupmap;
+mod cgroupmap;
 pub mod config;
-pub mod converge;
-pub mod legacy;
-pub mod live;
-pub mod render;
+mod converge;
+mod legacy;
+mod live;
+mod render;
 mod show;
+
+// What the audit and the golden tests use, named here so lxc's internals stay private.
+pub use cgroupmap::{parse_size, translate};
+pub use converge::{converge, wrong_version_key, Dialect, Env};
+pub use legacy::is_legacy_key;
+pub use live::version;
+pub use render::{render_text, Omit, Renderer};
 
 use crate::kind::{Ctx, Resources};
 use crate::error::{Error, HostError, Result};
@@ -24,8 +31,7 @@ use crate::state::lxc::{Container, Dialect as DocDialect, LxcState};
 
 use crate::cgroup::Version;
 use config::Config;
-use converge::{converge, Class, Dialect, Env, Outcome, Setting};
-use render::{Omit, Renderer};
+use converge::{Class, Outcome, Setting};
 
 pub use show::show;
 
@@ -123,9 +129,8 @@ pub struct Plan {
     containers: Vec<ContainerPlan>,
 }
 
-/// The container with the `config` keys the host cannot take left out, and why. (Public so
-/// `audit` predicts exactly what `apply` would write.)
-pub fn host_problems(c: &Container, env: Env, swap_ok: bool) -> (Container, Omit, Vec<String>) {
+/// The container with the `config` keys the host cannot take left out, and why.
+fn host_problems(c: &Container, env: Env, swap_ok: bool) -> (Container, Omit, Vec<String>) {
     let mut problems = Vec::new();
     let mut c = c.clone();
     let omit = Omit { memory_swap: c.limits.memory_swap.is_some() && !swap_ok };
@@ -165,6 +170,40 @@ pub fn host_problems(c: &Container, env: Env, swap_ok: bool) -> (Container, Omit
     (c, omit, problems)
 }
 
+/// One container's settings rendered for this host, with the keys it cannot take left out and why.
+pub struct Rendered {
+    settings: Vec<Setting>,
+    problems: Vec<String>,
+}
+
+pub fn rendered(c: &Container, env: Env, swap_ok: bool, renderer: &Renderer) -> std::result::Result<Rendered, render::RenderError> {
+    let (cut, omit, problems) = host_problems(c, env, swap_ok);
+    Ok(Rendered { settings: renderer.settings(&cut, omit)?, problems })
+}
+
+/// What `apply` makes of a container's config, and the problems that leave the container
+/// `failed`. `plan` and the audit's "after the fix" facts both call it, so a rule added here
+/// reaches both.
+pub struct Prediction {
+    settings: Vec<Setting>,
+    pub outcome: Outcome,
+    pub problems: Vec<String>,
+}
+
+pub fn predict(before: &Config, c: &Container, rendered: Rendered, env: Env) -> Prediction {
+    let Rendered { mut settings, mut problems } = rendered;
+    if c.cap_drop.as_ref().is_some_and(|caps| !caps.is_empty()) && before.last("lxc.cap.keep").is_some() {
+        settings.retain(|s| s.name != "cap_drop");
+        problems.push(
+            "cap_drop: the config sets lxc.cap.keep, and LXC refuses to start a container with both; \
+             remove the lxc.cap.keep lines or drop cap_drop from the document (it was not written)"
+                .into(),
+        );
+    }
+    let outcome = converge(before, &settings, env);
+    Prediction { settings, outcome, problems }
+}
+
 pub fn plan(ctx: &Ctx, desired: &LxcState) -> Result<Plan> {
     let host = ctx.host;
     // An empty section asks nothing of LXC, so it does not need LXC installed.
@@ -180,10 +219,9 @@ pub fn plan(ctx: &Ctx, desired: &LxcState) -> Result<Plan> {
         let name = c.name.as_str().to_string();
         let dir = format!("{}/{name}", desired.lxcpath.trim_end_matches('/'));
         let config_path = format!("{dir}/config");
-        let (cut, omit, problems) = host_problems(c, env, swap_ok);
         // Rendered for every container before anything is written; a template failure stops
         // the run with nothing touched.
-        let settings = renderer.settings(&cut, omit).map_err(|e| Error::Refused(e.to_string()))?;
+        let rendered = rendered(c, env, swap_ok, &renderer).map_err(|e| Error::Refused(e.to_string()))?;
         // A config (or container directory) that is a link could point at any file on the host:
         // it is neither read (its content would reach the report) nor written.
         if let Some(link) = [&dir, &config_path].into_iter().find(|p| host.is_symlink(p)) {
@@ -229,16 +267,7 @@ pub fn plan(ctx: &Ctx, desired: &LxcState) -> Result<Plan> {
             continue;
         };
         let before = Config::parse(&text);
-        let (mut settings, mut problems) = (settings, problems);
-        if c.cap_drop.as_ref().is_some_and(|caps| !caps.is_empty()) && before.last("lxc.cap.keep").is_some() {
-            settings.retain(|s| s.name != "cap_drop");
-            problems.push(
-                "cap_drop: the config sets lxc.cap.keep, and LXC refuses to start a container with both; \
-                 remove the lxc.cap.keep lines or drop cap_drop from the document (it was not written)"
-                    .into(),
-            );
-        }
-        let outcome = converge(&before, &settings, env);
+        let Prediction { settings, outcome, problems } = predict(&before, c, rendered, env);
         let running = (c.live || !outcome.changes.is_empty()) && {
             if active.is_none() {
                 active = Some(live::active(host, &lxcpath)?);

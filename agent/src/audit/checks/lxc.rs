@@ -8,9 +8,8 @@ use serde_json::{json, Value};
 
 use super::{finding, Facts, Finding, Severity};
 use crate::audit::facts::Container;
-use crate::lxc::cgroupmap::{parse_size, translate, weight_to_shares, Version};
-use crate::lxc::converge::{wrong_version_key, Dialect};
-use crate::lxc::legacy::is_legacy_key;
+use crate::cgroup::{weight_to_shares, Version};
+use crate::lxc::{is_legacy_key, parse_size, translate, wrong_version_key, Dialect};
 use crate::state::lxc::DEFAULT_LXCPATH;
 use crate::state::types::Limit;
 
