@@ -211,7 +211,11 @@ pub fn inter_container(f: &Facts) -> Vec<Finding> {
             }
             let subject = format!("iptables/{family}/bridge/{b}");
             let reference = "Docker docs (\"icc\": false, Docker's inter-container communication setting); CIS Docker Benchmark 2.1 (restrict network traffic between containers); LXC/Incus security guidance (isolate containers on a shared bridge)";
-            let drop_rule = json!({"iptables": {family: {"filter": {"FORWARD": {"rules": [format!("-i {b} -o {b} -j DROP")]}}}}});
+            // On a Docker host the operator's rules go where Docker evaluates them: DOCKER-USER.
+            let drop_rule = match &docker {
+                None => json!({"iptables": {family: {"filter": {"FORWARD": {"rules": [format!("-i {b} -o {b} -j DROP")]}}}}}),
+                Some(_) => json!({"iptables": {family: {"filter": {"DOCKER-USER": {"foreign": ["docker"], "rules": [format!("-i {b} -o {b} -j DROP")]}}}}}),
+            };
             match bridge_nf(f, nf_key) {
                 None => out.push(finding(
                     "iptables.inter_container",
