@@ -6,7 +6,7 @@ use std::fmt;
 
 use regex::Regex;
 
-use super::types::control_char_problem;
+use super::types::{control_char_problem, name_problem, First, NameRule};
 use super::{key_path, UniqueMap, ValidationErrors};
 
 /// A program that writes its own rules beside hostguard (`"foreign"`); what each writes is
@@ -182,24 +182,22 @@ pub struct ChainName(String);
 /// Longest chain name the kernel takes (XT_EXTENSION_MAXNAMELEN - 1).
 pub const MAX_CHAIN_NAME: usize = 28;
 
+const CHAIN_NAME: NameRule = NameRule {
+    what: "a chain name",
+    max: MAX_CHAIN_NAME,
+    limit: "the kernel's limit",
+    extra: &['_', '-', '.', ':', '@', '+'],
+    first: First::Not(&['-', '!']),
+    reserved: &["ACCEPT", "DROP", "RETURN", "QUEUE", "REJECT", "NFQUEUE"],
+    reserved_is: "a verdict, not a chain",
+};
+
 impl ChainName {
     pub fn parse(s: &str) -> Result<ChainName, String> {
-        if s.is_empty() {
-            return Err("a chain name may not be empty".into());
+        match name_problem(s, &CHAIN_NAME) {
+            Some(p) => Err(p),
+            None => Ok(ChainName(s.to_string())),
         }
-        if s.len() > MAX_CHAIN_NAME {
-            return Err(format!("{s:?} is longer than {MAX_CHAIN_NAME} characters, the kernel's limit"));
-        }
-        if s.starts_with('-') || s.starts_with('!') {
-            return Err(format!("{s:?} may not start with '-' or '!'"));
-        }
-        if let Some(c) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '@' | '+'))) {
-            return Err(format!("{s:?} contains {c:?}; a chain name holds letters, digits and _ - . : @ +"));
-        }
-        if matches!(s, "ACCEPT" | "DROP" | "RETURN" | "QUEUE" | "REJECT" | "NFQUEUE") {
-            return Err(format!("{s:?} is a verdict, not a chain"));
-        }
-        Ok(ChainName(s.to_string()))
     }
 
     pub fn as_str(&self) -> &str {

@@ -9,7 +9,7 @@
 
 use std::fmt;
 
-use super::types::control_char_problem;
+use super::types::{control_char_problem, name_problem, First, NameRule};
 use super::{key_path, UniqueMap, ValidationErrors};
 
 /// Whole nftables tables owned by hostguard; tables not named are never read for changes nor
@@ -180,25 +180,22 @@ const RESERVED_NAMES: &[&str] = &[
     "flush", "delete", "add", "include", "define", "ruleset", "element",
 ];
 
+const NFT_NAME: NameRule = NameRule {
+    what: "a name",
+    max: 255,
+    limit: "nft's limit",
+    extra: &['_', '-', '.', '/'],
+    first: First::LetterOrUnderscore,
+    reserved: RESERVED_NAMES,
+    reserved_is: "an nft keyword, not a name",
+};
+
 impl NftName {
     pub fn parse(s: &str) -> Result<NftName, String> {
-        if s.is_empty() {
-            return Err("a name may not be empty".into());
+        match name_problem(s, &NFT_NAME) {
+            Some(p) => Err(p),
+            None => Ok(NftName(s.to_string())),
         }
-        if s.len() > 255 {
-            return Err(format!("{s:?} is longer than 255 bytes, nft's limit"));
-        }
-        let first = s.chars().next().unwrap_or('_');
-        if !(first.is_ascii_alphabetic() || first == '_') {
-            return Err(format!("{s:?} must start with a letter or '_'"));
-        }
-        if let Some(c) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'))) {
-            return Err(format!("{s:?} contains {c:?}; a name holds letters, digits and _ - . /"));
-        }
-        if RESERVED_NAMES.contains(&s) {
-            return Err(format!("{s:?} is an nft keyword, not a name"));
-        }
-        Ok(NftName(s.to_string()))
     }
 
     pub fn as_str(&self) -> &str {

@@ -88,6 +88,58 @@ pub fn control_char_problem(s: &str) -> Option<String> {
     })
 }
 
+/// What one kind of name may hold: the checks the validated names (an iptables chain, an nft
+/// table, chain, set or device) share, each with its own limits.
+pub struct NameRule {
+    /// `a chain name`, `a name`: how the messages call it.
+    pub what: &'static str,
+    /// The longest it may be, in bytes, and whose limit that is.
+    pub max: usize,
+    pub limit: &'static str,
+    /// Characters allowed besides ASCII letters and digits.
+    pub extra: &'static [char],
+    /// How it may start: with a letter or `_` only, or with anything allowed but these.
+    pub first: First,
+    /// Words it may not be, and what they are.
+    pub reserved: &'static [&'static str],
+    pub reserved_is: &'static str,
+}
+
+pub enum First {
+    LetterOrUnderscore,
+    Not(&'static [char]),
+}
+
+/// Why `s` is not a name under `rule`, or `None`.
+pub fn name_problem(s: &str, rule: &NameRule) -> Option<String> {
+    let what = rule.what;
+    if s.is_empty() {
+        return Some(format!("{what} may not be empty"));
+    }
+    if s.len() > rule.max {
+        return Some(format!("{s:?} is longer than {} bytes, {}", rule.max, rule.limit));
+    }
+    let c0 = s.chars().next().unwrap_or('_');
+    match rule.first {
+        First::LetterOrUnderscore if !(c0.is_ascii_alphabetic() || c0 == '_') => {
+            return Some(format!("{s:?} must start with a letter or '_'"));
+        }
+        First::Not(bad) if bad.contains(&c0) => {
+            let list: Vec<String> = bad.iter().map(|c| format!("{c:?}")).collect();
+            return Some(format!("{s:?} may not start with {}", list.join(" or ")));
+        }
+        _ => {}
+    }
+    if let Some(c) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || rule.extra.contains(c))) {
+        let extra: Vec<String> = rule.extra.iter().map(char::to_string).collect();
+        return Some(format!("{s:?} contains {c:?}; {what} holds letters, digits and {}", extra.join(" ")));
+    }
+    if rule.reserved.contains(&s) {
+        return Some(format!("{s:?} is {}", rule.reserved_is));
+    }
+    None
+}
+
 /// A plain name (container, group component): letters, digits, `.`, `_`, `-`, `:`, `@`, `+`,
 /// not `.` or `..`, not starting with `-`.
 pub fn plain_name_problem(s: &str) -> Option<String> {
