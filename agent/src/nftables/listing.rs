@@ -292,11 +292,20 @@ impl<'a> Logical<'a> {
         let (n, first) = self.inner.next()?;
         let mut line = first.trim().to_string();
         // A block opener (`chain x {`) opens on purpose; anything else that leaves a brace open
-        // continues on the next line.
-        while open_braces(&line) > 0 && !opens_block(&line) {
+        // continues on the next line. The depth is counted piece by piece (a set of 10,000
+        // elements is one logical line of a few thousand listed ones): rescanning the joined line
+        // at each step made reading it quadratic.
+        let (mut depth, mut quoted) = braces(&line, false);
+        if depth > 0 && opens_block(&line) {
+            return Some((n + 1, line));
+        }
+        while depth > 0 {
             let Some((_, more)) = self.inner.next() else { break };
+            let more = more.trim();
+            let (d, q) = braces(more, quoted);
+            (depth, quoted) = (depth + d, q);
             line.push(' ');
-            line.push_str(more.trim());
+            line.push_str(more);
         }
         Some((n + 1, line))
     }
@@ -307,9 +316,14 @@ fn opens_block(line: &str) -> bool {
 }
 
 fn open_braces(line: &str) -> i32 {
-    let mut quoted = false;
+    braces(line, false).0
+}
+
+/// The braces `text` opens (less those it closes) outside quotes, starting inside a quote or
+/// not, and whether it ends inside one.
+fn braces(text: &str, mut quoted: bool) -> (i32, bool) {
     let mut depth = 0;
-    for c in line.chars() {
+    for c in text.chars() {
         match c {
             '"' => quoted = !quoted,
             '{' if !quoted => depth += 1,
@@ -317,7 +331,7 @@ fn open_braces(line: &str) -> i32 {
             _ => {}
         }
     }
-    depth
+    (depth, quoted)
 }
 
 #[cfg(test)]
