@@ -514,6 +514,19 @@ mod tests {
     }
 
     #[test]
+    fn stale_temp_files_go_when_the_file_already_holds_the_content() {
+        // After a power cut between a batch's renames, an old config has its new version beside
+        // it; the next apply may want the old content back, and then writes nothing.
+        let dir = tempfile::tempdir().unwrap();
+        let h = Host::new(dir.path());
+        h.write_file("/var/lib/lxc/c/config", b"old\n").unwrap();
+        let dead = dir.path().join(format!("var/lib/lxc/c/.config{TEMP_MARKER}{}", i32::MAX - 1));
+        fs::write(&dead, "new\n").unwrap();
+        assert!(!h.write_file("/var/lib/lxc/c/config", b"old\n").unwrap(), "nothing to write");
+        assert!(!dead.exists(), "the stale temp file is removed");
+    }
+
+    #[test]
     fn a_replaced_file_keeps_its_mode() {
         let dir = tempfile::tempdir().unwrap();
         let h = Host::new(dir.path());

@@ -138,13 +138,16 @@ impl Host {
             }
             Some(t) => return Err(HostError::NotRegular { path: p, what: bounded::describe(t) }),
         };
+        let name = name.to_string_lossy().into_owned();
         if old.as_ref().is_some_and(|(b, m)| m.len() == contents.len() as u64 && b.as_slice() == contents) {
+            // A batch cut by a power loss between its renames leaves old files with the new
+            // version beside them; applying the old document again must not leave those behind.
+            self.remove_stale_temps(&dir, &name);
             return Ok(None);
         }
         if let (Some((old, _)), Some(backups)) = (&old, &self.backup_dir) {
             self.backup(abs, old, backups)?;
         }
-        let name = name.to_string_lossy().into_owned();
         self.remove_stale_temps(&dir, &name);
         let tmp = format!(".{name}{TEMP_MARKER}{}", std::process::id());
         let file = (|| -> std::io::Result<File> {
