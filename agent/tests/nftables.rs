@@ -395,6 +395,7 @@ fn confirm_rolls_back_only_the_owned_tables_it_replaced_unless_confirmed() {
     r.expect(2, "apply --confirm 2");
     assert!(r.resource(HG)["message"].as_str().unwrap().contains("rolled back in 2s unless `hostguard confirm` runs"), "{:#}", r.report);
     assert!(owned().contains("2222"), "the change was not made");
+    assert_eq!(neighbour(), docker, "the apply touched a neighbour's table");
     // Meanwhile the neighbour adds a rule of its own: the rollback must keep it.
     ns.ok(&["nft", "add", "rule", "ip", "docker-bridges", "filter-FORWARD", "oifname", "\"docker0\"", "accept"]);
     let docker = neighbour();

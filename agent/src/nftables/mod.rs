@@ -91,9 +91,18 @@ pub fn list_tables(host: &Host) -> std::result::Result<Vec<(String, String)>, Ho
         .collect())
 }
 
-/// One table as the host holds it, `None` when it does not exist.
+/// One table as the host holds it, `None` when it does not exist (nft says "No such file or
+/// directory"; asking for it directly saves an `nft list tables`, which costs as much as the
+/// listing).
 pub fn read_table(host: &Host, family: &str, name: &str) -> std::result::Result<Option<Table>, HostError> {
-    let out = host.run_ok(&[NFT, "-s", "list", "table", family, name], None)?;
+    let argv = [NFT, "-s", "list", "table", family, name];
+    let out = host.run(&argv, None)?;
+    if !out.success {
+        if out.stderr.contains("No such file or directory") {
+            return Ok(None);
+        }
+        return Err(HostError::Command { argv: argv.join(" "), status: out.status, stderr: out.stderr.trim().to_string() });
+    }
     let mut r = listing::parse(&out.stdout).map_err(|e| HostError::Other(format!("`nft -s list table {family} {name}`: {e}")))?;
     Ok(r.tables.pop())
 }
@@ -102,13 +111,15 @@ pub fn plan(ctx: &Ctx, desired: &NftablesState) -> Result<Plan> {
     if desired.tables.is_empty() {
         return Ok(Plan { tables: Vec::new(), checked: None });
     }
-    let existing = list_tables(ctx.host).map_err(|e| {
-        HostError::Other(format!("cannot read the host's nftables tables (is the nftables package installed?): {e}"))
-    })?;
     let mut tables = Vec::new();
     for spec in &desired.tables {
         let (f, n) = (spec.family.name(), spec.name.as_str());
-        let current = if existing.iter().any(|(ef, en)| ef == f && en == n) { read_table(ctx.host, f, n)? } else { None };
+        let current = read_table(ctx.host, f, n).map_err(|e| match e {
+            HostError::Spawn { .. } => {
+                HostError::Other(format!("cannot read the host's nftables tables (is the nftables package installed?): {e}"))
+            }
+            e => e,
+        })?;
         tables.push(TablePlan { spec: spec.clone(), current, desired: Ok(Table::default()), diff: Vec::new(), compared_by: String::new() });
     }
     // The fast path: the document already says what nft lists.
