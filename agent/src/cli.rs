@@ -181,11 +181,13 @@ pub struct AuditArgs {
     /// Optional document: also tells whether applying it closes each finding.
     #[arg(value_name = "STATE")]
     pub state: Option<String>,
-    /// Exit 2 when a finding at or above this severity remains.
-    #[arg(long, value_enum, default_value = "low")]
-    pub fail_on: Severity,
+    /// Exit 2 when a finding at or above this severity remains [default: low; with --emit-state,
+    /// only when given].
+    #[arg(long, value_enum)]
+    pub fail_on: Option<Severity>,
     /// Print the fixes merged into one state document (merged with STATE when given); exits 0
-    /// when the document was printed, so `--emit-state > fix.json && hostguard apply fix.json` works.
+    /// when the document was printed, so `--emit-state > fix.json && hostguard apply fix.json` works
+    /// (with an explicit --fail-on, findings at or above it still exit 2 after printing).
     #[arg(long)]
     pub emit_state: bool,
     /// Where LXC containers live.
@@ -411,13 +413,15 @@ fn run_audit(g: &Global, a: &AuditArgs) -> Result<Exit> {
             "audit: {} high, {} medium, {} low; {by_hand} without a fix need a remedy by hand (`hostguard audit` shows them)",
             s.high, s.medium, s.low
         );
-        return Ok(Exit::Ok);
+        // Only an explicit --fail-on turns the findings into a failure here (a wrapper that asks
+        // for the document and for a gate on high findings gets both).
+        return Ok(a.fail_on.map_or(Exit::Ok, |level| report.exit_code(level)));
     }
     match format(g) {
         Format::Json => print(&serde_json::to_string_pretty(&report).expect("a report always serialises")),
         Format::Human => print(report.to_human().trim_end()),
     }
-    Ok(report.exit_code(a.fail_on))
+    Ok(report.exit_code(a.fail_on.unwrap_or(Severity::Low)))
 }
 
 fn print(s: &str) {

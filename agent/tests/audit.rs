@@ -416,6 +416,11 @@ fn allow_all_devices_needs_a_manual_edit() {
     assert_eq!(emitted.code, 0);
     assert!(emitted.stderr.contains("1 without a fix need a remedy by hand"), "{}", emitted.stderr);
     assert_eq!(serde_json::from_str::<serde_json::Value>(&emitted.stdout).unwrap(), serde_json::json!({"version": 1}));
+    // An explicit --fail-on still gates: the document is printed and the high finding exits 2
+    // (the Salt wrapper's `emit_state=True fail_on=high`); nothing to gate without it (above).
+    let gated = h.run(&["audit", "--emit-state", "--fail-on", "high"]);
+    assert_eq!(gated.code, 2, "{}\n{}", gated.stdout, gated.stderr);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&gated.stdout).unwrap(), serde_json::json!({"version": 1}));
     h.config("web1", HARDENED);
     h.expect_clean();
 }
