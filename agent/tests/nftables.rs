@@ -2,64 +2,45 @@
 //! and deletes: the machine's own ruleset is never read or written. Needs root, `ip` (iproute2)
 //! and `nft` (the nftables package); without them the tests fail loudly rather than skip.
 
-use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_hostguard");
+mod util;
 
-/// A named network namespace, deleted on drop (also when the test fails).
+/// A network namespace of the test's own (`util::Netns`, deleted on drop, also when the test
+/// fails) and a temp dir for hostguard's `--root`.
 struct Netns {
-    name: String,
+    ns: util::Netns,
     root: tempfile::TempDir,
 }
 
 impl Netns {
     fn new() -> Netns {
         static N: AtomicUsize = AtomicUsize::new(0);
-        let name = format!("hg-nft-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
-        let out = Command::new("ip").args(["netns", "add", &name]).output().expect("run ip (iproute2 is required)");
-        assert!(out.status.success(), "ip netns add {name}: {}", String::from_utf8_lossy(&out.stderr));
-        Netns { name, root: tempfile::tempdir().unwrap() }
-    }
-
-    fn cmd(&self, argv: &[&str]) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name]).args(argv).env_remove("SSH_CONNECTION");
-        c
+        Netns { ns: util::Netns::new(&format!("nft{}", N.fetch_add(1, Ordering::SeqCst))), root: tempfile::tempdir().unwrap() }
     }
 
     fn ok(&self, argv: &[&str]) -> String {
-        let o = self.cmd(argv).output().unwrap_or_else(|e| panic!("{argv:?}: {e}"));
-        assert!(o.status.success(), "{argv:?} failed: {}", String::from_utf8_lossy(&o.stderr));
-        String::from_utf8(o.stdout).unwrap()
+        self.ns.ok(argv)
     }
 
     /// `nft -f -` of a script in the namespace (what an operator or a neighbour would write).
     fn nft(&self, script: &str) {
-        let mut child = self.cmd(&["nft", "-f", "-"]).stdin(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("run nft");
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
-        let o = child.wait_with_output().unwrap();
-        assert!(o.status.success(), "nft -f failed: {}\n{script}", String::from_utf8_lossy(&o.stderr));
+        self.ns.nft(script)
     }
 
     fn hostguard(&self, args: &[&str], doc: &Value) -> Run {
         self.hostguard_env(args, doc, &[])
     }
 
+    /// hostguard with `--root` in the temp dir and `--format json`, the document on stdin.
     fn hostguard_env(&self, args: &[&str], doc: &Value, env: &[(&str, &str)]) -> Run {
         let root = self.root.path().to_str().unwrap().to_string();
-        let mut argv = vec![BIN, "--root", &root, "--format", "json"];
+        let mut argv = vec!["--root", &root, "--format", "json"];
         argv.extend_from_slice(args);
         argv.push("-");
-        let mut c = self.cmd(&argv);
-        c.envs(env.iter().copied());
-        let mut child = c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(doc.to_string().as_bytes()).unwrap();
-        Run::from(child.wait_with_output().unwrap())
+        Run::from(util::run_with(&self.ns.prefix(), &argv, Some(doc.to_string().as_bytes()), env))
     }
 
     fn apply(&self, doc: &Value) -> Run {
@@ -71,12 +52,6 @@ impl Netns {
     }
 }
 
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
-    }
-}
-
 #[derive(Debug)]
 struct Run {
     code: i32,
@@ -85,14 +60,9 @@ struct Run {
     stdout: String,
 }
 
-impl From<Output> for Run {
-    fn from(o: Output) -> Run {
-        Run {
-            code: o.status.code().unwrap_or(-1),
-            report: serde_json::from_slice(&o.stdout).unwrap_or(Value::Null),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        }
+impl From<util::Run> for Run {
+    fn from(o: util::Run) -> Run {
+        Run { code: o.code, report: serde_json::from_str(&o.stdout).unwrap_or(Value::Null), stderr: o.stderr, stdout: o.stdout }
     }
 }
 
@@ -367,7 +337,7 @@ fn an_absent_table_nft_refuses_is_failed_in_plan_and_one_it_takes_converges_in_n
 /// `hostguard confirm` in the namespace (no document).
 fn confirm(ns: &Netns) -> Run {
     let root = ns.root.path().to_str().unwrap().to_string();
-    Run::from(ns.cmd(&[BIN, "--root", &root, "confirm"]).output().unwrap())
+    Run::from(util::run_with(&ns.ns.prefix(), &["--root", &root, "confirm"], None, &[]))
 }
 
 #[track_caller]
