@@ -229,12 +229,12 @@ fn quoted_words(s: &str) -> Vec<&str> {
 
 /// The table as an `nft -f` definition: what a `--confirm` rollback loads to put it back.
 pub fn render(t: &Table) -> String {
-    let mut s = format!("table {} {} {{\n", t.family, t.name);
+    let mut s = format!("table {} {} {{\n", t.family, quoted(&t.name));
     for a in &t.attrs {
         s.push_str(&format!("\t{a}\n"));
     }
     for (name, set) in &t.sets {
-        s.push_str(&format!("\t{} {name} {{\n", if set.is_map { "map" } else { "set" }));
+        s.push_str(&format!("\t{} {} {{\n", if set.is_map { "map" } else { "set" }, quoted(name)));
         for p in &set.props {
             s.push_str(&format!("\t\t{p}\n"));
         }
@@ -244,7 +244,7 @@ pub fn render(t: &Table) -> String {
         s.push_str("\t}\n");
     }
     for (name, c) in &t.chains {
-        s.push_str(&format!("\tchain {name} {{\n"));
+        s.push_str(&format!("\tchain {} {{\n", quoted(name)));
         for l in c.header.iter().chain(&c.rules) {
             s.push_str(&format!("\t\t{l}\n"));
         }
@@ -271,6 +271,14 @@ pub fn restore(t: &Table) -> String {
         s.push_str(&render(&first));
     }
     s
+}
+
+/// A name as nft takes it: bare when it is an identifier, else in quotes (an empty name, one
+/// with a space or brace), so that it reads back as the same one word.
+fn quoted(name: &str) -> String {
+    let bare = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'));
+    if bare { name.to_string() } else { format!("\"{name}\"") }
 }
 
 fn unquote(s: &str) -> String {
@@ -414,6 +422,15 @@ table ip nat {
         assert_eq!(t.sets["s"].elements, ["10.0.0.1 comment \"it  expires soon\"", "10.0.0.2 timeout 1h"]);
         assert_eq!(parse(&render(&t)).unwrap().tables, [t.clone()]);
         assert_eq!(parse(&restore(&t)).unwrap().tables[0].sets, t.sets);
+    }
+
+    /// An empty set, chain or table name (`set "" {`) rendered bare read back as another
+    /// block: names that are not identifiers are rendered quoted.
+    #[test]
+    fn names_that_are_not_identifiers_read_back() {
+        let t = parse("table inet \"\" {\n\tset \"\" {\n\t\ttype ipv4_addr\n\t}\n\tchain \"9c\" {\n\t\taccept\n\t}\n}\n").unwrap().tables.remove(0);
+        assert_eq!((t.name.as_str(), t.sets.len(), t.chains.len(), t.other.len()), ("", 1, 1, 0));
+        assert_eq!(parse(&render(&t)).unwrap().tables, [t.clone()]);
     }
 
     #[test]
