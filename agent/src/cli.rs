@@ -2,7 +2,7 @@
 
 use std::ffi::OsString;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -174,6 +174,11 @@ pub struct ApplyArgs {
     /// Keep the replaced version of every file rewritten, in DIR.
     #[arg(long, value_name = "DIR")]
     pub backup_dir: Option<PathBuf>,
+    /// Save the document, once it is valid, to FILE (a real path, not under --root) before
+    /// converging; replaced atomically, and only when its content differs. What the wrappers
+    /// use, so `hostguard plan FILE` by hand sees what was applied.
+    #[arg(long, value_name = "FILE")]
+    pub save_state: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -279,7 +284,7 @@ fn dispatch(cli: &Cli) -> Result<Exit> {
             }
             Ok(Exit::Ok)
         }
-        Cmd::Plan(args) => converge(g, args, Options { ..options(g) }, None, Command::Plan),
+        Cmd::Plan(args) => converge(g, args, Options { ..options(g) }, None, None, Command::Plan),
         Cmd::Apply(a) => {
             let fetch = &a.run.source.fetch;
             let confirm_probe = match &a.confirm_probe {
@@ -292,7 +297,7 @@ fn dispatch(cli: &Cli) -> Result<Exit> {
                 confirm_probe,
                 ..options(g)
             };
-            converge(g, &a.run, opts, a.backup_dir.clone(), Command::Apply)
+            converge(g, &a.run, opts, a.backup_dir.clone(), a.save_state.as_deref(), Command::Apply)
         }
         Cmd::Show(s) => {
             let host = Host::new(&g.root);
@@ -349,9 +354,9 @@ fn dispatch(cli: &Cli) -> Result<Exit> {
 
 /// Run, then publish: metrics (also for a run that failed, so an alert sees it) and the POST.
 /// Neither can change the exit code: monitoring trouble is a warning on stderr.
-fn converge(g: &Global, args: &RunArgs, opts: Options, backup_dir: Option<PathBuf>, command: Command) -> Result<Exit> {
+fn converge(g: &Global, args: &RunArgs, opts: Options, backup_dir: Option<PathBuf>, save_state: Option<&Path>, command: Command) -> Result<Exit> {
     let (started_at, started) = (SystemTime::now(), Instant::now());
-    let result = converge_and_print(g, args, opts, backup_dir, command);
+    let result = converge_and_print(g, args, opts, backup_dir, save_state, command);
     if let Some(path) = &args.report.metrics {
         let text = match &result {
             Ok((report, _)) => metrics::render(report),
@@ -370,13 +375,24 @@ fn converge(g: &Global, args: &RunArgs, opts: Options, backup_dir: Option<PathBu
     Ok(report.exit_code())
 }
 
-fn converge_and_print(g: &Global, args: &RunArgs, opts: Options, backup_dir: Option<PathBuf>, command: Command) -> Result<(Report, Option<Delivery>)> {
+fn converge_and_print(
+    g: &Global,
+    args: &RunArgs,
+    opts: Options,
+    backup_dir: Option<PathBuf>,
+    save_state: Option<&Path>,
+    command: Command,
+) -> Result<(Report, Option<Delivery>)> {
     // The collector's URL and headers are checked before anything is read or touched.
     let delivery = match &args.report.report_url {
         Some(url) => Some(Delivery::new(url, &args.report.report_header, &http_options(&args.source.fetch))?),
         None => None,
     };
-    let doc = load(&args.source)?;
+    let bytes = read_state(&args.source.state, &args.source.fetch)?;
+    let doc = state::load(&bytes, &args.source.state)?;
+    if let Some(file) = save_state {
+        Host::write_real_file(file, &bytes).map_err(|e| Error::Load(format!("--save-state: {e}")))?;
+    }
     let host = Host::new(&g.root).with_backup_dir(backup_dir);
     let report = engine::converge(&host, &opts, &doc, command)?;
     match format(g) {

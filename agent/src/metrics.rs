@@ -130,8 +130,7 @@ fn label(v: &str) -> String {
 /// Replace `path` (a real path, not under `--root`) atomically: temp file beside it, fsync,
 /// rename. node_exporter reads only `*.prom`, so it never sees the temp file.
 pub fn write(path: &Path, text: &str) -> Result<(), HostError> {
-    let abs = std::path::absolute(path).map_err(|e| HostError::io(path, e))?;
-    Host::new("/").write_file(&abs, text.as_bytes()).map(|_| ())
+    Host::write_real_file(path, text.as_bytes()).map(drop)
 }
 
 #[cfg(test)]

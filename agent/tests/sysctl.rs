@@ -518,3 +518,25 @@ fn real_kernel_text_key_holding_digits_takes_a_word() {
     };
     assert_eq!(ttl, "failed");
 }
+
+/// `apply --save-state FILE` (what the wrappers use): the document read on standard input is
+/// saved as given once it is valid, replaced only when it changed, and never when it is invalid.
+#[test]
+fn save_state_keeps_the_applied_document_and_only_a_valid_one() {
+    use std::os::unix::fs::MetadataExt;
+    let r = fake_host();
+    let root = r.arg();
+    let saved = r.path().parent().unwrap().join("saved/state.json");
+    let file = saved.to_str().unwrap();
+    let apply = |doc: &str| run_with(&[], &["apply", "--format", "json", "--root", &root, "--save-state", file, "-"], Some(doc.as_bytes()), &[]);
+    apply(DOC).expect(2);
+    assert_eq!(std::fs::read_to_string(&saved).unwrap(), DOC, "the document is saved as given");
+    let inode = std::fs::metadata(&saved).unwrap().ino();
+    apply(DOC).expect(0);
+    assert_eq!(std::fs::metadata(&saved).unwrap().ino(), inode, "an unchanged document is not rewritten");
+    let bad = apply(r#"{"version": 1, "sysctl": {"values": {"../vm.swappiness": 1}}}"#);
+    bad.expect(1);
+    assert_eq!(std::fs::read_to_string(&saved).unwrap(), DOC, "an invalid document is not saved");
+    // plan has no such option: it writes nothing.
+    assert_eq!(run_with(&[], &["plan", "--root", &root, "--save-state", file, "-"], Some(DOC.as_bytes()), &[]).code, 1);
+}

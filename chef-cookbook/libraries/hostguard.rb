@@ -10,7 +10,6 @@
 # which Chef's helper wraps, with the same options and the same timeout error.
 
 require 'json'
-require 'fileutils'
 begin
   require 'chef/mixin/shell_out'
 rescue LoadError
@@ -176,16 +175,13 @@ module Hostguard
       execute('plan', argv('plan', '-'), json(document))
     end
 
-    # `hostguard apply`: the document is first saved at `state_file` (when given and different),
-    # so `hostguard plan` by hand sees what Chef applied. `args` are apply's own options
-    # (`--backup-dir DIR`); extra_args go to every command.
+    # `hostguard apply` over the document on standard input; with `state_file`, the binary saves
+    # it there once valid (`--save-state`, only when it changed), so `hostguard plan` by hand
+    # sees what Chef applied. `args` are apply's own options (`--backup-dir DIR`); extra_args go
+    # to every command.
     def apply(document, state_file: nil, args: [])
-      if state_file
-        write_if_changed(state_file, json(document))
-        execute('apply', argv('apply', state_file, args), nil)
-      else
-        execute('apply', argv('apply', '-', args), json(document))
-      end
+      args += ['--save-state', state_file] if state_file
+      execute('apply', argv('apply', '-', args), json(document))
     end
 
     # `hostguard audit` (SPEC section 8), with or without a document.
@@ -241,17 +237,6 @@ module Hostguard
       raise Error, "hostguard #{args[1]}: #{e.message.lines.first.to_s.strip}"
     rescue SystemCallError => e
       raise Error, "cannot run hostguard binary #{@binary}: #{e.message}"
-    end
-
-    def write_if_changed(path, content)
-      return if File.file?(path) && File.read(path) == content
-      FileUtils.mkdir_p(File.dirname(path))
-      tmp = "#{path}.tmp.#{Process.pid}"
-      File.open(tmp, 'w', 0o600) do |f|
-        f.write(content)
-        f.fsync
-      end
-      File.rename(tmp, path)
     end
   end
 end

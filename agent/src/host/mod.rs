@@ -350,6 +350,14 @@ impl Host {
         Ok(())
     }
 
+    /// Replace a file at a real path, not one under `--root` (the metrics file, the saved state
+    /// document), the way `write_file` replaces one: atomically, skipping identical content,
+    /// never through a link. Returns whether it was written.
+    pub fn write_real_file(path: &Path, contents: &[u8]) -> Result<bool, HostError> {
+        let abs = std::path::absolute(path).map_err(|e| HostError::io(path, e))?;
+        Host::new("/").write_file(&abs, contents)
+    }
+
     /// Make a directory and its parents below the root, refusing to follow a link on the way.
     pub fn create_dir_all(&self, abs: impl AsRef<Path>) -> Result<(), HostError> {
         beneath::open_dir_for_write(&self.root, abs.as_ref(), true, &|| self.count_write())?;

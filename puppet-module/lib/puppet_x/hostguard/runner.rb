@@ -5,7 +5,6 @@
 
 require 'json'
 require 'open3'
-require 'fileutils'
 
 module PuppetX
   module Hostguard
@@ -119,17 +118,13 @@ module PuppetX
         args + Array(command_args).map(&:to_s) + @extra_args + [state].compact
       end
 
-      # Runs `command` over `document` (a Hash). With `state_file`, the document is first written
-      # there (only when its content differs) and hostguard reads that file; without, it reads
-      # standard input, which writes nothing (what dry runs use).
+      # Runs `command` over `document` (a Hash) on standard input. With `state_file` (apply), the
+      # binary also saves the document there once valid, only when it changed (`--save-state`);
+      # without, nothing is written (what dry runs use).
       def run(command, document, state_file: nil, command_args: [])
         json = JSON.pretty_generate(document) + "\n"
-        if state_file
-          write_if_changed(state_file, json)
-          execute(command, argv(command, state_file, command_args), nil)
-        else
-          execute(command, argv(command, '-', command_args), json)
-        end
+        args = Array(command_args) + (state_file ? ['--save-state', state_file] : [])
+        execute(command, argv(command, '-', args), json)
       end
 
       # `hostguard --version`, or nil when the binary cannot run.
@@ -152,17 +147,6 @@ module PuppetX
         Result.new(command, status.exitstatus, report, err)
       rescue SystemCallError => e
         raise Error, "cannot run hostguard binary #{@binary}: #{e.message}"
-      end
-
-      def write_if_changed(path, content)
-        return if File.file?(path) && File.read(path) == content
-        FileUtils.mkdir_p(File.dirname(path))
-        tmp = "#{path}.tmp.#{Process.pid}"
-        File.open(tmp, 'w', 0o600) do |f|
-          f.write(content)
-          f.fsync
-        end
-        File.rename(tmp, path)
       end
     end
   end

@@ -20,7 +20,6 @@ Part of the ``saltext.hostguard`` Salt extension (``pip install ./salt-states``)
 
 import json
 import os
-import tempfile
 
 from salt.exceptions import CommandExecutionError
 
@@ -45,37 +44,15 @@ def _conf(key, value, default=None):
     return __salt__["config.get"]("hostguard:" + key, default)
 
 
-def _write_if_changed(path, content):
-    """Atomically replace ``path`` with ``content`` unless it already holds exactly that."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            if f.read() == content:
-                return
-    except FileNotFoundError:
-        pass
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".hostguard-state.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def run(command, document=None, binary=None, root=None, extra_args=None, state_file=None, args=None):
     """
     Run ``hostguard COMMAND`` and return ``{"retcode", "report", "stderr", "argv"}`` without judging
     the exit code. The states use this; on the command line prefer plan/apply/audit/show.
 
     document
-        The state document as a dict (sent on standard input, or first written to
-        ``state_file`` when that is given), or a path/URL string hostguard reads itself.
+        The state document as a dict (sent on standard input; ``apply`` also saves it to
+        ``state_file`` when that is given, with ``--save-state``), or a path/URL string
+        hostguard reads itself.
         Defaults to pillar/config ``hostguard:document``.
     args
         Arguments of this command (``--fail-on high``) placed before the global ones.
@@ -100,12 +77,11 @@ def run(command, document=None, binary=None, root=None, extra_args=None, state_f
             )
         if isinstance(document, dict):
             text = json.dumps(dict({"version": 1}, **document), indent=2, sort_keys=True) + "\n"
-            if state_file:
-                _write_if_changed(state_file, text)
-                argv.append(state_file)
-            else:
-                stdin = text
-                argv.append("-")
+            stdin = text
+            if state_file and command == "apply":
+                # The binary saves it there once valid, and only when it changed.
+                argv += ["--save-state", str(state_file)]
+            argv.append("-")
         elif document:
             argv.append(str(document))
         elif command != "audit":
