@@ -47,7 +47,9 @@ impl Tools {
     pub fn read(&self, host: &Host, family: Family, table: Table) -> Result<TableDump, HostError> {
         let cmd = self.save_cmd(family);
         let out = host.run_ok(&[&cmd, "-t", table.name()], None)?;
-        parse_table(&format!("{}{}", out.stdout, comments(&out.stderr)), table).map_err(|e| HostError::Other(format!("could not read the output of `{cmd} -t {table}`: {e}")))
+        let warnings = comments(&out.stderr);
+        let text = if warnings.is_empty() { out.stdout } else { out.stdout + &warnings };
+        parse_table(&text, table).map_err(|e| HostError::Other(format!("could not read the output of `{cmd} -t {table}`: {e}")))
     }
 
     /// Load `input` with `--noflush --wait`: one transaction, all or nothing for the table.

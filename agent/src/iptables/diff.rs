@@ -145,8 +145,10 @@ pub fn diff(desired: &Desired, current: Option<&Chain>) -> ChainDiff {
     let listed: HashSet<&Rule> = desired.rules.iter().map(|e| &e.canon).collect();
     let own: Vec<bool> = cur.rules.iter().map(|r| desired.owns(r, &listed)).collect();
     // Per current rule, the desired rule it already is; `None` for the rest.
-    let (deleted, anchors) = if desired.purge { match_purge(cur, &own, desired.rules) } else { match_merge(cur, desired.rules) };
-    let (edits, target) = place(desired, cur, &deleted, &anchors);
+    let (deleted, anchors, settled) = if desired.purge { match_purge(cur, &own, desired.rules) } else { match_merge(cur, desired.rules) };
+    // Every listed rule in place and nothing to delete: no edit (and no copy of 10,000 entries
+    // to find that out).
+    let (edits, target) = if settled { Default::default() } else { place(desired, cur, &deleted, &anchors) };
     let rewrite = !edits.is_empty();
     let (lines, counts) = if rewrite { lines(desired.chain, &edits) } else { Default::default() };
     ChainDiff {
@@ -162,9 +164,9 @@ pub fn diff(desired: &Desired, current: Option<&Chain>) -> ChainDiff {
 }
 
 /// `purge: true`: the longest run of own rules already in the desired order stays; every copy of
-/// any other own rule is deleted. Returns which current rules are deleted and, per current
-/// rule, the desired rule it stands for.
-fn match_purge(cur: &Chain, own: &[bool], want: &[Entry]) -> (Vec<bool>, Vec<Option<usize>>) {
+/// any other own rule is deleted. Returns which current rules are deleted, per current rule the
+/// desired rule it stands for, and whether the own rules are exactly the desired ones already.
+fn match_purge(cur: &Chain, own: &[bool], want: &[Entry]) -> (Vec<bool>, Vec<Option<usize>>, bool) {
     use similar::{capture_diff_slices_deadline, Algorithm, DiffOp};
     let o_idx: Vec<usize> = (0..cur.rules.len()).filter(|&i| own[i]).collect();
     let o_rules: Vec<&Rule> = o_idx.iter().map(|&i| &cur.rules[i]).collect();
@@ -174,7 +176,7 @@ fn match_purge(cur: &Chain, own: &[bool], want: &[Entry]) -> (Vec<bool>, Vec<Opt
         for (j, &i) in o_idx.iter().enumerate() {
             anchors[i] = Some(j);
         }
-        return (vec![false; cur.rules.len()], anchors);
+        return (vec![false; cur.rules.len()], anchors, true);
     }
     let deadline = std::time::Instant::now() + DIFF_DEADLINE;
     let mut kept = vec![false; o_idx.len()];
@@ -196,7 +198,7 @@ fn match_purge(cur: &Chain, own: &[bool], want: &[Entry]) -> (Vec<bool>, Vec<Opt
             anchors[i] = None;
         }
     }
-    (deleted, anchors)
+    (deleted, anchors, false)
 }
 
 /// `purge: false`: listed rules found in order stay where they are; nothing is deleted. A greedy
@@ -204,7 +206,7 @@ fn match_purge(cur: &Chain, own: &[bool], want: &[Entry]) -> (Vec<bool>, Vec<Opt
 /// missing, the longest common subsequence decides which copies stand for listed rules, so in a
 /// chain of repeated blocks (libvirt's per-network MASQUERADE triples) a missing rule goes back
 /// into its own block, not after a later copy of its neighbour.
-fn match_merge(cur: &Chain, want: &[Entry]) -> (Vec<bool>, Vec<Option<usize>>) {
+fn match_merge(cur: &Chain, want: &[Entry]) -> (Vec<bool>, Vec<Option<usize>>, bool) {
     use similar::{capture_diff_slices_deadline, Algorithm, DiffOp};
     let mut at: HashMap<&Rule, Vec<usize>> = HashMap::new();
     for (i, r) in cur.rules.iter().enumerate() {
@@ -236,7 +238,7 @@ fn match_merge(cur: &Chain, want: &[Entry]) -> (Vec<bool>, Vec<Option<usize>>) {
             }
         }
     }
-    (vec![false; cur.rules.len()], anchors)
+    (vec![false; cur.rules.len()], anchors, all)
 }
 
 /// The edits: deletions first, then the missing desired rules inserted left to right, so each

@@ -444,12 +444,10 @@ impl Group {
 }
 
 fn touch(u: &mut ChainUndo, d: &ChainDiff) {
-    for e in &d.edits {
-        match e {
-            Edit::Delete(r) => u.touch(r),
-            Edit::Insert(_, e) | Edit::Append(e) => u.touch(&e.canon),
-        }
-    }
+    u.touch(d.edits.iter().map(|e| match e {
+        Edit::Delete(r) => r,
+        Edit::Insert(_, e) | Edit::Append(e) => &e.canon,
+    }));
 }
 
 fn push_args(s: &mut String, args: &[String]) {

@@ -59,6 +59,11 @@ impl TableDump {
 pub fn parse(text: &str) -> Result<Vec<TableDump>, String> {
     let mut tables: Vec<TableDump> = Vec::new();
     let mut current: Option<TableDump> = None;
+    // The chains of the current table by name: a kube-proxy node has tens of thousands, and a
+    // rule's chain is looked up for every rule. The last one used is tried first (iptables-save
+    // prints each chain's rules together).
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut last: usize = 0;
     for (i, raw) in text.lines().enumerate() {
         let n = i + 1;
         let line = raw.trim();
@@ -70,6 +75,7 @@ pub fn parse(text: &str) -> Result<Vec<TableDump>, String> {
                 return Err(format!("line {n}: table {name} starts before table {} was committed", t.name));
             }
             current = Some(TableDump { name: name.trim().to_string(), chains: Vec::new() });
+            index.clear();
             continue;
         }
         let Some(table) = current.as_mut() else {
@@ -83,6 +89,7 @@ pub fn parse(text: &str) -> Result<Vec<TableDump>, String> {
             let mut parts = decl.split_whitespace();
             let name = parts.next().ok_or_else(|| format!("line {n}: a chain line without a name"))?;
             let policy = parts.next().filter(|p| *p != "-").map(str::to_string);
+            index.entry(name.to_string()).or_insert(table.chains.len());
             table.chains.push(Chain { name: name.to_string(), policy, rules: Vec::new() });
             continue;
         }
@@ -91,13 +98,15 @@ pub fn parse(text: &str) -> Result<Vec<TableDump>, String> {
         if args.len() < 2 || (args[0] != "-A" && args[0] != "--append") {
             return Err(format!("line {n}: {line:?} is not a rule (-A CHAIN ...)"));
         }
-        let chain = args[1].clone();
+        let at = match table.chains.get(last) {
+            Some(c) if c.name == args[1] => Some(last),
+            _ => index.get(args[1].as_str()).copied(),
+        };
+        let Some(at) = at else { return Err(format!("line {n}: a rule of chain {}, which was not declared", args[1])) };
+        last = at;
         args.drain(..2);
         strip_inline_counters(&mut args);
-        match table.chains.iter_mut().find(|c| c.name == chain) {
-            Some(c) => c.rules.push(Rule::new(args)),
-            None => return Err(format!("line {n}: a rule of chain {chain}, which was not declared")),
-        }
+        table.chains[at].rules.push(Rule::new(args));
     }
     if let Some(t) = current {
         return Err(format!("table {} was not committed (truncated output?)", t.name));

@@ -39,10 +39,15 @@ pub struct ChainUndo {
 }
 
 impl ChainUndo {
-    pub fn touch(&mut self, r: &Rule) {
-        if !self.touched.contains(r) {
-            self.touched.push(r.clone());
-        }
+    /// Adds the specs not recorded yet, in order (one hash lookup each: an apply of 10,000
+    /// rules touches 10,000 specs).
+    pub fn touch<'a>(&mut self, rules: impl IntoIterator<Item = &'a Rule>) {
+        let new: Vec<Rule> = {
+            let seen: HashSet<&Rule> = self.touched.iter().collect();
+            let mut added: HashSet<&Rule> = HashSet::new();
+            rules.into_iter().filter(|r| !seen.contains(r) && added.insert(*r)).cloned().collect()
+        };
+        self.touched.extend(new);
     }
 }
 
