@@ -211,10 +211,23 @@ impl Host {
     /// gone). They are never read, since they are dot files without a `.conf` suffix; removing
     /// them keeps a directory from filling up over many killed runs. Best effort: a file that
     /// cannot be removed is left, and cannot collide with this run's own temp name.
+    /// A temp file of `name` last written before the machine booted: its writer died with the
+    /// previous boot (a power cut), whatever process has its PID now.
+    fn before_this_boot(dir: &rustix::fd::OwnedFd, entry: &str, name: &str) -> bool {
+        if !entry.starts_with(&format!(".{name}{TEMP_MARKER}")) {
+            return false;
+        }
+        let boot = fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("btime ")?.trim().parse::<i64>().ok()));
+        let st = rustix::fs::statat(dir, entry, rustix::fs::AtFlags::SYMLINK_NOFOLLOW);
+        matches!((boot, st), (Some(b), Ok(st)) if (st.st_mtime as i64) < b)
+    }
+
     fn remove_stale_temps(&self, dir: &rustix::fd::OwnedFd, name: &str) {
         let Ok(entries) = beneath::names(dir) else { return };
         for entry in entries {
-            if beneath::stale_temp(&entry, name, TEMP_MARKER)
+            if (beneath::stale_temp(&entry, name, TEMP_MARKER) || Self::before_this_boot(dir, &entry, name))
                 && rustix::fs::unlinkat(dir, entry.as_str(), rustix::fs::AtFlags::empty()).is_ok()
             {
                 self.count_write();
@@ -532,6 +545,15 @@ mod tests {
         fs::write(&dead, "new\n").unwrap();
         assert!(!h.write_file("/var/lib/lxc/c/config", b"old\n").unwrap(), "nothing to write");
         assert!(!dead.exists(), "the stale temp file is removed");
+        // After the power cut the PID in its name may belong to a live process of the new boot
+        // (here 1): a temp file written before this boot is stale all the same.
+        let reused = dir.path().join(format!("var/lib/lxc/c/.config{TEMP_MARKER}1"));
+        fs::write(&reused, "new\n").unwrap();
+        let f = fs::File::options().write(true).open(&reused).unwrap();
+        f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(86400)).unwrap();
+        drop(f);
+        assert!(!h.write_file("/var/lib/lxc/c/config", b"old\n").unwrap());
+        assert!(!reused.exists(), "a temp file from before this boot is removed whatever its PID");
     }
 
     #[test]
