@@ -104,6 +104,31 @@ check_contains() { # check_contains DESCRIPTION NEEDLE FILE
   fi
 }
 
+# check_noop DESCRIPTION RESOURCE CURRENT SHOULD FILE: FILE has a Puppet noop event for RESOURCE
+# (e.g. `Hostguard_resource[hostguard:sysctl/vm.swappiness]/value`) from CURRENT to SHOULD, in
+# either Puppet's wording: 7 prints `current_value 'CURRENT', should be 'SHOULD' (noop)`, 8 prints
+# the property's own change text, `CURRENT -> SHOULD (noop)`. Each line is read back into its two
+# values and those are compared, so a line that is neither wording, or names other values, fails.
+check_noop() {
+  checks=$((checks+1))
+  local line event cur should seen=() re7="^current_value '(.*)', should be '(.*)'$" re8="^(.*) -> (.*)$"
+  while IFS= read -r line; do
+    event=${line#*"$2: "}
+    [[ $event == *" (noop)" ]] || continue
+    event=${event% (noop)}
+    if [[ $event =~ $re7 ]] || [[ $event =~ $re8 ]]; then
+      cur=${BASH_REMATCH[1]} should=${BASH_REMATCH[2]}
+      if [ "$cur" == "$3" ] && [ "$should" == "$4" ]; then echo "ok: $1"; return 0; fi
+      seen+=("[$cur] -> [$should]")
+    else
+      seen+=("unreadable: $event")
+    fi
+  done < <(grep -F -- "$2: " "$5")
+  failures=$((failures+1))
+  echo "FAIL: $1: no noop event of $2 from [$3] to [$4] in $5${seen:+; its noop events: ${seen[*]}}:"
+  sed 's/^/    /' "$5" | tail -n 40
+}
+
 finish() {
   echo "$((checks-failures)) passed, $failures failed"
   [ "$failures" = 0 ]
