@@ -30,6 +30,10 @@ TRIXIE_PACKAGES=(
   puppet-agent puppet-module-puppetlabs-stdlib puppet-module-puppetlabs-firewall
   docker.io docker-cli
   systemd man-db bash-completion e2fsprogs
+  # tests/system/debian13: the Salt venv builds timelib (gcc, python3-dev); the Chef library's and
+  # the Puppet module's tests
+  gcc python3-dev ruby-minitest ruby-mixlib-shellout
+  rake ruby-rspec-puppet ruby-puppetlabs-spec-helper puppet-strings puppet-lint
 )
 
 # shellcheck source=tests/lib/debian.sh
