@@ -80,3 +80,12 @@ if [ ! -x "$SALT_VENV/bin/salt-call" ]; then
   python3 -m venv "$SALT_VENV"
   "$SALT_VENV/bin/pip" install -q 'salt==3008.4'
 fi
+# Salt 3006 LTS for tests/system/salt-3006, pinned likewise: 3006.30 needs a certifi newer than
+# any published, 3006.29 installs.
+SALT3006_VENV=${SALT3006_VENV:-/opt/hostguard-tests/salt3006-venv}
+if [ ! -x "$SALT3006_VENV/bin/salt-call" ]; then
+  echo "setup: creating the Salt 3006 virtualenv in $SALT3006_VENV"
+  mkdir -p "$(dirname "$SALT3006_VENV")"
+  python3 -m venv "$SALT3006_VENV"
+  "$SALT3006_VENV/bin/pip" install -q 'salt==3006.29'
+fi
