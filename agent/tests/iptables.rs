@@ -127,10 +127,17 @@ fn tool(backend: &str, v6: bool, what: &str) -> String {
 }
 
 /// `iptables-save` of one table without comment lines (which hold timestamps).
+/// The table's rules and policies, without the chains' packet counters: those count the test's
+/// own traffic (a probe's SYNs in OUTPUT), so two saves around an apply may differ in them (with
+/// iptables-legacy 1.8.11 in Debian 13 they did).
 fn save(ns: &Netns, backend: &str, v6: bool, table: &str) -> String {
     ns.ok(&[&tool(backend, v6, "-save"), "-t", table])
         .lines()
         .filter(|l| !l.starts_with('#'))
+        .map(|l| match l.rfind(" [") {
+            Some(i) if l.starts_with(':') && l.ends_with(']') => &l[..i],
+            _ => l,
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -306,7 +313,7 @@ fn rules_may_jump_to_a_chain_the_same_document_creates() {
         ns.plan(&doc).expect(0, b);
         let s = save(&ns, b, false, "filter");
         assert!(s.contains("-A FORWARD -p tcp -m tcp --dport 22 -j MINE"), "{b}: {s}");
-        assert!(s.contains(":MINE - "), "{b}: {s}");
+        assert!(s.lines().any(|l| l == ":MINE -"), "{b}: {s}");
     }
 }
 
