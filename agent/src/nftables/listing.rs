@@ -181,7 +181,17 @@ fn parse_set(lines: &mut Logical, is_map: bool, name: &str) -> Result<Set, Strin
         }
         if let Some(rest) = line.strip_prefix("elements = ") {
             let inner = rest.trim().strip_prefix('{').and_then(|r| r.strip_suffix('}')).ok_or_else(|| format!("set {name}: elements not in braces: {line:?}"))?;
-            s.elements.extend(split_top_level(inner, ',').into_iter().map(element).filter(|e| !e.is_empty()));
+            for e in split_top_level(inner, ',') {
+                // nft never lists an element whose braces or quotes do not balance; read as one,
+                // it would render as more (or fewer) elements than it is.
+                if braces(e, false) != (0, false) {
+                    return Err(format!("set {name}: element {e:?} leaves a brace or quote unbalanced"));
+                }
+                let e = element(e);
+                if !e.is_empty() {
+                    s.elements.push(e);
+                }
+            }
         } else {
             s.props.push(line);
         }
@@ -431,6 +441,14 @@ table ip nat {
         let t = parse("table inet \"\" {\n\tset \"\" {\n\t\ttype ipv4_addr\n\t}\n\tchain \"9c\" {\n\t\taccept\n\t}\n}\n").unwrap().tables.remove(0);
         assert_eq!((t.name.as_str(), t.sets.len(), t.chains.len(), t.other.len()), ("", 1, 1, 0));
         assert_eq!(parse(&render(&t)).unwrap().tables, [t.clone()]);
+    }
+
+    /// Found by the nft_listing fuzz target: an element holding a `}` (its line also closed the
+    /// set) was read as one element, and rendered beside others it swallowed them.
+    #[test]
+    fn an_element_with_unbalanced_braces_is_not_a_listing() {
+        let text = "table ip t {\n\tmap m {\n\t\ttype ifname : verdict\n\t\telements = { \"a\" : accept,\n\t\t\t\"b\" : drop }\u{2}\t}\n\t\telements = { \"c\" : accept }\n\t}\n}\n";
+        assert!(parse(text).unwrap_err().contains("unbalanced"), "{:?}", parse(text));
     }
 
     #[test]
