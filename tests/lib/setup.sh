@@ -72,20 +72,15 @@ if ! command -v cargo-deb >/dev/null; then
   cargo install --locked cargo-deb >/dev/null 2>&1 || { echo "setup: cargo install cargo-deb failed" >&2; exit 1; }
 fi
 
-# Salt, pinned: 3008.5 does not install here (certifi), 3008.4 does.
-SALT_VENV=${SALT_VENV:-/opt/hostguard-tests/salt-venv}
-if [ ! -x "$SALT_VENV/bin/salt-call" ]; then
-  echo "setup: creating the Salt virtualenv in $SALT_VENV"
-  mkdir -p "$(dirname "$SALT_VENV")"
-  python3 -m venv "$SALT_VENV"
-  "$SALT_VENV/bin/pip" install -q 'salt==3008.4'
-fi
-# Salt 3006 LTS for tests/system/salt-3006, pinned likewise: 3006.30 needs a certifi newer than
-# any published, 3006.29 installs.
-SALT3006_VENV=${SALT3006_VENV:-/opt/hostguard-tests/salt3006-venv}
-if [ ! -x "$SALT3006_VENV/bin/salt-call" ]; then
-  echo "setup: creating the Salt 3006 virtualenv in $SALT3006_VENV"
-  mkdir -p "$(dirname "$SALT3006_VENV")"
-  python3 -m venv "$SALT3006_VENV"
-  "$SALT3006_VENV/bin/pip" install -q 'salt==3006.29'
-fi
+# salt_venv DIR VERSION: a virtualenv in DIR with Salt VERSION, unless DIR has salt-call.
+salt_venv() {
+  [ -x "$1/bin/salt-call" ] && return 0
+  echo "setup: creating the Salt $2 virtualenv in $1"
+  mkdir -p "$(dirname "$1")"
+  python3 -m venv "$1"
+  "$1/bin/pip" install -q "salt==$2"
+}
+# Salt, pinned: 3008.5 does not install here (certifi), 3008.4 does. Salt 3006 LTS for
+# tests/system/salt-3006, pinned likewise: 3006.30 asks for a certifi newer than PyPI offers.
+salt_venv "${SALT_VENV:-/opt/hostguard-tests/salt-venv}" 3008.4
+salt_venv "${SALT3006_VENV:-/opt/hostguard-tests/salt3006-venv}" 3006.29
