@@ -3,7 +3,7 @@
 //! host has no finding. Every run is inside a private network namespace, so the firewall the
 //! audit reads is the test's own and never the machine's.
 
-mod util;
+use crate::util;
 
 use std::process::Command;
 

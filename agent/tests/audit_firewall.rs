@@ -3,7 +3,7 @@
 //! sysctls are planted in a temp `--root`: the test never loads br_netfilter or changes a global
 //! sysctl.
 
-mod util;
+use crate::util;
 
 use std::process::Command;
 

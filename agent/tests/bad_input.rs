@@ -1,6 +1,6 @@
 //! Documents hostguard must refuse: exit 1, a message naming what and where, an untouched host.
 
-mod util;
+use crate::util;
 
 use util::{hostguard, run_with, FakeRoot};
 

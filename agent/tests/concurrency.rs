@@ -5,7 +5,7 @@
 //! the values the run before it wrote. If two runs overlapped, two would find the same values (or a
 //! mix of two documents), and the chain below would not hold.
 
-mod util;
+use crate::util;
 
 use std::collections::BTreeMap;
 use std::os::unix::io::AsRawFd;

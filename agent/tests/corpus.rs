@@ -2,7 +2,7 @@
 //! fresh fake root and a directory standing for the world outside it; the table says what must
 //! happen, and for every case nothing under the root or outside it changes.
 
-mod util;
+use crate::util;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -14,7 +14,7 @@
 //! (its jumps deleted and inserted again at the top) and a new network written the way the
 //! documents show are not drift. Needs root, `ip` and both iptables backends.
 
-mod util;
+use crate::util;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

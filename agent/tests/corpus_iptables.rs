@@ -10,7 +10,7 @@
 //! day it passes, so the mark is removed); every other dump must pass. Needs root, `ip` and both
 //! iptables backends.
 
-mod util;
+use crate::util;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -11,7 +11,7 @@
 //! again (what a network restart does) is not drift, and a `--confirm` rollback during which
 //! libvirt re-adds its rules leaves them all. Needs root, `ip` and both iptables backends.
 
-mod util;
+use crate::util;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

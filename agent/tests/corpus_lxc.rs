@@ -12,7 +12,7 @@
 //! it passes). Needs root, LXC and busybox-static (tests/lib/setup.sh installs them) and a
 //! cgroup v1 host like tests/system/lxc.
 
-mod util;
+use crate::util;
 
 use std::path::Path;
 use std::process::Command;

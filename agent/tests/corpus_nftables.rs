@@ -8,7 +8,7 @@
 //! a rule deleted (or added) by hand is drift on exactly its table and is repaired. Needs root, `ip`, `nft`
 //! and iptables-nft.
 
-mod util;
+use crate::util;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -8,7 +8,7 @@
 //! keeps per network namespace, converge inside a namespace of their own and a second apply
 //! exits 0 — the machine's own sysctls are never written. Needs root and `ip`.
 
-mod util;
+use crate::util;
 
 use std::process::{Command, Stdio};
 

@@ -7,7 +7,7 @@
 //! and the one after that finds nothing to do. `apply --confirm` and its watchdog are killed
 //! the same way at each commit point of the confirm state machine.
 
-mod util;
+use crate::util;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

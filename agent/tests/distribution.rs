@@ -1,7 +1,7 @@
 //! What ships beside the binary: the JSON Schema kept in the repository, shell completions and
 //! manual pages. None of these commands needs root or reads the host.
 
-mod util;
+use crate::util;
 
 use std::path::Path;
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! The `lxc` section through the built binary, on a temp `--root` holding container configs
 //! (real containers are exercised by tests/system/lxc): exit codes, reports, files on disk.
 
-mod util;
+use crate::util;
 
 use util::{run_with, FakeRoot};
 

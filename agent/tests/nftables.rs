@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{json, Value};
 
-mod util;
+use crate::util;
 
 /// A network namespace of the test's own (`util::Netns`, deleted on drop, also when the test
 /// fails) and a temp dir for hostguard's `--root`.

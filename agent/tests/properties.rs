@@ -3,7 +3,7 @@
 //! live in `props/`, shared with the libFuzzer targets in `fuzz/`; inputs that once broke them are
 //! kept below as regression tests.
 
-mod props;
+use crate::props;
 
 use proptest::prelude::*;
 

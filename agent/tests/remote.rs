@@ -2,7 +2,7 @@
 //! a pinned document applies; every way a download can go wrong exits 1, names the URL, and
 //! leaves the root exactly as it was.
 
-mod remote_support;
+use crate::remote_support;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! `--report-url`: a real collector on 127.0.0.1 receives the report that `plan` and `apply`
 //! print; a collector that is down, failing or hanging costs a warning and never the exit code.
 
-mod remote_support;
+use crate::remote_support;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! sync and `apply` leaves unchanged, on any host. Issue 14: on a stock machine `validate` refused
 //! `show`'s own output (empty values), and `plan` then found drift on `kernel.ns_last_pid`.
 
-mod util;
+use crate::util;
 
 use std::os::unix::fs::PermissionsExt;
 

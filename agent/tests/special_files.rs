@@ -4,7 +4,7 @@
 //! check not made, or exit 1 for the document) naming the path and what it is, in bounded time
 //! and memory. Every run is watched: one that outlives its deadline is killed and fails the test.
 
-mod util;
+use crate::util;
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;

@@ -1,7 +1,7 @@
 //! The sysctl resource end to end: the built binary against a fake root, and against the real
 //! kernel inside a private network namespace.
 
-mod util;
+use crate::util;
 
 use std::process::Command;
 

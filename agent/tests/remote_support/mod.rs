@@ -1,7 +1,6 @@
 //! Helpers for the remote-state and report tests: a test CA, a small real HTTP/1.1 server (TLS
 //! or plain) on 127.0.0.1 whose answers each test scripts, a fake `/proc/sys` root, and the
 //! built binary.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -294,10 +293,6 @@ impl FakeRoot {
             std::fs::write(&p, format!("{value}\n")).unwrap();
         }
         FakeRoot { dir }
-    }
-
-    pub fn path(&self) -> &Path {
-        self.dir.path()
     }
 
     pub fn arg(&self) -> String {

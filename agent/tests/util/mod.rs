@@ -1,6 +1,5 @@
 //! Small helpers shared by the integration tests: run the built binary, fake host roots, and
 //! private network namespaces that are removed even when a test fails.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::io::Write;
