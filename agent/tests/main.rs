@@ -30,3 +30,16 @@ mod remote_report;
 mod show_roundtrip;
 mod special_files;
 mod sysctl;
+
+/// With one binary, cargo no longer finds test files by itself: a file in tests/ that is not a
+/// module above would silently never run.
+#[test]
+fn every_test_file_is_a_module_of_this_binary() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let main = std::fs::read_to_string(dir.join("main.rs")).unwrap();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        let Some(module) = name.strip_suffix(".rs").filter(|m| *m != "main") else { continue };
+        assert!(main.lines().any(|l| l == format!("mod {module};")), "agent/tests/{name} is not run: add `mod {module};` to agent/tests/main.rs");
+    }
+}
