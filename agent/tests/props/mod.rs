@@ -142,3 +142,52 @@ pub fn lxc_config(text: &str) {
         assert!(e.key.starts_with("lxc.") && !e.key.contains('='), "{e:?}");
     }
 }
+
+/// `nft list` output: parsed, each table rendered as the `nft -f` definition a `--confirm`
+/// rollback loads, and parsed again: the same table.
+pub fn nft_listing(text: &str) {
+    let Ok(ruleset) = hostguard::nftables::listing::parse(text) else { return };
+    for t in &ruleset.tables {
+        let out = hostguard::nftables::listing::render(t);
+        let again = hostguard::nftables::listing::parse(&out).unwrap_or_else(|e| panic!("rendered table does not parse ({e}):\n{out}"));
+        assert_eq!(again.tables, [t.clone()], "rendered table reads back differently:\n{out}");
+    }
+}
+
+/// A string as a document's rule and as a set element: when validation accepts it, it is exactly
+/// one line of the `nft -f` batch, inside its chain or set, and the batch has as many lines and
+/// blocks as with a plain `accept` / `1.2.3.4` there.
+pub fn nft_rule(text: &str) {
+    use hostguard::nftables::render::{table, Script};
+    use hostguard::state::nftables::{validate, RawNftables};
+    let script = |rule: &str, element: &str| -> Option<Script> {
+        let raw: RawNftables = serde_json::from_value(serde_json::json!({ "tables": { "inet hg": {
+            "chains": { "c": { "rules": [rule] } },
+            "sets": { "s": { "type": "ipv4_addr", "elements": [element] } } } } }))
+        .ok()?;
+        let mut errs = hostguard::state::ValidationErrors::default();
+        let st = validate(raw, &mut errs);
+        if !errs.is_empty() {
+            return None;
+        }
+        let mut s = Script::new();
+        table(&mut s, &st.tables[0]);
+        Some(s)
+    };
+    let plain = script("accept", "1.2.3.4").expect("the plain table is valid");
+    let shape = |s: &Script| s.text.lines().map(|l| l.matches('{').count() as i64 - l.matches('}').count() as i64).collect::<Vec<_>>();
+    for (rule, element) in [(text, "1.2.3.4"), ("accept", text)] {
+        let Some(s) = script(rule, element) else { continue };
+        assert_eq!(s.text.lines().count(), plain.text.lines().count(), "{text:?} changes the batch's lines:\n{}", s.text);
+        let want = if rule == text { format!("\t\t{}", text.trim()) } else { format!("\t\t\t{}", text.trim()) };
+        assert!(s.text.lines().any(|l| l == want), "{text:?} is not one line of the batch:\n{}", s.text);
+        // Outside quotes, the braces of every line but the document's open and close as in the
+        // plain batch: the string cannot close its chain or set and open another.
+        let (a, b) = (shape(&s), shape(&plain));
+        for (i, l) in s.text.lines().enumerate() {
+            if l != want {
+                assert_eq!(a[i], b[i], "{text:?}: line {} {l:?}", i + 1);
+            }
+        }
+    }
+}
