@@ -2,7 +2,7 @@
 //! real-world configs (as lxc-create writes them, hand-edited ones with comments and includes,
 //! an LXC 2.0 one) read and written back byte for byte, and each converged with a document.
 //!
-//! `UPDATE_GOLDEN=1 cargo test --test lxc_golden` rewrites the expected files; review the diff.
+//! `UPDATE_GOLDEN=1 cargo test --test main lxc_golden::` rewrites the expected files; review the diff.
 
 use std::path::PathBuf;
 
