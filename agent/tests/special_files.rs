@@ -8,6 +8,7 @@ use crate::util;
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -90,11 +91,18 @@ impl Watched {
 /// for every run: under 10 s and under 64 MiB resident (the goal is 1 s and 20 MiB; the slack is
 /// for a loaded 2-core machine and a debug build; `bench/special-files` measures the release build).
 fn watched(ns: Option<&Netns>, args: &[&str], what: &str) -> Watched {
-    let mut argv: Vec<&str> = ns.map(|n| n.prefix()).unwrap_or_default();
+    // The peak is GNU time's report of its own child. A process forked from this test binary
+    // (one binary for every integration test, hundreds of MiB resident) starts with the test's
+    // resident size as its ru_maxrss, which exec keeps; a child of the small `time` does not.
+    let rss_file = tempfile::NamedTempFile::new().unwrap();
+    let rss_path = rss_file.path().to_str().unwrap().to_string();
+    let mut argv: Vec<&str> = vec!["/usr/bin/time", "-f", "%M", "-o", &rss_path];
+    argv.extend(ns.map(|n| n.prefix()).unwrap_or_default());
     argv.push(bin());
     argv.extend_from_slice(args);
     let mut child = Command::new(argv[0])
         .args(&argv[1..])
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -122,7 +130,8 @@ fn watched(ns: Option<&Netns>, args: &[&str], what: &str) -> Watched {
             break;
         }
         if started.elapsed() > Duration::from_secs(20) {
-            let _ = child.kill();
+            // SAFETY: the child leads its own process group: `time` and hostguard under it.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
             let _ = child.wait();
             panic!("{what}: hostguard {args:?} still running after 20 s: it hangs");
         }
@@ -134,8 +143,12 @@ fn watched(ns: Option<&Netns>, args: &[&str], what: &str) -> Watched {
         stdout: reader.join().unwrap(),
         stderr: ereader.join().unwrap(),
         elapsed,
-        // With `ip netns exec` in front this is the largest of it and hostguard, which it execs.
-        max_rss_kib: usage.ru_maxrss,
+        // With `ip netns exec` in front this is the larger of it and hostguard, which it execs.
+        // `time` writes "Command exited with non-zero status N" first when the run failed.
+        max_rss_kib: std::fs::read_to_string(&rss_path)
+            .ok()
+            .and_then(|t| t.lines().last().and_then(|l| l.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("{what}: /usr/bin/time wrote no peak resident size to {rss_path}")),
     };
     assert!(w.elapsed < Duration::from_secs(10), "{what}: {args:?} took {:?}", w.elapsed);
     assert!(w.max_rss_kib < 64 * 1024, "{what}: {args:?} grew to {} KiB resident", w.max_rss_kib);

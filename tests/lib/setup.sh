@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(iptables nftables iproute2 lxc busybox-static uidmap ruby puppet puppetserver prometheus prometheus-node-exporter
           openssl cpio xz-utils zstd e2fsprogs kmod curl python3-venv debootstrap
-          python3-jsonschema strace lintian
+          python3-jsonschema strace lintian time
           ruby-rspec-puppet ruby-puppetlabs-spec-helper puppet-strings puppet-lint ruby-mixlib-shellout
           docker.io lxc-templates)
 
