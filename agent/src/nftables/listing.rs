@@ -182,10 +182,15 @@ fn parse_set(lines: &mut Logical, is_map: bool, name: &str) -> Result<Set, Strin
         if let Some(rest) = line.strip_prefix("elements = ") {
             let inner = rest.trim().strip_prefix('{').and_then(|r| r.strip_suffix('}')).ok_or_else(|| format!("set {name}: elements not in braces: {line:?}"))?;
             for e in split_top_level(inner, ',') {
-                // nft never lists an element whose braces or quotes do not balance; read as one,
-                // it would render as more (or fewer) elements than it is.
+                // nft never lists an element whose braces or quotes do not balance, nor one with
+                // a brace of its own outside quotes (a verdict, a concatenation, counters and a
+                // comment have none); read as one, it would render as more (or fewer) elements,
+                // or as blocks, than it is.
                 if braces(e, false) != (0, false) {
                     return Err(format!("set {name}: element {e:?} leaves a brace or quote unbalanced"));
+                }
+                if unquoted_brace(e) {
+                    return Err(format!("set {name}: element {e:?} holds a brace, which nft never lists in an element"));
                 }
                 let e = element(e);
                 if !e.is_empty() {
@@ -337,6 +342,17 @@ fn open_braces(line: &str) -> i32 {
     braces(line, false).0
 }
 
+/// Whether `text` holds a brace outside quotes.
+fn unquoted_brace(text: &str) -> bool {
+    let mut quoted = false;
+    text.chars().any(|c| {
+        if c == '"' {
+            quoted = !quoted;
+        }
+        !quoted && (c == '{' || c == '}')
+    })
+}
+
 /// The braces `text` opens (less those it closes) outside quotes, starting inside a quote or
 /// not, and whether it ends inside one.
 fn braces(text: &str, mut quoted: bool) -> (i32, bool) {
@@ -449,6 +465,18 @@ table ip nat {
     fn an_element_with_unbalanced_braces_is_not_a_listing() {
         let text = "table ip t {\n\tmap m {\n\t\ttype ifname : verdict\n\t\telements = { \"a\" : accept,\n\t\t\t\"b\" : drop }\u{2}\t}\n\t\telements = { \"c\" : accept }\n\t}\n}\n";
         assert!(parse(text).unwrap_err().contains("unbalanced"), "{:?}", parse(text));
+    }
+
+    /// Found by the nft_listing fuzz target in CI: an element holding balanced braces
+    /// (`"docker0" : jump x { type ifname : verdict ... }`) swallowed the set's closing brace and
+    /// the blocks after it, and rendered it read back as other sets and maps.
+    #[test]
+    fn an_element_holding_braces_is_not_a_listing() {
+        let text = "table ip t {\n\tmap m {\n\t\ttype ifname : verdict\n\t\telements = { \"a\" : jump x { type ifname : verdict elements = { \"b\" : accept } } }\n\t}\n}\n";
+        assert!(parse(text).unwrap_err().contains("holds a brace"), "{:?}", parse(text));
+        // A brace inside a quoted comment is the comment's.
+        let quoted = "table ip t {\n\tset s {\n\t\ttype ipv4_addr\n\t\telements = { 10.0.0.1 comment \"{x}\" }\n\t}\n}\n";
+        assert_eq!(parse(quoted).unwrap().tables[0].sets["s"].elements, ["10.0.0.1 comment \"{x}\""]);
     }
 
     #[test]
