@@ -72,11 +72,34 @@ module Hostguard
 
   # The apply options of an unattended `--confirm SECONDS --confirm-probe TARGET`: `probe` true
   # means the Chef server of `chef_server_url`, a String is the target as hostguard takes it
-  # (HOST:PORT or https://...), nil or false no probe.
-  def self.confirm_args(probe, seconds, chef_server_url = nil)
+  # (HOST:PORT or https://...), nil or false no probe. An https:// target is also checked against
+  # `ca_file` (Chef's own trust, `ca_bundle`) unless `given`, the options already on the command
+  # line, name a `--ca-file` of their own (hostguard takes it once).
+  def self.confirm_args(probe, seconds, chef_server_url = nil, ca_file: nil, given: [])
     return [] if probe.nil? || probe == false || probe.to_s.empty?
     target = probe == true ? server_target(chef_server_url) : probe.to_s
-    ['--confirm', Integer(seconds).to_s, '--confirm-probe', target]
+    args = ['--confirm', Integer(seconds).to_s, '--confirm-probe', target]
+    use_ca = ca_file && target.start_with?('https://') && !Array(given).map(&:to_s).include?('--ca-file')
+    use_ca ? args + ['--ca-file', ca_file] : args
+  end
+
+  # What this node's Chef trusts beyond the system's CAs, as the one PEM file hostguard's
+  # `--ca-file` takes: `ssl_ca_file` and every certificate in `trusted_certs_dir` (where
+  # `knife ssl fetch` puts a Chef server's), so an https:// probe of a server Chef itself trusts
+  # is trusted too. One file is used as it is; several are joined into `bundle`, rewritten (by a
+  # rename) only when their content changed. nil when Chef trusts nothing of its own.
+  def self.ca_bundle(ssl_ca_file, trusted_certs_dir, bundle)
+    files = [ssl_ca_file].compact.map(&:to_s).select { |f| File.file?(f) }
+    files += Dir.glob(File.join(trusted_certs_dir.to_s, '*.{crt,pem}')).sort if trusted_certs_dir
+    return nil if files.empty?
+    return files.first if files.size == 1
+    pem = files.map { |f| File.read(f).strip + "\n" }.join
+    unless File.exist?(bundle) && File.read(bundle) == pem
+      tmp = "#{bundle}.hostguard-tmp.#{Process.pid}"
+      File.write(tmp, pem, perm: 0o644)
+      File.rename(tmp, bundle)
+    end
+    bundle
   end
 
   # The outcome of one hostguard command.

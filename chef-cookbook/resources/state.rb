@@ -22,7 +22,7 @@ property :extra_args, Array, default: [],
 property :apply_args, Array, default: [],
          description: 'Options of hostguard apply only, e.g. %w(--backup-dir /var/backups/hostguard).'
 property :confirm_probe, [true, false, String],
-         description: 'Guard firewall changes with nobody to type hostguard confirm: true probes the host and port of chef_server_url (a TCP connect) after the change, a String probes HOST:PORT or an https:// URL; no answer within confirm seconds rolls hostguard\'s own firewall edits back and fails the run.'
+         description: 'Guard firewall changes with nobody to type hostguard confirm: true probes the host and port of chef_server_url (a TCP connect) after the change, a String probes HOST:PORT or an https:// URL (its certificate checked against the system\'s CAs and what Chef trusts: ssl_ca_file and trusted_certs_dir); no answer within confirm seconds rolls hostguard\'s own firewall edits back and fails the run.'
 property :confirm, Integer, default: 60, callbacks: { 'must be a positive number of seconds' => ->(v) { v.positive? } },
          description: 'Seconds the confirm_probe target has to answer.'
 property :state_file, String, default: lazy { |r| Hostguard.default_state_file(r.root) },
@@ -61,7 +61,8 @@ action :apply do
     raise Hostguard::Error, plan_error if plan_error
   elsif !pending.empty? || plan_error
     args = new_resource.apply_args +
-           Hostguard.confirm_args(new_resource.confirm_probe, new_resource.confirm, Chef::Config[:chef_server_url])
+           Hostguard.confirm_args(new_resource.confirm_probe, new_resource.confirm, Chef::Config[:chef_server_url],
+                                  ca_file: chef_ca_file, given: new_resource.apply_args + new_resource.extra_args)
     result = runner.apply(document, state_file: new_resource.state_file, args: args)
     raise Hostguard::Error, result.error_message unless result.reported?
     # What did change is logged and counts the resource as updated, even on exit 6.
@@ -97,5 +98,12 @@ action_class do
 
   def document
     Hostguard.document(new_resource.document)
+  end
+
+  # Chef's own trust (ssl_ca_file, trusted_certs_dir) for an https:// confirm_probe, joined in
+  # the file cache when it is more than one file.
+  def chef_ca_file
+    Hostguard.ca_bundle(Chef::Config[:ssl_ca_file], Chef::Config[:trusted_certs_dir],
+                        ::File.join(Chef::Config[:file_cache_path], 'hostguard-ca.pem'))
   end
 end

@@ -24,8 +24,9 @@
 # @param apply_args Options of `hostguard apply` only, e.g. ['--backup-dir', '/var/backups/hostguard'].
 # @param confirm_probe Guard firewall changes with nobody to type `hostguard confirm`: `true`
 #   probes this agent's Puppet server (`server`, `serverport` 8140) after the change, a String
-#   probes `HOST:PORT` or an `https://` URL; no answer within `confirm` seconds rolls hostguard's
-#   own firewall edits back and fails the resources. Unset: no probe.
+#   probes `HOST:PORT` or an `https://` URL (checked against the system's CAs and this agent's
+#   Puppet CA, `localcacert`); no answer within `confirm` seconds rolls hostguard's own firewall
+#   edits back and fails the resources. Unset: no probe.
 # @param confirm Seconds the `confirm_probe` target has to answer.
 # @param state_file Where the document is saved on real runs: `/etc/hostguard/state.json` under
 #   `root` unless set, never the machine's /etc when `root` is set.

@@ -80,6 +80,36 @@ probe_far() {
   wait_listening 10.79.0.2 "$1" "$TMP/far.log" "the probe target"
 }
 
+# serve_https PORT: an HTTPS server on 127.0.0.1:PORT inside the namespace, answering GET / with
+# 200, whose certificate (for IP 127.0.0.1) is signed by a private CA made here and trusted by
+# nothing on the machine: HTTPS_CA is that CA's PEM file. Stopped on exit.
+serve_https() {
+  local d=$TMP/https
+  mkdir -p "$d"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj "/CN=hostguard test CA" \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+    -keyout "$d/ca.key" -out "$d/ca.pem" 2>"$d/openssl.log" &&
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=127.0.0.1" \
+    -keyout "$d/server.key" -out "$d/server.csr" 2>>"$d/openssl.log" &&
+  printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$d/ext" &&
+  openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial -days 2 \
+    -extfile "$d/ext" -out "$d/server.pem" 2>>"$d/openssl.log" || { echo "FAIL: openssl"; cat "$d/openssl.log"; exit 1; }
+  HTTPS_CA=$d/ca.pem
+  in_ns ip link set lo up
+  ip netns exec "$NS" python3 -c '
+import http.server, ssl, sys
+class Ok(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.send_header("Content-Length", "3"); self.end_headers(); self.wfile.write(b"ok\n")
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+srv = http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Ok)
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+srv.serve_forever()' "$1" "$d/server.pem" "$d/server.key" >"$d/server.log" 2>&1 &
+  SANDBOX_PIDS+=($!)
+  wait_listening 127.0.0.1 "$1" "$d/server.log" "the test's HTTPS server"
+}
+
 # ns_sysctl KEY: the namespace's value of a net.* key.
 ns_sysctl() { in_ns cat "/proc/sys/${1//.//}"; }
 ns_sysctl_set() { in_ns sh -c "echo '$2' > /proc/sys/${1//.//}"; }

@@ -71,7 +71,10 @@ Puppet::Type.newtype(:hostguard_state) do
       firewall edits back (the resources fail) when nothing answers within `confirm` seconds.
       `true`: this agent's Puppet server (`server_list`'s first entry, else `server`, on
       `serverport`, 8140), the connection a firewall change could cut. A String: `HOST:PORT` or an
-      `https://` URL answered with 2xx. Unset or `false`: no probe.
+      `https://` URL answered with 2xx, its certificate checked against the system's CAs and
+      this agent's Puppet CA (`localcacert`, so the Puppet server's own
+      `https://SERVER:8140/status/v1/simple` works); a `--ca-file` in `extra_args` or
+      `apply_args` is used instead. Unset or `false`: no probe.
     DESC
     validate do |value|
       next if [true, false, 'true', 'false', 'server'].include?(value)
@@ -160,7 +163,8 @@ Puppet::Type.newtype(:hostguard_state) do
   # `hostguard apply` of the whole document, once per run, whichever child syncs first.
   def apply_once
     @apply ||= begin
-      args = Array(self[:apply_args]) + PuppetX::Hostguard.confirm_args(self[:confirm_probe], self[:confirm])
+      given = Array(self[:apply_args]) + Array(self[:extra_args])
+      args = Array(self[:apply_args]) + PuppetX::Hostguard.confirm_args(self[:confirm_probe], self[:confirm], given)
       result = runner.run('apply', self[:document], state_file: self[:state_file], command_args: args)
       provider.remember(result)
       result

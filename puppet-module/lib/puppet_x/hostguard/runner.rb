@@ -44,11 +44,23 @@ module PuppetX
 
     # The apply options of an unattended `--confirm SECONDS --confirm-probe TARGET`: `probe` true
     # (or 'server') means this agent's server, a String is the target as hostguard takes it
-    # (HOST:PORT or https://...), nil or false no probe.
-    def self.confirm_args(probe, seconds)
+    # (HOST:PORT or https://...), nil or false no probe. An https:// target is checked against
+    # Puppet's own CA too (`ca_args`); `given` are the options already on the command line.
+    def self.confirm_args(probe, seconds, given = [])
       return [] if probe.nil? || probe == false || probe.to_s == 'false' || probe.to_s.empty?
       target = [true, 'true', 'server'].include?(probe) ? server_target : probe.to_s
-      ['--confirm', seconds.to_s, '--confirm-probe', target]
+      ['--confirm', seconds.to_s, '--confirm-probe', target] + ca_args(target, given)
+    end
+
+    # `--ca-file` with the CA this agent trusts its Puppet server by (`localcacert`), for an
+    # https:// probe target: a Puppet server's own URL (`/status/v1/simple`) is signed by that CA,
+    # not by one of the system's. Nothing when the agent has no CA file yet (a masterless node)
+    # or the options already name a `--ca-file`, which hostguard takes once.
+    def self.ca_args(target, given)
+      return [] unless target.start_with?('https://')
+      return [] if Array(given).map(&:to_s).include?('--ca-file')
+      ca = Puppet[:localcacert].to_s
+      File.readable?(ca) ? ['--ca-file', ca] : []
     end
 
     # The outcome of one hostguard command.

@@ -87,6 +87,7 @@ def run(command, document=None, binary=None, root=None, extra_args=None, state_f
         elif command != "audit":
             raise CommandExecutionError("hostguard {}: no document (give document= or pillar hostguard:document)".format(command))
 
+    argv[4:4] = _ca_args(argv)
     if not os.access(binary, os.X_OK):
         raise CommandExecutionError("hostguard binary {} is missing or not executable".format(binary))
     out = __salt__["cmd.run_all"](
@@ -148,7 +149,9 @@ def confirm_args(confirm=None, confirm_probe=None):
 
     confirm_probe
         ``True`` (or ``master``): this minion's master, ``master:master_port`` (4506); a string:
-        ``HOST:PORT`` or an ``https://`` URL as hostguard takes it; unset or ``False``: no probe.
+        ``HOST:PORT`` or an ``https://`` URL as hostguard takes it, its certificate checked
+        against the system's CAs and the minion's ``ca_bundle`` when set (``run`` adds it as
+        ``--ca-file`` unless the options have one); unset or ``False``: no probe.
     confirm
         SECONDS, 60 by default.
     """
@@ -162,6 +165,19 @@ def confirm_args(confirm=None, confirm_probe=None):
     except (TypeError, ValueError):
         raise CommandExecutionError("hostguard: confirm must be a number of seconds, not {!r}".format(seconds))
     return ["--confirm", str(seconds), "--confirm-probe", target]
+
+
+def _ca_args(argv):
+    """``--ca-file`` with the minion's own ``ca_bundle`` (the CA file Salt's own https requests
+    trust) for an ``https://`` confirm_probe, so a target signed by a private CA the minion is
+    set up for answers; nothing when ``ca_bundle`` is unset or argv already names a ``--ca-file``
+    (hostguard takes it once)."""
+    if "--confirm-probe" not in argv or "--ca-file" in argv:
+        return []
+    if not argv[argv.index("--confirm-probe") + 1].startswith("https://"):
+        return []
+    ca = __opts__.get("ca_bundle")
+    return ["--ca-file", str(ca)] if ca and os.path.isfile(str(ca)) else []
 
 
 def plan(document=None, binary=None, root=None, extra_args=None):

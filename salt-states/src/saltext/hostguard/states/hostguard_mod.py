@@ -96,7 +96,8 @@ def converged(name, document=None, binary=None, root=None, extra_args=None, stat
     confirm_probe, confirm
         Guard firewall changes the way ``hostguard confirm`` would, with nobody to type it:
         ``confirm_probe: True`` probes this minion's master (``master``:``master_port``, 4506) after
-        the change, ``confirm_probe: 'HOST:PORT'`` or ``'https://...'`` another target; no answer
+        the change, ``confirm_probe: 'HOST:PORT'`` or ``'https://...'`` another target (checked
+        against the system's CAs and the minion's ``ca_bundle``); no answer
         within ``confirm`` seconds (60) rolls hostguard's own edits back and fails the state with
         hostguard's message. Pillar ``hostguard:confirm_probe`` / ``hostguard:confirm`` when omitted.
     download_url, download_sha256
