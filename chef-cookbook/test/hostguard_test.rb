@@ -10,7 +10,7 @@ require 'logger'
 require 'stringio'
 require_relative '../libraries/hostguard'
 
-%w(HOSTGUARD HG_ROOT HG_TMP HG_AUDIT_ROOT HG_PROBE_URL HG_PROBE_CUT HG_PROBE_KEEP).each do |v|
+%w(HOSTGUARD HG_ROOT HG_TMP HG_AUDIT_ROOT HG_PROBE_URL HG_PROBE_CUT HG_PROBE_KEEP HG_HTTPS_URL HG_HTTPS_CA).each do |v|
   abort "#{v} is not set: run tests/system/chef-lib, which makes the sandbox" unless ENV[v]
 end
 
@@ -266,5 +266,79 @@ class HostguardLibraryTest < Minitest::Test
   ensure
     system('iptables', '-P', 'INPUT', 'ACCEPT')
     system('iptables', '-F', 'INPUT')
+  end
+
+  # An https:// probe of a server whose certificate a private CA signed (tests/system/chef-lib:
+  # HG_HTTPS_URL on the namespace's 127.0.0.1, HG_HTTPS_CA): without that CA the server is not
+  # trusted and the change is rolled back; with the CA in Chef's trusted_certs_dir, as the
+  # resource passes it, the change is kept.
+  def test_an_https_confirm_probe_trusts_the_ca_chef_trusts
+    url = ENV.fetch('HG_HTTPS_URL')
+    doc = Hostguard.document('iptables' => { 'ipv4' => { 'filter' => { 'INPUT' => { 'policy' => 'DROP', 'rules' => JSON.parse(ENV['HG_PROBE_KEEP']) } } } })
+    alone = runner.apply(doc, args: Hostguard.confirm_args(url, 3))
+    assert_equal 4, alone.exitstatus, alone.error_message
+    assert_includes alone.error_message, "rolled back: #{url} did not answer"
+    assert_includes alone.error_message, 'UnknownIssuer'
+    assert_equal '-P INPUT ACCEPT', `iptables -S INPUT`.strip
+    certs = File.join(TMP, 'trusted_certs')
+    FileUtils.mkdir_p(certs)
+    FileUtils.cp(ENV.fetch('HG_HTTPS_CA'), File.join(certs, 'hg_test_ca.crt'))
+    ca = Hostguard.ca_bundle(nil, certs, File.join(TMP, 'hostguard-ca.pem'))
+    kept = runner.apply(doc, args: Hostguard.confirm_args(url, 3, ca_file: ca))
+    assert_equal 2, kept.exitstatus, kept.error_message
+    assert(kept.descriptions.any? { |d| d.include?("kept: GET #{url} answered 200 OK") }, kept.descriptions.inspect)
+    assert_equal '-P INPUT DROP', `iptables -S INPUT`.lines.first.strip
+  ensure
+    system('iptables', '-P', 'INPUT', 'ACCEPT')
+    system('iptables', '-F', 'INPUT')
+  end
+
+  # metadata.rb read the way Chef's metadata DSL reads it: each line a method call with its
+  # arguments (Chef itself is not installable here).
+  def test_metadata_names_what_supermarket_needs_and_no_address_that_does_not_exist
+    fields = Hash.new { |h, k| h[k] = [] }
+    recorder = Object.new
+    recorder.define_singleton_method(:method_missing) { |name, *args| fields[name] << args }
+    recorder.define_singleton_method(:respond_to_missing?) { |*| true }
+    path = File.expand_path('../metadata.rb', __dir__)
+    recorder.instance_eval(File.read(path), path)
+    %i(name version maintainer license description chef_version).each do |f|
+      assert_equal 1, fields[f].size, "metadata.rb sets #{f} once"
+    end
+    assert_equal [['hostguard']], fields[:name]
+    assert_match(/\A\d+\.\d+\.\d+\z/, fields[:version].first.first)
+    assert_equal [['>= 16.0', '< 20']], fields[:chef_version], 'Chef Infra 16 through 19'
+    assert_equal [['Apache-2.0']], fields[:license]
+    %i(source_url issues_url).each do |f|
+      fields[f].each { |(url)| assert url.start_with?('https://') && !url.include?('example.invalid'), "#{f} #{url}" }
+    end
+    refute_match(/example\.invalid/, File.read(path))
+  end
+
+  def test_the_ca_of_an_https_probe_is_what_chef_trusts_unless_the_options_name_one
+    certs = File.join(TMP, 'certs')
+    FileUtils.rm_rf(certs)
+    FileUtils.mkdir_p(certs)
+    bundle = File.join(TMP, 'bundle.pem')
+    FileUtils.rm_f(bundle)
+    assert_nil Hostguard.ca_bundle(nil, certs, bundle), 'Chef trusts nothing of its own: no --ca-file'
+    assert_nil Hostguard.ca_bundle(File.join(TMP, 'missing.pem'), File.join(TMP, 'missing'), bundle)
+    ca = File.read(ENV.fetch('HG_HTTPS_CA'))
+    File.write(File.join(certs, 'a.crt'), ca)
+    assert_equal File.join(certs, 'a.crt'), Hostguard.ca_bundle(nil, certs, bundle), 'one file is used as it is'
+    File.write(File.join(TMP, 'ssl_ca_file.pem'), ca)
+    File.write(File.join(certs, 'b.pem'), ca)
+    File.write(File.join(certs, 'notes.txt'), 'not a certificate')
+    assert_equal bundle, Hostguard.ca_bundle(File.join(TMP, 'ssl_ca_file.pem'), certs, bundle)
+    assert_equal "#{ca.strip}\n" * 3, File.read(bundle), 'ssl_ca_file, then a.crt and b.pem, each once'
+    inode = File.stat(bundle).ino
+    Hostguard.ca_bundle(File.join(TMP, 'ssl_ca_file.pem'), certs, bundle)
+    assert_equal inode, File.stat(bundle).ino, 'an unchanged bundle is not rewritten'
+    assert_equal ['--confirm', '5', '--confirm-probe', 'https://h.example/', '--ca-file', bundle],
+                 Hostguard.confirm_args('https://h.example/', 5, ca_file: bundle)
+    assert_equal ['--confirm', '5', '--confirm-probe', 'h.example:443'],
+                 Hostguard.confirm_args('h.example:443', 5, ca_file: bundle), 'a TCP probe needs no CA'
+    assert_equal ['--confirm', '5', '--confirm-probe', 'https://h.example/'],
+                 Hostguard.confirm_args('https://h.example/', 5, ca_file: bundle, given: ['--ca-file', '/own.pem'])
   end
 end

@@ -6,7 +6,8 @@ set -euo pipefail
 PACKAGES=(iptables nftables iproute2 lxc busybox-static uidmap ruby puppet puppetserver prometheus prometheus-node-exporter
           openssl cpio xz-utils zstd e2fsprogs kmod curl python3-venv debootstrap
           python3-jsonschema strace lintian time
-          ruby-rspec-puppet ruby-puppetlabs-spec-helper puppet-strings puppet-lint ruby-mixlib-shellout
+          ruby-rspec-puppet ruby-puppetlabs-spec-helper puppet-strings puppet-lint metadata-json-lint ruby-mixlib-shellout
+          puppet-module-puppetlabs-stdlib
           docker.io lxc-templates)
 
 missing=()

@@ -33,7 +33,7 @@ TRIXIE_PACKAGES=(
   # tests/system/debian13: the Salt venv builds timelib (gcc, python3-dev); the Chef library's and
   # the Puppet module's tests
   gcc python3-dev ruby-minitest ruby-mixlib-shellout
-  rake ruby-rspec-puppet ruby-puppetlabs-spec-helper puppet-strings puppet-lint
+  rake ruby-rspec-puppet ruby-puppetlabs-spec-helper puppet-strings puppet-lint metadata-json-lint
 )
 
 # shellcheck source=tests/lib/debian.sh
