@@ -247,25 +247,39 @@ class HostguardLibraryTest < Minitest::Test
     assert_raises(Hostguard::Error) { Hostguard.confirm_args(true, 60, nil) }
   end
 
+  # An INPUT chain with policy DROP and the rules of RULES (JSON text): the change a probe guards.
+  def input_drop(rules)
+    Hostguard.document('iptables' => { 'ipv4' => { 'filter' => { 'INPUT' => { 'policy' => 'DROP', 'rules' => JSON.parse(rules) } } } })
+  end
+
+  def assert_rolled_back(result, *why)
+    assert_equal 4, result.exitstatus, result.error_message
+    refute result.ok?
+    why.each { |w| assert_includes result.error_message, w }
+    assert_equal '-P INPUT ACCEPT', `iptables -S INPUT`.strip
+  end
+
+  def assert_kept(result, answer)
+    assert_equal 2, result.exitstatus, result.error_message
+    assert(result.descriptions.any? { |d| d.include?("kept: #{answer}") }, result.descriptions.inspect)
+    assert_equal '-P INPUT DROP', `iptables -S INPUT`.lines.first.strip
+  end
+
+  def reset_input
+    system('iptables', '-P', 'INPUT', 'ACCEPT')
+    system('iptables', '-F', 'INPUT')
+  end
+
   # The Chef server beyond a veth (tests/system/chef-lib: HG_PROBE_URL, a listener on its port):
   # rules that cut the path are rolled back and fail; rules that keep it are confirmed.
   def test_confirm_probe_rolls_back_a_change_that_cuts_the_chef_server_and_keeps_one_that_does_not
     url = ENV.fetch('HG_PROBE_URL')
-    doc = lambda do |rules|
-      Hostguard.document('iptables' => { 'ipv4' => { 'filter' => { 'INPUT' => { 'policy' => 'DROP', 'rules' => JSON.parse(rules) } } } })
-    end
-    cut = runner.apply(doc.call(ENV['HG_PROBE_CUT']), args: Hostguard.confirm_args(true, 4, url))
-    assert_equal 4, cut.exitstatus, cut.error_message
-    refute cut.ok?
-    assert_includes cut.error_message, 'rolled back: 10.79.0.2:8443 did not answer'
-    assert_equal '-P INPUT ACCEPT', `iptables -S INPUT`.strip
-    kept = runner.apply(doc.call(ENV['HG_PROBE_KEEP']), args: Hostguard.confirm_args(true, 4, url))
-    assert_equal 2, kept.exitstatus, kept.error_message
-    assert(kept.descriptions.any? { |d| d.include?('kept: TCP connect to 10.79.0.2:8443') }, kept.descriptions.inspect)
-    assert_equal '-P INPUT DROP', `iptables -S INPUT`.lines.first.strip
+    assert_rolled_back(runner.apply(input_drop(ENV['HG_PROBE_CUT']), args: Hostguard.confirm_args(true, 4, url)),
+                       'rolled back: 10.79.0.2:8443 did not answer')
+    assert_kept(runner.apply(input_drop(ENV['HG_PROBE_KEEP']), args: Hostguard.confirm_args(true, 4, url)),
+                'TCP connect to 10.79.0.2:8443')
   ensure
-    system('iptables', '-P', 'INPUT', 'ACCEPT')
-    system('iptables', '-F', 'INPUT')
+    reset_input
   end
 
   # An https:// probe of a server whose certificate a private CA signed (tests/system/chef-lib:
@@ -274,23 +288,15 @@ class HostguardLibraryTest < Minitest::Test
   # resource passes it, the change is kept.
   def test_an_https_confirm_probe_trusts_the_ca_chef_trusts
     url = ENV.fetch('HG_HTTPS_URL')
-    doc = Hostguard.document('iptables' => { 'ipv4' => { 'filter' => { 'INPUT' => { 'policy' => 'DROP', 'rules' => JSON.parse(ENV['HG_PROBE_KEEP']) } } } })
-    alone = runner.apply(doc, args: Hostguard.confirm_args(url, 3))
-    assert_equal 4, alone.exitstatus, alone.error_message
-    assert_includes alone.error_message, "rolled back: #{url} did not answer"
-    assert_includes alone.error_message, 'UnknownIssuer'
-    assert_equal '-P INPUT ACCEPT', `iptables -S INPUT`.strip
+    doc = input_drop(ENV['HG_PROBE_KEEP'])
+    assert_rolled_back(runner.apply(doc, args: Hostguard.confirm_args(url, 3)), "rolled back: #{url} did not answer", 'UnknownIssuer')
     certs = File.join(TMP, 'trusted_certs')
     FileUtils.mkdir_p(certs)
     FileUtils.cp(ENV.fetch('HG_HTTPS_CA'), File.join(certs, 'hg_test_ca.crt'))
     ca = Hostguard.ca_bundle(nil, certs, File.join(TMP, 'hostguard-ca.pem'))
-    kept = runner.apply(doc, args: Hostguard.confirm_args(url, 3, ca_file: ca))
-    assert_equal 2, kept.exitstatus, kept.error_message
-    assert(kept.descriptions.any? { |d| d.include?("kept: GET #{url} answered 200 OK") }, kept.descriptions.inspect)
-    assert_equal '-P INPUT DROP', `iptables -S INPUT`.lines.first.strip
+    assert_kept(runner.apply(doc, args: Hostguard.confirm_args(url, 3, ca_file: ca)), "GET #{url} answered 200 OK")
   ensure
-    system('iptables', '-P', 'INPUT', 'ACCEPT')
-    system('iptables', '-F', 'INPUT')
+    reset_input
   end
 
   # metadata.rb read the way Chef's metadata DSL reads it: each line a method call with its
