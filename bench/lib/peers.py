@@ -23,6 +23,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cases  # noqa: E402
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HOSTGUARD = os.environ.get("HOSTGUARD", os.path.join(REPO, "target/release/hostguard"))
 SALT_VENV = os.environ.get("SALT_VENV", "/opt/hostguard-tests/salt-venv")
@@ -42,7 +45,7 @@ class Sandbox:
         NS_COUNT[0] += 1
         self.name = name
         self.ns = "hg-bench-%d-%d" % (os.getpid(), NS_COUNT[0])
-        self.dir = os.path.join(TMP, name)
+        self.dir = os.path.join(TMP, "%s-%d" % (name, NS_COUNT[0]))
         self.root = os.path.join(self.dir, "root")
         os.makedirs(os.path.join(self.root, "proc"))
         os.makedirs(os.path.join(self.root, "etc/sysctl.d"))
@@ -98,6 +101,10 @@ def salt_run(box, d, limit):
             # A hostguard.converged state counts each changed hostguard resource.
             changed = sum(len(r["changes"]) if r["__id__"] == "hostguard" else (1 if r["changes"] else 0)
                           for r in ret.values())
+            # Name what changed when it is only a few states (a false drift is then readable).
+            ids = [r["__id__"] for r in ret.values() if r["changes"] and r["__id__"] != "hostguard"]
+            if 0 < len(ids) <= 3:
+                changed = "%d (%s)" % (changed, ", ".join(ids))
             if not all(r["result"] for r in ret.values()):
                 changed = "FAILED: " + "; ".join(r["comment"][:200] for r in ret.values() if not r["result"])[:300]
         except (ValueError, KeyError, TypeError, AttributeError) as e:
@@ -231,23 +238,48 @@ def sysctl_converged(box, values):
     return sum(1 for k, g in zip(values, got) if g.strip() == str(values[k]))
 
 
-def run_pair(args, rows, tool, contender, size, setup, run, converged):
-    """Runs a contender `args.repeat` times, each in a fresh sandbox: setup, first run, `converged`
-    (how many of `size` things are as wanted; None for an empty run), second run."""
-    firsts, seconds, conv = [], [], None
+def run_pair(args, rows, tool, contender, size, setup, run, converged, before=None, between=None, complete=None, others=None):
+    """Runs a contender `args.repeat` times, each in a fresh sandbox: setup, `before`, first run,
+    `converged` (how many of `size` things are as wanted; None for an empty run), `between`, second
+    run. A first run stopped at the cap is followed by no second run (it would go on converging,
+    not be a no-op) unless `complete` puts the rest in place as the contender writes it; `others`
+    counts, after the second run, the rules of others that must survive it."""
+    firsts, seconds, conv, notes = [], [], None, []
     for rep in range(args.repeat):
         box = Sandbox("%s-%s-%s-%d" % (tool, contender.split()[0], size, rep))
         try:
             ctx = setup(box)
+            if before:
+                before(box)
             firsts.append(run(box, ctx))
             conv = converged(box) if converged else None
-            # After a stopped first run a second run would go on converging, not be a no-op.
-            seconds.append(run(box, ctx) if firsts[-1][1] is not None else (0.0, None, "not run: 1st run stopped"))
+            stopped = firsts[-1][1] is None
+            completed = complete(box) if stopped and complete else None
+            if completed is not None:
+                notes.append("stopped at the cap with %s of %s rules in; the other %s were then loaded as it writes "
+                             "them (its last rule, port and name replaced), so its 2nd run is the no-op it would be"
+                             % (num(completed), num(size), num(size - completed)))
+            elif stopped:
+                notes.append("stopped at the cap; no 2nd run (it would go on converging, not be a no-op)")
+            if between:
+                between(box)
+            seconds.append(run(box, ctx) if not stopped or completed is not None else (0.0, None, "not run: 1st run stopped"))
+            if others:
+                after = "after the 2nd run: %s" % others(box)
+                if converged:
+                    after += ", %s" % converged(box)
+                notes.append(after)
         finally:
             box.close()
-    rows.append(dict(tool=tool, contender=contender, size=size, first=fastest(firsts), second=fastest(seconds), converged=conv))
+    rows.append(dict(tool=tool, contender=contender, size=size, first=fastest(firsts), second=fastest(seconds),
+                     converged=conv, notes=sorted(set(notes)), load=os.getloadavg()[0]))
     r = rows[-1]
-    print("  %s %s %s: %.2f s, %.2f s" % (tool, contender, size, r["first"][0], r["second"][0]), file=sys.stderr, flush=True)
+    print("  %s %s %s: %s, %s (load %.1f)" % (tool, contender, size, fmt_run(r["first"], r), fmt_run(r["second"], r), r["load"]),
+          file=sys.stderr, flush=True)
+
+
+def num(n):
+    return "{:,}".format(n)
 
 
 def salt_setup(sls_of):
@@ -326,40 +358,193 @@ def iptables_rules(box):
     return [l for l in out.splitlines() if l.startswith("-A INPUT ")]
 
 
+def iptables_converged(n):
+    """How many of the n wanted INPUT rules are in place, in order. Each tool writes the rule its
+    own way (puppetlabs-firewall: multiport and a comment), so a rule counts when it accepts the
+    right port at the right place."""
+    def converged(box):
+        have = [re.search(r"--dports? (\d+) .*-j ACCEPT", r) for r in iptables_rules(box)]
+        in_order = sum(1 for h, p in zip(have, ports(n)) if h and int(h.group(1)) == p)
+        policy = "DROP" if ":INPUT DROP" in sh(box.argv(["iptables-save", "-t", "filter"])) else "ACCEPT"
+        return Converged(in_order, n, "policy " + policy)
+    return converged
+
+
+def nft_converged(n, table):
+    """The same for nft: `tcp dport N accept` in chain input of table ip TABLE."""
+    def converged(box):
+        r = subprocess.run(box.argv(["nft", "list", "chain", "ip", table, "input"]), capture_output=True, text=True)
+        have = re.findall(r"^\s*tcp dport (\d+) accept$", r.stdout, re.M)
+        in_order = sum(1 for h, p in zip(have, ports(n)) if int(h) == p)
+        policy = "drop" if "policy drop;" in r.stdout else "accept" if r.returncode == 0 else "no chain"
+        return Converged(in_order, n, "policy " + policy)
+    return converged
+
+
+class Converged:
+    """What a run left in the kernel: `got` of `want` things in place, and a note."""
+
+    def __init__(self, got, want, note=""):
+        self.got, self.want, self.note = got, want, note
+
+    def __str__(self):
+        return "%d/%d rules%s" % (self.got, self.want, ", " + self.note if self.note else "")
+
+
+# Salt's nftables states use their default table, ip filter; hostguard leaves ip filter to
+# iptables-nft, so its document names a table of its own. The rules are the same. Salt 3008.4's
+# nftables.set_policy reports a change on every run: its get_policy indexes the list that
+# get_rules_json returns as if it were nft's whole JSON document, so it never finds a policy.
+SALT_NFT_TABLE = "filter"
+HG_NFT_TABLE = "hgbench"
+
+
+def iptables_doc(n):
+    return {"version": 1, "iptables": {"ipv4": {"filter": {"INPUT": {
+        "policy": "DROP", "purge": True, "rules": ["-p tcp -m tcp --dport %d -j ACCEPT" % p for p in ports(n)]}}}}}
+
+
+def nft_doc(n):
+    return {"version": 1, "nftables": {"tables": {"ip " + HG_NFT_TABLE: {"chains": {"input": {
+        "type": "filter", "hook": "input", "priority": 0, "policy": "drop",
+        "rules": ["tcp dport %d accept" % p for p in ports(n)]}}}}}}
+
+
+def salt_iptables_sls(n):
+    sls = "INPUT-policy:\n  iptables.set_policy:\n    - table: filter\n    - chain: INPUT\n    - policy: DROP\n"
+    return sls + "".join("accept-%d:\n  iptables.append:\n    - table: filter\n    - chain: INPUT\n    - proto: tcp\n"
+                         "    - match: tcp\n    - dport: %d\n    - jump: ACCEPT\n    - save: False\n" % (p, p) for p in ports(n))
+
+
+def salt_nftables_sls(n):
+    """Salt's nftables states for the same rules, in its default table ip filter: the table, its
+    input base chain, its policy, then one nftables.append per rule."""
+    sls = ("table:\n  nftables.table_present:\n    - name: %s\n"
+           "input-chain:\n  nftables.chain_present:\n    - name: input\n    - table: %s\n"
+           "    - table_type: filter\n    - hook: input\n    - priority: 0\n"
+           "input-policy:\n  nftables.set_policy:\n    - table: %s\n    - chain: input\n    - policy: drop\n"
+           % ((SALT_NFT_TABLE,) * 3))
+    return sls + "".join("accept-%d:\n  nftables.append:\n    - table: %s\n    - chain: input\n    - proto: tcp\n"
+                         "    - dport: %d\n    - jump: accept\n" % (p, SALT_NFT_TABLE, p) for p in ports(n))
+
+
+def firewall_major():
+    """puppetlabs-firewall's major version, from the installed module's metadata."""
+    try:
+        return int(json.load(open(os.path.join(PUPPET_MODULES, "firewall", "metadata.json")))["version"].split(".")[0])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def puppet_firewall_pp(n, major):
+    """puppetlabs-firewall's resources for the rules: 8.x takes `jump` and `protocol => 'IPv4'`
+    (`action` and `provider` are gone), older majors `action`."""
+    pp = "firewallchain { 'INPUT:filter:IPv4': policy => drop }\n"
+    verdict = "jump => 'accept', protocol => 'IPv4'" if major >= 8 else "action => 'accept'"
+    return pp + "".join("firewall { '%05d accept %d': chain => 'INPUT', proto => 'tcp', dport => %d, %s }\n"
+                        % (i + 100, p, p, verdict) for i, p in enumerate(ports(n)))
+
+
+def complete_as_the_peer_writes(box, n):
+    """After a run stopped at the cap with K of n rules in: appends the other n - K rules to INPUT
+    spelled as the peer wrote its last one (its port and its resource name replaced), so that its
+    second run is the no-op it would be after a finished first run. Returns K, or None when the
+    rules it wrote are not in order (then nothing is added)."""
+    have = iptables_rules(box)
+    k = iptables_converged(n)(box).got
+    if k == 0 or k != len(have) or k == n:
+        return k if k == n else None
+    last, port = have[-1], ports(n)[k - 1]
+    name = "%05d accept %d" % (k - 1 + 100, port)
+    at_port = re.compile(r"(--dports? )%d(?= )" % port)
+    if name not in last or len(at_port.findall(last)) != 1:
+        return None
+    lines = [at_port.sub(r"\g<1>%d" % p, last.replace(name, "%05d accept %d" % (i + 100, p)))
+             for i, p in enumerate(ports(n)) if i >= k]
+    restore(box, "*filter\n" + "\n".join(lines) + "\nCOMMIT\n")
+    return k
+
+
+def restore(box, text):
+    subprocess.run(box.argv(["iptables-restore", "--noflush"]), input=text, text=True, check=True, capture_output=True)
+
+
+def load_others(n_others):
+    """Loads about n_others kube-proxy rules (bench/lib/cases.py) into the sandbox's nat table:
+    rules of others that no contender owns. Returns a counter of them for the check after."""
+    text, count, _ = cases.kube(n_others)
+
+    def load(box):
+        restore(box, text)
+
+    def kept(box):
+        got = sum(1 for l in sh(box.argv(["iptables-save", "-t", "nat"])).splitlines() if l.startswith("-A "))
+        return "%d/%d others kept" % (got, count)
+    return load, kept, count
+
+
 def bench_iptables(args):
-    sizes = [int(x) for x in args.sizes.split(",")]
-    rows = []
+    rows, foreign_rows = [], []
     salt = salt_runner(args)
     none = lambda b: None
+    tools = args.tools.split(",")
+    major = firewall_major()
+    sizes = [int(x) for x in args.sizes.split(",") if x]
     for n in sizes:
-        want = ["-A INPUT -p tcp -m tcp --dport %d -j ACCEPT" % p for p in ports(n)]
-
-        def converged(box, n=n):
-            # Each tool writes the rule its own way (puppetlabs-firewall: multiport and a comment),
-            # so a rule counts when it accepts the right port at the right place.
-            have = [re.search(r"--dports? (\d+) .*-j ACCEPT", r) for r in iptables_rules(box)]
-            in_order = sum(1 for h, p in zip(have, ports(n)) if h and int(h.group(1)) == p)
-            policy = "DROP" if ":INPUT DROP" in sh(box.argv(["iptables-save", "-t", "filter"])) else "ACCEPT"
-            return "%d/%d rules, policy %s" % (in_order, n, policy)
-
+        ipt_doc, nft = iptables_doc(n), nft_doc(n)
         # Each size has its own empty runs, measured next to it: the machine's load drifts.
-        run_pair(args, rows, "salt", "empty run", n, salt_setup(lambda b: SALT_EMPTY), salt, None)
-        peer_sls = "INPUT-policy:\n  iptables.set_policy:\n    - table: filter\n    - chain: INPUT\n    - policy: DROP\n"
-        peer_sls += "".join("accept-%d:\n  iptables.append:\n    - table: filter\n    - chain: INPUT\n    - proto: tcp\n"
-                            "    - match: tcp\n    - dport: %d\n    - jump: ACCEPT\n    - save: False\n" % (p, p) for p in ports(n))
-        doc = {"version": 1, "iptables": {"ipv4": {"filter": {"INPUT": {
-            "policy": "DROP", "purge": True, "rules": [r[len("-A INPUT "):] for r in want]}}}}}
-        run_pair(args, rows, "salt", "iptables.append", n, salt_setup(lambda b, s=peer_sls: s), salt, converged)
-        run_pair(args, rows, "salt", "hostguard.converged", n, salt_setup(lambda b, d=doc: salt_hostguard_sls(b, d)), salt, converged)
-        peer_pp = "firewallchain { 'INPUT:filter:IPv4': policy => drop }\n"
-        peer_pp += "".join("firewall { '%05d accept %d': chain => 'INPUT', proto => 'tcp', dport => %d, action => 'accept' }\n"
-                           % (i + 100, p, p) for i, p in enumerate(ports(n)))
-        run_pair(args, rows, "puppet", "empty run", n, none, puppet_runner(args, lambda b: PUPPET_EMPTY), None)
-        run_pair(args, rows, "puppet", "puppetlabs-firewall", n, none, puppet_runner(args, lambda b, m=peer_pp: m), converged)
-        run_pair(args, rows, "puppet", "hostguard class", n, none,
-                 puppet_runner(args, lambda b, d=doc: puppet_hostguard(b, "iptables", d["iptables"])), converged)
-        run_pair(args, rows, "-", "hostguard apply (bare)", n, bare_setup(doc), bare_runner(args), converged)
-    print_table("iptables, INPUT rules (nft backend, IPv4)", rows, args.limit)
+        if "puppet" in tools:
+            run_pair(args, rows, "puppet", "empty run", n, none, puppet_runner(args, lambda b: PUPPET_EMPTY), None)
+            run_pair(args, rows, "puppet", "puppetlabs-firewall", n, none,
+                     puppet_runner(args, lambda b, m=puppet_firewall_pp(n, major): m), iptables_converged(n),
+                     complete=lambda b, n=n: complete_as_the_peer_writes(b, n))
+            run_pair(args, rows, "puppet", "hostguard class", n, none,
+                     puppet_runner(args, lambda b, d=ipt_doc: puppet_hostguard(b, "iptables", d["iptables"])), iptables_converged(n))
+        if "salt" in tools:
+            run_pair(args, rows, "salt", "empty run", n, salt_setup(lambda b: SALT_EMPTY), salt, None)
+            run_pair(args, rows, "salt", "iptables.append", n, salt_setup(lambda b, s=salt_iptables_sls(n): s), salt,
+                     iptables_converged(n))
+            run_pair(args, rows, "salt", "hostguard.converged", n, salt_setup(lambda b, d=ipt_doc: salt_hostguard_sls(b, d)),
+                     salt, iptables_converged(n))
+            run_pair(args, rows, "salt", "nftables.append", n, salt_setup(lambda b, s=salt_nftables_sls(n): s), salt,
+                     nft_converged(n, SALT_NFT_TABLE))
+            run_pair(args, rows, "salt", "hostguard.converged (nftables)", n,
+                     salt_setup(lambda b, d=nft: salt_hostguard_sls(b, d)), salt, nft_converged(n, HG_NFT_TABLE))
+        run_pair(args, rows, "-", "hostguard apply (bare)", n, bare_setup(ipt_doc), bare_runner(args), iptables_converged(n))
+        run_pair(args, rows, "-", "hostguard apply (bare, nftables)", n, bare_setup(nft), bare_runner(args), nft_converged(n, HG_NFT_TABLE))
+    if rows:
+        print_table("iptables and nftables, %s INPUT rules" % " / ".join("{:,}".format(n) for n in sizes), rows, args.limit)
+
+    if args.others:
+        # The case users complain of: a few managed rules on a host full of others' rules. Each
+        # contender converges its rules on the empty host, then the others are loaded and the
+        # second run, a no-op, is timed.
+        n = args.managed
+        load, kept, count = load_others(args.others)
+        ipt_doc, nft = iptables_doc(n), nft_doc(n)
+        f = foreign_rows
+        if "puppet" in tools:
+            run_pair(args, f, "puppet", "empty run", n, none, puppet_runner(args, lambda b: PUPPET_EMPTY), None, before=load, others=kept)
+            run_pair(args, f, "puppet", "puppetlabs-firewall", n, none,
+                     puppet_runner(args, lambda b, m=puppet_firewall_pp(n, major): m), iptables_converged(n), between=load, others=kept)
+            run_pair(args, f, "puppet", "hostguard class", n, none,
+                     puppet_runner(args, lambda b, d=ipt_doc: puppet_hostguard(b, "iptables", d["iptables"])), iptables_converged(n),
+                     between=load, others=kept)
+        if "salt" in tools:
+            run_pair(args, f, "salt", "empty run", n, salt_setup(lambda b: SALT_EMPTY), salt, None, before=load, others=kept)
+            run_pair(args, f, "salt", "iptables.append", n, salt_setup(lambda b, s=salt_iptables_sls(n): s), salt,
+                     iptables_converged(n), between=load, others=kept)
+            run_pair(args, f, "salt", "hostguard.converged", n, salt_setup(lambda b, d=ipt_doc: salt_hostguard_sls(b, d)),
+                     salt, iptables_converged(n), between=load, others=kept)
+            run_pair(args, f, "salt", "nftables.append", n, salt_setup(lambda b, s=salt_nftables_sls(n): s), salt,
+                     nft_converged(n, SALT_NFT_TABLE), between=load, others=kept)
+            run_pair(args, f, "salt", "hostguard.converged (nftables)", n,
+                     salt_setup(lambda b, d=nft: salt_hostguard_sls(b, d)), salt, nft_converged(n, HG_NFT_TABLE), between=load, others=kept)
+        run_pair(args, f, "-", "hostguard apply (bare)", n, bare_setup(ipt_doc), bare_runner(args), iptables_converged(n),
+                 between=load, others=kept)
+        print_table("%d managed INPUT rules on a host holding %s other rules (kube-proxy's, in nat); "
+                    "1st run: the converge on the empty host, 2nd run: the no-op run once the others are in"
+                    % (n, "{:,}".format(count)), foreign_rows, args.limit)
 
 
 # ---------------------------------------------------------------- table
@@ -371,49 +556,65 @@ def fastest(runs):
     return (best[0], best[1], runs[-1][2])
 
 
-def fmt_run(r, limit):
+def fmt_run(r, row):
     t, rc, changed = r
     if rc is None:
-        return "stopped at %.0f s" % t if t else "not run"
+        if not t:
+            return "not run"
+        conv = row["converged"]
+        if r is row["first"] and isinstance(conv, Converged):
+            return ">= %.0f s (stopped at the cap, %s of %s rules in)" % (t, num(conv.got), num(conv.want))
+        return ">= %.0f s (stopped at the cap)" % t
     return "%.2f" % t
 
 
 def print_table(title, rows, limit):
     print("## %s" % title)
     print()
-    print("| tool | contender | size | 1st run s | 2nd run s | marginal 1st s | marginal 2nd s | converged after 1st | changes reported on 2nd (false drift) |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| tool | contender | size | 1st run s | 2nd run s | marginal 1st s | marginal 2nd s | converged after 1st | changes reported on 2nd (false drift) | load |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     empty = {(r["tool"], r["size"]): r for r in rows if r["contender"] == "empty run"}
     for r in rows:
         e = empty.get((r["tool"], r["size"]))
         m1 = m2 = "-"
         if e and r is not e:
-            m1 = "%.2f" % (r["first"][0] - e["first"][0]) if r["first"][1] is not None else "-"
-            m2 = "%.2f" % (r["second"][0] - e["second"][0]) if r["second"][1] is not None else "-"
-        conv = "-" if r["converged"] is None else r["converged"] if isinstance(r["converged"], str) else "%s/%s" % (r["converged"], r["size"])
+            m1, m2 = marginal(r["first"], e["first"]), marginal(r["second"], e["second"])
+        conv = "-" if r["converged"] is None else str(r["converged"]) if not isinstance(r["converged"], int) else "%s/%s" % (r["converged"], r["size"])
         ch2 = r["second"][2]
-        print("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-            r["tool"], r["contender"], r["size"], fmt_run(r["first"], limit), fmt_run(r["second"], limit),
-            m1, m2, conv, "-" if ch2 is None else ch2))
+        print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %.1f |" % (
+            r["tool"], r["contender"], num(r["size"]), fmt_run(r["first"], r), fmt_run(r["second"], r),
+            m1, m2, conv, "-" if ch2 is None else ch2, r["load"]))
     print()
-    # Ratios peer / hostguard per tool and size.
+    notes = [(r, n) for r in rows for n in r.get("notes", [])]
+    for r, n in notes:
+        print("- %s %s, %s: %s" % (r["tool"], r["contender"], num(r["size"]), n))
+    if notes:
+        print()
+    # Ratios peer / hostguard per tool and size: each peer against the hostguard contender of the
+    # same layer (iptables or nftables).
     print("| tool | size | peer | whole 1st | whole 2nd | marginal 1st | marginal 2nd |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for tool in ("salt", "puppet"):
         for size in sorted({r["size"] for r in rows if r["tool"] == tool}):
             e = empty.get((tool, size))
-            mine = [r for r in rows if r["tool"] == tool and r["size"] == size and "hostguard" in r["contender"]]
-            peers = [r for r in rows if r["tool"] == tool and r["size"] == size and "hostguard" not in r["contender"] and r["contender"] != "empty run"]
-            for hg in mine:
-                for p in peers:
-                    cells = []
-                    for run in ("first", "second"):
-                        cells.append(ratio(p[run], hg[run], 0))
-                    for run in ("first", "second"):
-                        cells.append(ratio(p[run], hg[run], e[run][0] if e else 0))
-                    print("| %s | %s | %s / %s | %s |" % (tool, size, p["contender"], hg["contender"], " | ".join(cells)))
+            here = [r for r in rows if r["tool"] == tool and r["size"] == size]
+            for p in here:
+                if "hostguard" in p["contender"] or p["contender"] == "empty run":
+                    continue
+                nft = p["contender"].startswith("nftables")
+                for hg in (r for r in here if "hostguard" in r["contender"] and ("nftables" in r["contender"]) == nft):
+                    cells = [ratio(p[run], hg[run], 0) for run in ("first", "second")]
+                    cells += [ratio(p[run], hg[run], e[run][0] if e else 0) for run in ("first", "second")]
+                    print("| %s | %s | %s / %s | %s |" % (tool, num(size), p["contender"], hg["contender"], " | ".join(cells)))
     print()
     sys.stdout.flush()
+
+
+def marginal(r, e):
+    """A run minus the tool's empty run; a stopped run's is a lower bound."""
+    if r[1] is None:
+        return ">= %.0f" % (r[0] - e[0]) if r[0] else "-"
+    return "%.2f" % (r[0] - e[0])
 
 
 def ratio(p, h, base):
@@ -426,13 +627,37 @@ def ratio(p, h, base):
     return "%s%.1fx" % (prefix, pt / hp)
 
 
+def versions():
+    """The userspace and the tools the contenders ran with, as one line."""
+    def first_line(argv):
+        try:
+            return subprocess.run(argv, capture_output=True, text=True).stdout.strip().splitlines()[0]
+        except (OSError, IndexError):
+            return "none"
+
+    def module(name):
+        try:
+            return json.load(open(os.path.join(PUPPET_MODULES, name, "metadata.json")))["version"]
+        except (OSError, ValueError, KeyError):
+            return "none"
+    release = dict(l.split("=", 1) for l in open("/etc/os-release").read().splitlines() if "=" in l)
+    return ("%s; Puppet %s, puppetlabs-firewall %s, puppetlabs-stdlib %s; %s; %s; %s; %s"
+            % (release.get("PRETTY_NAME", "?").strip('"'), first_line(["puppet", "--version"]), module("firewall"),
+               module("stdlib"), first_line([os.path.join(SALT_VENV, "bin/salt-call"), "--version"]),
+               first_line([os.path.join(SALT_VENV, "bin/python"), "--version"]), first_line(["iptables", "--version"]),
+               first_line(["nft", "--version"])))
+
+
 def main():
     global TMP
     ap = argparse.ArgumentParser()
     ap.add_argument("kind", choices=["sysctl", "iptables"])
     ap.add_argument("--keys", type=int, default=100)
-    ap.add_argument("--sizes", default="50,200,1000")
-    ap.add_argument("--limit", type=float, default=300)
+    ap.add_argument("--sizes", default="200,1000", help="iptables: rule counts (empty: none)")
+    ap.add_argument("--managed", type=int, default=100, help="iptables: managed rules of the no-op case")
+    ap.add_argument("--others", type=int, default=4000, help="iptables: others' rules of the no-op case (0: no such case)")
+    ap.add_argument("--tools", default="puppet,salt", help="iptables: which tools' contenders run")
+    ap.add_argument("--limit", type=float, default=300, help="per-run time cap in seconds")
     ap.add_argument("--repeat", type=int, default=3, help="runs per contender; the fastest counts")
     args = ap.parse_args()
     TMP = tempfile.mkdtemp(prefix="hostguard-bench-")
@@ -440,6 +665,8 @@ def main():
         print("# %s, %s, %s, load average at start %.1f" % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                                 " ".join(os.uname()[i] for i in (0, 2, 4)),
                                 "%d cores" % os.cpu_count(), os.getloadavg()[0]))
+        print()
+        print(versions())
         print()
         if args.kind == "sysctl":
             bench_sysctl(args)
