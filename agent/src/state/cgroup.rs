@@ -16,7 +16,7 @@ pub struct RawCgroups {
     /// Which cgroup version to manage: `auto` (default) reads /sys/fs/cgroup; a forced version
     /// the host does not have exits 1.
     #[serde(default)]
-    #[schemars(schema_with = "super::schema::cgroup_version")]
+    #[schemars(schema_with = "cgroup_version")]
     pub version: Option<String>,
     /// Groups by path below the cgroup root (`hostguard/web1`); a missing group is created.
     #[serde(default)]
@@ -264,6 +264,13 @@ pub fn parse_pids_max(v: &serde_json::Value) -> Result<PidsMax, String> {
         Some(n) if (1..=4_194_304).contains(&n) => Ok(PidsMax::Count(n)),
         _ => Err(format!("{v} is not a pids limit: use a whole number from 1 to 4194304, or \"max\"")),
     }
+}
+
+// Field schemas for values the serde layer keeps as `serde_json::Value` or `String`, beside
+// their fields; each says what `validate` accepts.
+
+fn cgroup_version(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    super::schema::one_of(&["auto", "v1", "v2"])
 }
 
 #[cfg(test)]

@@ -53,19 +53,19 @@ pub struct RawIptables {
     /// `auto` runs iptables-save/iptables-restore as installed; `nft` and `legacy` force
     /// iptables-nft-* or iptables-legacy-*.
     #[serde(default)]
-    #[schemars(schema_with = "super::schema::iptables_backend")]
+    #[schemars(schema_with = "iptables_backend")]
     pub backend: Option<String>,
     /// IPv4 tables (filter, nat, mangle, raw, security) holding chains by name.
     #[serde(default)]
-    #[schemars(schema_with = "super::schema::iptables_tables")]
+    #[schemars(schema_with = "iptables_tables")]
     pub ipv4: UniqueMap<UniqueMap<RawChain>>,
     /// IPv6 tables, as ipv4.
     #[serde(default)]
-    #[schemars(schema_with = "super::schema::iptables_tables")]
+    #[schemars(schema_with = "iptables_tables")]
     pub ipv6: UniqueMap<UniqueMap<RawChain>>,
     /// Named neighbours of every listed chain (added to each chain's own `foreign`).
     #[serde(default)]
-    #[schemars(schema_with = "super::schema::iptables_foreign")]
+    #[schemars(schema_with = "iptables_foreign")]
     pub foreign: Vec<String>,
 }
 
@@ -76,7 +76,7 @@ pub struct RawIptables {
 pub struct RawChain {
     /// Policy of a built-in chain (user chains have none).
     #[serde(default)]
-    #[schemars(schema_with = "super::schema::iptables_policy")]
+    #[schemars(schema_with = "iptables_policy")]
     pub policy: Option<String>,
     /// true: rules not in `rules` are removed (except `ignore` matches). false: the listed rules
     /// are ensured present, in order, and no other rule is ever removed.
@@ -89,7 +89,7 @@ pub struct RawChain {
     /// Named neighbours whose rules in this chain are theirs, never drift and never removed:
     /// docker, libvirt, fail2ban, ufw, kube-proxy, firewalld.
     #[serde(default)]
-    #[schemars(schema_with = "super::schema::iptables_foreign")]
+    #[schemars(schema_with = "iptables_foreign")]
     pub foreign: Vec<String>,
     /// Rules as written after `-A CHAIN` (`-i lxcbr0 -o eth0 -j ACCEPT`), split with shell
     /// quoting; compared in the form iptables-save prints. `""` is a counting rule.
@@ -442,6 +442,38 @@ fn neighbours(names: &[String], path: &str, errs: &mut ValidationErrors) -> Vec<
         }
     }
     out
+}
+
+// Field schemas for values the serde layer keeps as `serde_json::Value` or `String`, beside
+// their fields; each says what `validate` accepts.
+
+fn iptables_backend(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    super::schema::one_of(&["auto", "nft", "legacy"])
+}
+
+fn iptables_policy(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    super::schema::one_of(&["ACCEPT", "DROP"])
+}
+
+/// `foreign`: a list of the neighbours hostguard knows.
+fn iptables_foreign(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let names: Vec<&str> = Neighbour::ALL.iter().map(|n| n.name()).collect();
+    schemars::json_schema!({ "type": "array", "items": { "type": "string", "enum": names } })
+}
+
+/// `iptables.ipv4` / `ipv6`: tables by name, each holding chains by name.
+fn iptables_tables(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let chain = generator.subschema_for::<RawChain>();
+    schemars::json_schema!({
+        "type": "object",
+        "propertyNames": { "enum": ["filter", "nat", "mangle", "raw", "security"] },
+        "additionalProperties": {
+            "type": "object",
+            "description": "Chains of this table by name (built-in such as FORWARD, or user-defined); each one listed is owned by hostguard.",
+            "propertyNames": { "maxLength": MAX_CHAIN_NAME, "pattern": "^[A-Za-z0-9_.:@+][A-Za-z0-9_.:@+-]*$" },
+            "additionalProperties": chain
+        }
+    })
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ pub struct RawLxc {
     /// Config key names: `modern` (LXC 2.1+: lxc.net.0.type, lxc.idmap), `legacy` (LXC 1.x/2.0:
     /// lxc.network.type, lxc.id_map), or `auto` from the installed LXC and the cgroup version.
     #[serde(default)]
-    #[schemars(schema_with = "super::schema::lxc_dialect")]
+    #[schemars(schema_with = "lxc_dialect")]
     pub dialect: Option<String>,
     /// Containers by name; keys of their configs the document does not name are kept as they are.
     #[serde(default)]
@@ -46,7 +46,7 @@ pub struct RawContainer {
     pub cpu_shares: Option<serde_json::Value>,
     /// One object per interface: `{"type": "veth", "link": "lxcbr0", "ipv4.address": [..]}`.
     #[serde(default)]
-    #[schemars(schema_with = "super::schema::lxc_network")]
+    #[schemars(schema_with = "lxc_network")]
     pub network: Option<Vec<UniqueMap<serde_json::Value>>>,
     /// Capabilities to drop (`sys_module`, with or without `cap_`).
     #[serde(default)]
@@ -56,7 +56,7 @@ pub struct RawContainer {
     pub idmap: Option<Vec<RawIdmap>>,
     /// Other single-valued LXC keys, set as given (`"lxc.start.auto": "1"`).
     #[serde(default)]
-    #[schemars(schema_with = "super::schema::lxc_config")]
+    #[schemars(schema_with = "lxc_config")]
     pub config: UniqueMap<String>,
     /// When the container runs, also write its limits to its live cgroup (no restart needed);
     /// what cannot change live is reported as restart_required.
@@ -70,7 +70,7 @@ pub struct RawContainer {
 #[schemars(rename = "Idmap")]
 pub struct RawIdmap {
     #[serde(rename = "type")]
-    #[schemars(schema_with = "super::schema::idmap_type")]
+    #[schemars(schema_with = "idmap_type")]
     pub kind: String,
     pub container: u64,
     pub host: u64,
@@ -197,7 +197,7 @@ pub struct Container {
 pub const REPEATABLE_NET_KEYS: [&str; 5] =
     ["ipv4.address", "ipv6.address", "veth.ipv4.route", "veth.ipv6.route", "veth.vlan.tagged.id"];
 
-pub(crate) const NET_TYPES: [&str; 7] = ["empty", "none", "veth", "vlan", "macvlan", "ipvlan", "phys"];
+const NET_TYPES: [&str; 7] = ["empty", "none", "veth", "vlan", "macvlan", "ipvlan", "phys"];
 
 /// Why a key may not appear in the `config` map, if it may not: keys that have their own field,
 /// and keys LXC reads as a list (a map value could only say one of their lines).
@@ -439,6 +439,51 @@ pub fn validate(raw: RawLxc, errs: &mut ValidationErrors) -> LxcState {
         dialect,
         containers,
     }
+}
+
+// Field schemas for values the serde layer keeps as `serde_json::Value` or `String`, beside
+// their fields; each says what `validate` accepts.
+
+fn lxc_dialect(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    super::schema::one_of(&["auto", "modern", "legacy"])
+}
+
+fn idmap_type(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    super::schema::one_of(&["u", "g"])
+}
+
+/// `lxc.containers.*.network` (`validate_network`): one object per interface.
+fn lxc_network(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "items": {
+            "type": "object",
+            "description": "One interface: its keys below lxc.net.N. (the list position is N).",
+            "required": ["type"],
+            "properties": {
+                "type": { "enum": NET_TYPES }
+            },
+            "propertyNames": { "pattern": "^[a-z0-9_]*[a-z_][a-z0-9_]*(\\.[a-z0-9_]+)*$" },
+            "additionalProperties": {
+                "oneOf": [
+                    { "type": "string" },
+                    { "type": "integer", "minimum": 0 },
+                    { "type": "array", "items": { "type": "string" } }
+                ]
+            }
+        },
+        "examples": [[{ "type": "veth", "link": "lxcbr0", "flags": "up" }]]
+    })
+}
+
+/// `lxc.containers.*.config`: LXC keys to single values.
+fn lxc_config(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "propertyNames": { "pattern": "^lxc(\\.[A-Za-z0-9_-]+)+$" },
+        "additionalProperties": { "type": "string" },
+        "examples": [{ "lxc.start.auto": "1" }]
+    })
 }
 
 #[cfg(test)]

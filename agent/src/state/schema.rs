@@ -65,7 +65,9 @@ impl<V: JsonSchema> JsonSchema for UniqueMap<V> {
 }
 
 // Field schemas for values the serde layer keeps as `serde_json::Value` or `String` so that
-// `validate` can give its own messages; each says what `validate` accepts.
+// `validate` can give its own messages; each says what `validate` accepts. Those of one section
+// stand beside its fields (`state/iptables.rs`…); these are the ones several sections share, so
+// that this module names no section but the document.
 
 pub(super) fn version(_: &mut SchemaGenerator) -> Schema {
     json_schema!({ "const": 1 })
@@ -110,94 +112,8 @@ pub(super) fn pids_max(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
-/// `sysctl.values` (`SysctlValue::from_json`): whole numbers or non-blank strings.
-pub(super) fn sysctl_values(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({
-        "type": "object",
-        "additionalProperties": {
-            "oneOf": [ { "type": "integer" }, { "type": "string", "pattern": "\\S" } ]
-        },
-        "examples": [{ "vm.swappiness": 10, "net.ipv4.ip_local_port_range": "32768 60999" }]
-    })
-}
-
-fn one_of(values: &[&str]) -> Schema {
+pub(super) fn one_of(values: &[&str]) -> Schema {
     json_schema!({ "type": "string", "enum": values })
-}
-
-pub(super) fn cgroup_version(_: &mut SchemaGenerator) -> Schema {
-    one_of(&["auto", "v1", "v2"])
-}
-
-pub(super) fn iptables_backend(_: &mut SchemaGenerator) -> Schema {
-    one_of(&["auto", "nft", "legacy"])
-}
-
-pub(super) fn iptables_policy(_: &mut SchemaGenerator) -> Schema {
-    one_of(&["ACCEPT", "DROP"])
-}
-
-/// `foreign`: a list of the neighbours hostguard knows.
-pub(super) fn iptables_foreign(_: &mut SchemaGenerator) -> Schema {
-    let names: Vec<&str> = super::iptables::Neighbour::ALL.iter().map(|n| n.name()).collect();
-    json_schema!({ "type": "array", "items": { "type": "string", "enum": names } })
-}
-
-pub(super) fn lxc_dialect(_: &mut SchemaGenerator) -> Schema {
-    one_of(&["auto", "modern", "legacy"])
-}
-
-pub(super) fn idmap_type(_: &mut SchemaGenerator) -> Schema {
-    one_of(&["u", "g"])
-}
-
-/// `iptables.ipv4` / `ipv6`: tables by name, each holding chains by name.
-pub(super) fn iptables_tables(generator: &mut SchemaGenerator) -> Schema {
-    let chain = generator.subschema_for::<super::iptables::RawChain>();
-    json_schema!({
-        "type": "object",
-        "propertyNames": { "enum": ["filter", "nat", "mangle", "raw", "security"] },
-        "additionalProperties": {
-            "type": "object",
-            "description": "Chains of this table by name (built-in such as FORWARD, or user-defined); each one listed is owned by hostguard.",
-            "propertyNames": { "maxLength": super::iptables::MAX_CHAIN_NAME, "pattern": "^[A-Za-z0-9_.:@+][A-Za-z0-9_.:@+-]*$" },
-            "additionalProperties": chain
-        }
-    })
-}
-
-/// `lxc.containers.*.network` (`validate_network`): one object per interface.
-pub(super) fn lxc_network(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({
-        "type": "array",
-        "items": {
-            "type": "object",
-            "description": "One interface: its keys below lxc.net.N. (the list position is N).",
-            "required": ["type"],
-            "properties": {
-                "type": { "enum": super::lxc::NET_TYPES }
-            },
-            "propertyNames": { "pattern": "^[a-z0-9_]*[a-z_][a-z0-9_]*(\\.[a-z0-9_]+)*$" },
-            "additionalProperties": {
-                "oneOf": [
-                    { "type": "string" },
-                    { "type": "integer", "minimum": 0 },
-                    { "type": "array", "items": { "type": "string" } }
-                ]
-            }
-        },
-        "examples": [[{ "type": "veth", "link": "lxcbr0", "flags": "up" }]]
-    })
-}
-
-/// `lxc.containers.*.config`: LXC keys to single values.
-pub(super) fn lxc_config(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({
-        "type": "object",
-        "propertyNames": { "pattern": "^lxc(\\.[A-Za-z0-9_-]+)+$" },
-        "additionalProperties": { "type": "string" },
-        "examples": [{ "lxc.start.auto": "1" }]
-    })
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ pub struct RawSysctl {
     /// Keys (`vm.swappiness`, or `/`-separated `net/ipv4/conf/eth0.100/forwarding`) to values:
     /// whole numbers or strings, compared token by token as the kernel prints them.
     #[serde(default)]
-    #[schemars(schema_with = "super::schema::sysctl_values")]
+    #[schemars(schema_with = "sysctl_values")]
     pub values: UniqueMap<serde_json::Value>,
 }
 
@@ -225,6 +225,20 @@ fn persist_problem(p: &str) -> Option<String> {
         return Some(format!("{p:?}: the file name must end in .conf, or sysctl --system ignores it"));
     }
     super::types::plain_name_problem(name).map(|m| format!("{p:?}: the file name {m}"))
+}
+
+// Field schemas for values the serde layer keeps as `serde_json::Value` or `String`, beside
+// their fields; each says what `validate` accepts.
+
+/// `sysctl.values` (`SysctlValue::from_json`): whole numbers or non-blank strings.
+fn sysctl_values(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "additionalProperties": {
+            "oneOf": [ { "type": "integer" }, { "type": "string", "pattern": "\\S" } ]
+        },
+        "examples": [{ "vm.swappiness": 10, "net.ipv4.ip_local_port_range": "32768 60999" }]
+    })
 }
 
 #[cfg(test)]
