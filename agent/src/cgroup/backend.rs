@@ -13,7 +13,7 @@ use crate::host::Host;
 use crate::state::cgroup::{CgroupPath, Limits, PidsMax};
 use crate::state::types::Limit;
 
-use super::convert::page_rounded;
+use super::convert::{page_rounded, shares_to_weight, swap_for_v2};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Version {
@@ -28,6 +28,27 @@ impl Version {
             Version::V1 => 1,
             Version::V2 => 2,
         }
+    }
+
+    /// Which file, with which value, expresses `setting` of `limits` on this version: the one
+    /// table of files and conversions, for the `cgroups` kind, a container's live cgroup and the
+    /// `lxc.cgroup.*` / `lxc.cgroup2.*` keys of its config alike. A setting `limits` leaves out
+    /// gets the kernel's default (no limit, 1024 shares), so `file` can be asked of any limits.
+    pub fn target(self, setting: Setting, limits: &Limits) -> Target {
+        let memory = limits.memory.unwrap_or(Limit::Max);
+        let memory_swap = limits.memory_swap.unwrap_or(Limit::Max);
+        let shares = limits.cpu_shares.unwrap_or(1024);
+        let (file, value, converted) = match (self, setting) {
+            (Version::V1, Setting::Memory) => ("memory.limit_in_bytes", Native::Bytes(memory), false),
+            (Version::V1, Setting::MemorySwap) => (super::v1::MEMSW_FILE, Native::Bytes(memory_swap), false),
+            (Version::V1, Setting::CpuShares) => ("cpu.shares", Native::Number(shares), false),
+            (Version::V2, Setting::Memory) => ("memory.max", Native::Bytes(memory), false),
+            // v2 limits swap alone, not memory plus swap.
+            (Version::V2, Setting::MemorySwap) => ("memory.swap.max", Native::Bytes(swap_for_v2(limits.memory, memory_swap)), true),
+            (Version::V2, Setting::CpuShares) => ("cpu.weight", Native::Number(shares_to_weight(shares)), true),
+            (_, Setting::PidsMax) => ("pids.max", Native::Pids(limits.pids_max.unwrap_or(PidsMax::Max)), false),
+        };
+        Target { setting, file, value, converted }
     }
 }
 
@@ -186,8 +207,10 @@ pub trait Backend: fmt::Debug {
     /// The host directory holding `group`'s files for `controller` (`None`: the hierarchy root).
     fn dir(&self, controller: Controller, group: Option<&CgroupPath>) -> PathBuf;
 
-    /// Which file, with which value, expresses `setting` of `limits`.
-    fn target(&self, setting: Setting, limits: &Limits) -> Target;
+    /// Which file, with which value, expresses `setting` of `limits` (`Version::target`).
+    fn target(&self, setting: Setting, limits: &Limits) -> Target {
+        self.version().target(setting, limits)
+    }
 
     /// Why the host cannot hold `setting` at all (controller not mounted or not enabled, no swap
     /// accounting), with what to do; `None` when it can.
@@ -199,4 +222,20 @@ pub trait Backend: fmt::Debug {
 
     /// The file that tells a group's memory usage, for messages.
     fn usage_file(&self, setting: Setting) -> &'static str;
+
+    /// Why `setting` cannot be limited when a group lacks its file (`shown`, as messages name
+    /// it) although the controller manages the group: for memory+swap, no swap accounting.
+    fn missing_file(&self, setting: Setting, shown: &str) -> Option<String>;
+
+    /// Whether the kernel takes a memory limit below the group's usage and then reclaims or
+    /// OOM-kills to meet it (v2), rather than refusing the write (v1, EBUSY): after such a write
+    /// the usage must be read again, since the limit file alone says nothing of whether it held.
+    fn takes_limits_below_usage(&self) -> bool;
+
+    /// The file whose `oom_kill N` line counts the group's OOM kills, where there is one.
+    fn oom_events_file(&self) -> Option<&'static str>;
+
+    /// Why the kernel refused `setting` with EINVAL, and what to do, where this version has a
+    /// rule between limits; `read` gives a control file of the group as a number.
+    fn invalid_because(&self, setting: Setting, read: &dyn Fn(&str) -> Option<u64>) -> Option<String>;
 }

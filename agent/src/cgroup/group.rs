@@ -6,7 +6,7 @@ use crate::report::{ResourceReport, Status};
 use crate::state::cgroup::Limits;
 use crate::state::types::Limit;
 
-use super::backend::{Backend, Controller, Native, Setting, Target, Version};
+use super::backend::{Backend, Controller, Native, Setting, Target};
 use super::files::{GroupFiles, Presence};
 
 /// What one setting's file holds now.
@@ -58,20 +58,12 @@ fn read_current(host: &Host, b: &dyn Backend, files: &dyn GroupFiles, target: &T
     }
     let shown = || files.describe(controller, target.file);
     match files.read(controller, target.file)? {
-        None if target.setting == Setting::MemorySwap && b.version() == Version::V1 => {
-            Ok(Current::Unavailable(super::v1::memsw_missing_message(std::path::Path::new(&shown()))))
-        }
-        None if target.setting == Setting::MemorySwap => Ok(Current::Unavailable(format!(
-            "{} does not exist: this kernel does not account swap (swapaccount=0 or no CONFIG_MEMCG_SWAP), so \
-             memory+swap cannot be limited; enable swap accounting or remove memory_swap_limit",
-            shown()
-        ))),
-        None => Ok(Current::Unavailable(format!(
+        None => Ok(Current::Unavailable(b.missing_file(target.setting, &shown()).unwrap_or_else(|| format!(
             "{} does not exist: the {} controller is not enabled for {}",
             shown(),
             controller.name(),
             files.name()
-        ))),
+        )))),
         Some(text) => match target.value.parse_like(&text, b.version()) {
             Some(v) => Ok(Current::Value(v)),
             None => Err(HostError::Other(format!("{}: unexpected content {:?}", shown(), text.trim()))),
@@ -292,15 +284,17 @@ impl GroupPlan {
             )
         };
         r.current = Some(Self::current_text(t, now));
-        // v2 accepts a memory.max below the usage and then reclaims or OOM-kills synchronously;
-        // a read-back of memory.max alone would hide a group still above its limit.
-        if r.status == Status::Changed && b.version() == Version::V2 && t.setting == Setting::Memory {
-            if let (Native::Bytes(Limit::Bytes(limit)), Some(usage)) = (now, read_u64(files, Controller::Memory, "memory.current")) {
+        // A version that takes a limit below the usage (v2) reclaims or OOM-kills to meet it; a
+        // read-back of the limit file alone would hide a group still above its limit.
+        if r.status == Status::Changed && b.takes_limits_below_usage() && t.setting == Setting::Memory {
+            let usage_file = b.usage_file(Setting::Memory);
+            if let (Native::Bytes(Limit::Bytes(limit)), Some(usage)) = (now, read_u64(files, Controller::Memory, usage_file)) {
                 if usage > limit {
                     r.status = Status::Failed;
                     r.message = format!(
-                        "memory.max is now {now} but the group still uses {} (memory.current): the kernel could not reclaim \
+                        "{} is now {now} but the group still uses {} ({usage_file}): the kernel could not reclaim \
                          or OOM-kill enough (tmpfs or unkillable tasks hold it); free memory in {} or set a higher limit",
+                        t.file,
                         Limit::Bytes(usage),
                         self.group
                     );
@@ -336,27 +330,16 @@ impl GroupPlan {
                 .map(|u| format!("{} ({})", Limit::Bytes(u), b.usage_file(t.setting)))
                 .unwrap_or_else(|| "more".into())
         };
-        match (errno, t.setting) {
-            (Some(libc::EBUSY), Setting::Memory | Setting::MemorySwap) => format!(
+        let rule = if errno == Some(libc::EINVAL) { b.invalid_because(t.setting, &|f| read_u64(files, Controller::Memory, f)) } else { None };
+        match (errno, t.setting, rule) {
+            (Some(libc::EBUSY), Setting::Memory | Setting::MemorySwap, _) => format!(
                 "the kernel refused {file} = {} (EBUSY): the group uses {}, more than the new limit, and the kernel could \
                  not reclaim enough; stop or shrink processes in {}, or set a higher limit, then apply again",
                 t.value,
                 usage(),
                 self.group
             ),
-            (Some(libc::EINVAL), Setting::Memory) if b.version() == Version::V1 => format!(
-                "the kernel refused {file} = {} (EINVAL): cgroup v1 keeps memory.limit_in_bytes at or below \
-                 {} (now {}); set memory_swap_limit in the document as well",
-                t.value,
-                super::v1::MEMSW_FILE,
-                read_u64(files, Controller::Memory, super::v1::MEMSW_FILE).map(|v| Limit::Bytes(v).to_string()).unwrap_or_default()
-            ),
-            (Some(libc::EINVAL), Setting::MemorySwap) if b.version() == Version::V1 => format!(
-                "the kernel refused {file} = {} (EINVAL): memory+swap may not be below memory.limit_in_bytes (now {}); \
-                 set memory_limit in the document as well",
-                t.value,
-                read_u64(files, Controller::Memory, "memory.limit_in_bytes").map(|v| Limit::Bytes(v).to_string()).unwrap_or_default()
-            ),
+            (_, _, Some(rule)) => format!("the kernel refused {file} = {} (EINVAL): {rule}", t.value),
             _ => format!("the kernel refused {file} = {}: {reason}", t.value),
         }
     }
@@ -366,12 +349,10 @@ fn read_u64(files: &dyn GroupFiles, controller: Controller, file: &str) -> Optio
     files.read(controller, file).ok().flatten().and_then(|s| s.trim().parse().ok())
 }
 
-/// The `oom_kill` count of a v2 group's `memory.events`; 0 where there is none.
+/// The group's OOM kill count (`oom_kill` of v2's `memory.events`); 0 where there is none.
 fn oom_kills(b: &dyn Backend, files: &dyn GroupFiles) -> u64 {
-    if b.version() != Version::V2 {
-        return 0;
-    }
-    files.read(Controller::Memory, "memory.events")
+    let Some(events) = b.oom_events_file() else { return 0 };
+    files.read(Controller::Memory, events)
         .ok()
         .flatten()
         .and_then(|s| {

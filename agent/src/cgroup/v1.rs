@@ -4,9 +4,10 @@ use std::path::{Path, PathBuf};
 
 use crate::error::HostError;
 use crate::host::Host;
-use crate::state::cgroup::{CgroupPath, Limits};
+use crate::state::cgroup::CgroupPath;
+use crate::state::types::Limit;
 
-use super::backend::{Backend, Controller, Native, Setting, Target, Version};
+use super::backend::{Backend, Controller, Setting, Version};
 
 #[derive(Debug, Clone)]
 pub struct V1 {
@@ -41,16 +42,6 @@ impl Backend for V1 {
         }
     }
 
-    fn target(&self, setting: Setting, limits: &Limits) -> Target {
-        let (file, value) = match setting {
-            Setting::Memory => ("memory.limit_in_bytes", Native::Bytes(limits.memory.unwrap_or(crate::state::types::Limit::Max))),
-            Setting::MemorySwap => (MEMSW_FILE, Native::Bytes(limits.memory_swap.unwrap_or(crate::state::types::Limit::Max))),
-            Setting::CpuShares => ("cpu.shares", Native::Number(limits.cpu_shares.unwrap_or(1024))),
-            Setting::PidsMax => ("pids.max", Native::Pids(limits.pids_max.unwrap_or(crate::state::cgroup::PidsMax::Max))),
-        };
-        Target { setting, file, value, converted: false }
-    }
-
     fn unavailable(&self, host: &Host, setting: Setting) -> Result<Option<String>, HostError> {
         let c = setting.controller();
         if !V1::has_hierarchy(host, &self.base, c) {
@@ -80,6 +71,35 @@ impl Backend for V1 {
         match setting {
             Setting::MemorySwap => "memory.memsw.usage_in_bytes",
             _ => "memory.usage_in_bytes",
+        }
+    }
+
+    fn missing_file(&self, setting: Setting, shown: &str) -> Option<String> {
+        (setting == Setting::MemorySwap).then(|| memsw_missing_message(Path::new(shown)))
+    }
+
+    fn takes_limits_below_usage(&self) -> bool {
+        false
+    }
+
+    fn oom_events_file(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// The kernel keeps `memory.limit_in_bytes <= memory.memsw.limit_in_bytes` at every moment.
+    fn invalid_because(&self, setting: Setting, read: &dyn Fn(&str) -> Option<u64>) -> Option<String> {
+        let now = |file: &str| read(file).map(|v| Limit::Bytes(v).to_string()).unwrap_or_default();
+        match setting {
+            Setting::Memory => Some(format!(
+                "cgroup v1 keeps memory.limit_in_bytes at or below {MEMSW_FILE} (now {}); set memory_swap_limit in the \
+                 document as well",
+                now(MEMSW_FILE)
+            )),
+            Setting::MemorySwap => Some(format!(
+                "memory+swap may not be below memory.limit_in_bytes (now {}); set memory_limit in the document as well",
+                now("memory.limit_in_bytes")
+            )),
+            _ => None,
         }
     }
 }

@@ -5,11 +5,9 @@ use std::path::PathBuf;
 
 use crate::error::HostError;
 use crate::host::Host;
-use crate::state::cgroup::{CgroupPath, Limits, PidsMax};
-use crate::state::types::Limit;
+use crate::state::cgroup::CgroupPath;
 
-use super::backend::{Backend, Controller, Native, Setting, Target, Version};
-use super::convert::{shares_to_weight, swap_for_v2};
+use super::backend::{Backend, Controller, Setting, Version};
 
 #[derive(Debug, Clone)]
 pub struct V2 {
@@ -44,20 +42,6 @@ impl Backend for V2 {
             Some(g) => self.group_dir(g.as_str()),
             None => self.base.clone(),
         }
-    }
-
-    fn target(&self, setting: Setting, limits: &Limits) -> Target {
-        let (file, value, converted) = match setting {
-            Setting::Memory => ("memory.max", Native::Bytes(limits.memory.unwrap_or(Limit::Max)), false),
-            Setting::MemorySwap => (
-                "memory.swap.max",
-                Native::Bytes(swap_for_v2(limits.memory, limits.memory_swap.unwrap_or(Limit::Max))),
-                true,
-            ),
-            Setting::CpuShares => ("cpu.weight", Native::Number(shares_to_weight(limits.cpu_shares.unwrap_or(1024))), true),
-            Setting::PidsMax => ("pids.max", Native::Pids(limits.pids_max.unwrap_or(PidsMax::Max)), false),
-        };
-        Target { setting, file, value, converted }
     }
 
     fn unavailable(&self, host: &Host, setting: Setting) -> Result<Option<String>, HostError> {
@@ -119,5 +103,29 @@ impl Backend for V2 {
             Setting::MemorySwap => "memory.swap.current",
             _ => "memory.current",
         }
+    }
+
+    fn missing_file(&self, setting: Setting, shown: &str) -> Option<String> {
+        (setting == Setting::MemorySwap).then(|| {
+            format!(
+                "{shown} does not exist: this kernel does not account swap (swapaccount=0 or no CONFIG_MEMCG_SWAP), so \
+                 memory+swap cannot be limited; enable swap accounting or remove memory_swap_limit"
+            )
+        })
+    }
+
+    /// memory.max may be written below memory.current; the kernel then reclaims or OOM-kills
+    /// synchronously (Documentation/admin-guide/cgroup-v2.rst, memory.max).
+    fn takes_limits_below_usage(&self) -> bool {
+        true
+    }
+
+    fn oom_events_file(&self) -> Option<&'static str> {
+        Some("memory.events")
+    }
+
+    /// v2's memory files are independent of each other.
+    fn invalid_because(&self, _setting: Setting, _read: &dyn Fn(&str) -> Option<u64>) -> Option<String> {
+        None
     }
 }
