@@ -82,6 +82,17 @@ pub fn detect(host: &Host, choice: VersionChoice) -> Result<Box<dyn Backend>> {
     }
 }
 
+/// Whether a v1 kernel accounts swap (booted without `swapaccount=0`): without it there is no
+/// `memory.memsw.*`. Unknown (no v1 memory controller under the root) counts as yes; v2 hosts
+/// tell per group (`Backend::missing_file`).
+pub fn swap_accounting(host: &Host, v: Version) -> bool {
+    let memory = V1::new(CGROUP_MOUNT).dir(Controller::Memory, None);
+    match v {
+        Version::V2 => true,
+        Version::V1 => !host.exists(memory.join("memory.limit_in_bytes")) || host.exists(memory.join(v1::MEMSW_FILE)),
+    }
+}
+
 #[derive(Debug)]
 pub struct Plan {
     backend: Box<dyn Backend>,

@@ -2,6 +2,8 @@
 //! `lxc.cgroup.*` / `lxc.cgroup2.*` line written for the wrong cgroup version of the host (LXC
 //! ignores such lines silently).
 
+use crate::cgroup::{Native, Setting};
+use crate::state::cgroup::Limits;
 use crate::state::types::Limit;
 
 pub use crate::cgroup::Version;
@@ -36,6 +38,37 @@ pub fn size_value(l: Limit, v: Version) -> String {
 /// v2 swap (`memory.swap.max`) from memory plus swap and memory, as the cgroup kind computes it.
 pub fn swap_only(memsw: Limit, memory: Limit) -> Limit {
     crate::cgroup::swap_for_v2(Some(memory), memsw)
+}
+
+/// The config key of a cgroup `v` control file: `lxc.cgroup.` or `lxc.cgroup2.` and the file.
+pub fn file_key(file: &str, v: Version) -> String {
+    match v {
+        Version::V1 => format!("lxc.cgroup.{file}"),
+        Version::V2 => format!("lxc.cgroup2.{file}"),
+    }
+}
+
+/// The config key that sets `setting` on a cgroup `v` host: the file the cgroup kind writes for
+/// it (`Version::target`).
+pub fn key(setting: Setting, v: Version) -> String {
+    file_key(v.target(setting, &Limits::default()).file, v)
+}
+
+/// The keys of `setting` on both versions: a config may hold either.
+pub fn keys(setting: Setting) -> [String; 2] {
+    [key(setting, Version::V1), key(setting, Version::V2)]
+}
+
+/// The config line that sets `setting` of `limits` on a cgroup `v` host: the cgroup kind's file
+/// and value (so v2's swap alone and weight are converted there, once), spelled as a config
+/// takes it (`512M`; "no limit" as `-1` or `max`).
+pub fn line(setting: Setting, limits: &Limits, v: Version) -> (String, String) {
+    let t = v.target(setting, limits);
+    let value = match t.value {
+        Native::Bytes(l) => size_value(l, v),
+        other => other.to_string(),
+    };
+    (key(setting, v), value)
 }
 
 /// The lines for `key = value` (a key below `lxc.cgroup.` or `lxc.cgroup2.`, of the version that

@@ -294,11 +294,8 @@ fn fix_cgroup_version(cfg: &Config, host: Version) -> Option<(Config, Vec<String
     if !cfg.entries().any(|(_, e)| wrong_version_key(&e.key, host).is_some()) {
         return None;
     }
-    let memory = cfg
-        .entries()
-        .filter(|(_, e)| e.key == "lxc.cgroup.memory.limit_in_bytes" || e.key == "lxc.cgroup2.memory.max")
-        .last()
-        .and_then(|(_, e)| parse_size(&e.value));
+    let memory_keys = super::cgroupmap::keys(crate::cgroup::Setting::Memory);
+    let memory = cfg.entries().filter(|(_, e)| memory_keys.contains(&e.key)).last().and_then(|(_, e)| parse_size(&e.value));
     let n = host.number();
     let mut out = Config::default();
     let mut diff = Vec::new();

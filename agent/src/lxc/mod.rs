@@ -15,7 +15,7 @@ mod render;
 mod show;
 
 // What the audit and the golden tests use, named here so lxc's internals stay private.
-pub use cgroupmap::{parse_size, translate};
+pub use cgroupmap::{file_key as cgroup_file_key, key as cgroup_key, keys as cgroup_keys, parse_size, translate};
 pub use converge::{converge, wrong_version_key, Dialect, Env};
 pub use legacy::is_legacy_key;
 pub use live::version;
@@ -47,18 +47,9 @@ pub fn cgroup_version(host: &Host) -> Version {
     }
 }
 
-/// Whether a v1 kernel accounts swap (booted without `swapaccount=0`): without it there is no
-/// `memory.memsw.*`, and LXC refuses to start a container whose config sets one. Unknown (no v1
-/// memory controller under the root) counts as yes.
-pub fn swap_accounting(host: &Host, v: Version) -> bool {
-    match v {
-        Version::V2 => true,
-        Version::V1 => {
-            !host.exists("/sys/fs/cgroup/memory/memory.limit_in_bytes")
-                || host.exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes")
-        }
-    }
-}
+/// Whether the kernel accounts swap; LXC refuses to start a container whose config limits
+/// memory+swap on a v1 kernel that does not.
+pub use crate::cgroup::swap_accounting;
 
 fn resolve_dialect(host: &Host, d: DocDialect) -> Result<Dialect> {
     Ok(match d {

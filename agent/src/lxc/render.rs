@@ -1,29 +1,24 @@
 //! Rendering the keys a document manages with handlebars templates, one set per dialect
 //! (`templates/modern`, `templates/legacy`), in strict mode so a template that names a missing
-//! value fails instead of writing an empty one. The cgroup version picks the `lxc.cgroup.*` or
-//! `lxc.cgroup2.*` keys inside each template. The output is parsed back and must be nothing but
+//! value fails instead of writing an empty one. The output is parsed back and must be nothing but
 //! `lxc.*` key lines: a safety net under validation, which already refuses newlines in values.
+//! The limits are no template's: their `lxc.cgroup.*` / `lxc.cgroup2.*` keys and values come from
+//! the cgroup kind's table of files (`cgroupmap::line`), for the host's cgroup version.
 
 use handlebars::Handlebars;
 use serde_json::json;
 
-use super::cgroupmap::{shares_to_weight, size_value, swap_only, Version};
+use super::cgroupmap;
 use super::config::{Config, Line};
 use super::converge::{Class, Cmp, Dialect, Env, Owns, Setting};
+use crate::cgroup::Setting as LimitSetting;
 use crate::state::lxc::Container;
-use crate::state::types::Limit;
 
-const TEMPLATES: [(&str, &str, &str); 14] = [
-    ("modern", "memory_limit", include_str!("templates/modern/memory_limit.hbs")),
-    ("modern", "memory_swap_limit", include_str!("templates/modern/memory_swap_limit.hbs")),
-    ("modern", "cpu_shares", include_str!("templates/modern/cpu_shares.hbs")),
+const TEMPLATES: [(&str, &str, &str); 8] = [
     ("modern", "network", include_str!("templates/modern/network.hbs")),
     ("modern", "cap_drop", include_str!("templates/modern/cap_drop.hbs")),
     ("modern", "idmap", include_str!("templates/modern/idmap.hbs")),
     ("modern", "config", include_str!("templates/modern/config.hbs")),
-    ("legacy", "memory_limit", include_str!("templates/legacy/memory_limit.hbs")),
-    ("legacy", "memory_swap_limit", include_str!("templates/legacy/memory_swap_limit.hbs")),
-    ("legacy", "cpu_shares", include_str!("templates/legacy/cpu_shares.hbs")),
     ("legacy", "network", include_str!("templates/legacy/network.hbs")),
     ("legacy", "cap_drop", include_str!("templates/legacy/cap_drop.hbs")),
     ("legacy", "idmap", include_str!("templates/legacy/idmap.hbs")),
@@ -88,55 +83,30 @@ impl Renderer {
     pub fn settings(&self, c: &Container, omit: Omit) -> Result<Vec<Setting>, RenderError> {
         let v = self.env.cgroup;
         let name = c.name.as_str();
-        let base = json!({ "cgroup": v.number() });
-        let with = |extra: serde_json::Value| {
-            let mut ctx = base.clone();
-            for (k, val) in extra.as_object().expect("an object").iter() {
-                ctx[k] = val.clone();
-            }
-            ctx
-        };
         let mut out = Vec::new();
+        // The limits' keys and values are the cgroup kind's own table (`cgroupmap::line`): the
+        // files it writes live, and v2's swap and weight converted once, there.
+        let limits = [
+            (LimitSetting::Memory, c.limits.memory.is_some(), Cmp::Size),
+            (LimitSetting::MemorySwap, c.limits.memory_swap.is_some() && !omit.memory_swap, Cmp::Size),
+            (LimitSetting::CpuShares, c.limits.cpu_shares.is_some(), Cmp::Number),
+        ];
+        for (setting, _, cmp) in limits.into_iter().filter(|(_, named, _)| *named) {
+            let (key, value) = cgroupmap::line(setting, &c.limits, v);
+            out.push(Setting {
+                name: setting.name().to_string(),
+                owns: Owns::Keys(cgroupmap::keys(setting).to_vec()),
+                lines: vec![Line::new(&key, &value)],
+                cmp,
+                class: Class::Limit,
+            });
+        }
         let mut push = |setting: &str, template: &str, ctx: serde_json::Value, owns: Owns, cmp: Cmp, class: Class| {
             let lines = self.render(name, template, &ctx)?;
             out.push(Setting { name: setting.to_string(), owns, lines, cmp, class });
             Ok::<(), RenderError>(())
         };
         let keys = |ks: &[&str]| Owns::Keys(ks.iter().map(|k| k.to_string()).collect());
-        if let Some(m) = c.limits.memory {
-            push(
-                "memory_limit",
-                "memory_limit",
-                with(json!({ "memory_limit": size_value(m, v) })),
-                keys(&["lxc.cgroup.memory.limit_in_bytes", "lxc.cgroup2.memory.max"]),
-                Cmp::Size,
-                Class::Limit,
-            )?;
-        }
-        if let (Some(s), false) = (c.limits.memory_swap, omit.memory_swap) {
-            let value = match v {
-                Version::V1 => size_value(s, v),
-                Version::V2 => size_value(swap_only(s, c.limits.memory.unwrap_or(Limit::Max)), v),
-            };
-            push(
-                "memory_swap_limit",
-                "memory_swap_limit",
-                with(json!({ "memory_swap_limit": value })),
-                keys(&["lxc.cgroup.memory.memsw.limit_in_bytes", "lxc.cgroup2.memory.swap.max"]),
-                Cmp::Size,
-                Class::Limit,
-            )?;
-        }
-        if let Some(shares) = c.limits.cpu_shares {
-            push(
-                "cpu_shares",
-                "cpu_shares",
-                with(json!({ "cpu_shares": shares, "cpu_weight": shares_to_weight(shares) })),
-                keys(&["lxc.cgroup.cpu.shares", "lxc.cgroup2.cpu.weight"]),
-                Cmp::Number,
-                Class::Limit,
-            )?;
-        }
         if let Some(nets) = &c.network {
             let nets: Vec<serde_json::Value> = nets
                 .iter()
@@ -146,13 +116,13 @@ impl Renderer {
                 Dialect::Modern => Cmp::Multiset,
                 Dialect::Legacy => Cmp::Interfaces,
             };
-            push("network", "network", with(json!({ "network": nets })), Owns::Network, cmp, Class::Restart)?;
+            push("network", "network", json!({ "network": nets }), Owns::Network, cmp, Class::Restart)?;
         }
         if let Some(caps) = &c.cap_drop {
             push(
                 "cap_drop",
                 "cap_drop",
-                with(json!({ "cap_drop": caps.join(" ") })),
+                json!({ "cap_drop": caps.join(" ") }),
                 keys(&["lxc.cap.drop"]),
                 Cmp::Tokens,
                 Class::Restart,
@@ -163,7 +133,7 @@ impl Renderer {
             push(
                 "idmap",
                 "idmap",
-                with(json!({ "idmap": maps })),
+                json!({ "idmap": maps }),
                 keys(&["lxc.idmap", "lxc.id_map"]),
                 Cmp::Seq,
                 Class::Restart,
@@ -173,7 +143,7 @@ impl Renderer {
             push(
                 &format!("config[{:?}]", k.as_str()),
                 "config",
-                with(json!({ "key": k.as_str(), "value": val })),
+                json!({ "key": k.as_str(), "value": val }),
                 keys(&[k.as_str()]),
                 Cmp::Text,
                 Class::Config,

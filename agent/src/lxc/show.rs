@@ -3,10 +3,11 @@
 
 use serde_json::{json, Map, Value};
 
-use super::cgroupmap::{parse_size, weight_to_shares};
+use super::cgroupmap::{self, parse_size, weight_to_shares, Version};
 use super::config::Config;
 use super::converge::interfaces;
 use super::legacy;
+use crate::cgroup::Setting as LimitSetting;
 use crate::kind::Ctx;
 use crate::error::Result;
 use crate::host::limits;
@@ -50,27 +51,27 @@ pub fn settings(cfg: &Config) -> Map<String, Value> {
         None => cfg,
     };
     let mut out = Map::new();
-    let size = |k1: &str, k2: &str| {
-        cfg.entries().filter(|(_, e)| e.key == k1 || e.key == k2).last().and_then(|(_, e)| parse_size(&e.value).map(|l| (e.key.clone(), l)))
+    // The last line of either version's key counts, as LXC reads it; v2's swap and weight are
+    // converted back to the document's memory+swap and shares.
+    let last = |setting: LimitSetting| {
+        let keys = cgroupmap::keys(setting);
+        cfg.entries().map(|(_, e)| e).filter(|e| keys.contains(&e.key)).last()
     };
-    let memory = size("lxc.cgroup.memory.limit_in_bytes", "lxc.cgroup2.memory.max");
-    if let Some((_, m)) = memory {
+    let is_v2 = |setting: LimitSetting, key: &str| key == cgroupmap::key(setting, Version::V2);
+    let memory = last(LimitSetting::Memory).and_then(|e| parse_size(&e.value));
+    if let Some(m) = memory {
         out.insert("memory_limit".into(), m.to_string().into());
     }
-    if let Some((key, s)) = size("lxc.cgroup.memory.memsw.limit_in_bytes", "lxc.cgroup2.memory.swap.max") {
-        let memsw = if key.starts_with("lxc.cgroup2.") { crate::cgroup::memsw_from_v2(memory.map(|m| m.1), s) } else { Some(s) };
+    if let Some((e, s)) = last(LimitSetting::MemorySwap).and_then(|e| Some((e, parse_size(&e.value)?))) {
+        let memsw = if is_v2(LimitSetting::MemorySwap, &e.key) { crate::cgroup::memsw_from_v2(memory, s) } else { Some(s) };
         if let Some(s) = memsw {
             out.insert("memory_swap_limit".into(), s.to_string().into());
         }
     }
-    let cpu = cfg
-        .entries()
-        .filter(|(_, e)| e.key == "lxc.cgroup.cpu.shares" || e.key == "lxc.cgroup2.cpu.weight")
-        .last()
-        .and_then(|(_, e)| {
-            let n: u64 = e.value.trim().parse().ok()?;
-            Some(if e.key == "lxc.cgroup2.cpu.weight" { weight_to_shares(n) } else { n })
-        });
+    let cpu = last(LimitSetting::CpuShares).and_then(|e| {
+        let n: u64 = e.value.trim().parse().ok()?;
+        Some(if is_v2(LimitSetting::CpuShares, &e.key) { weight_to_shares(n) } else { n })
+    });
     if let Some(n) = cpu {
         out.insert("cpu_shares".into(), n.into());
     }

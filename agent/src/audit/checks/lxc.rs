@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 
 use super::{finding, Facts, Finding, Severity};
 use crate::audit::facts::Container;
-use crate::cgroup::{weight_to_shares, Version};
-use crate::lxc::{is_legacy_key, parse_size, translate, wrong_version_key, Dialect};
+use crate::cgroup::{weight_to_shares, Setting, Version};
+use crate::lxc::{cgroup_file_key, cgroup_key, cgroup_keys, is_legacy_key, parse_size, translate, wrong_version_key, Dialect};
 use crate::state::lxc::DEFAULT_LXCPATH;
 use crate::state::types::Limit;
 
@@ -42,12 +42,16 @@ fn v(f: &Facts) -> u8 {
     f.cgroup.number()
 }
 
-/// The right-version key for a controller file: `memory.max` / `memory.limit_in_bytes`.
-fn key(f: &Facts, v1: &str, v2: &str) -> String {
-    match f.cgroup {
-        Version::V1 => format!("lxc.cgroup.{v1}"),
-        Version::V2 => format!("lxc.cgroup2.{v2}"),
-    }
+/// The right-version key of a limit (`lxc.cgroup2.memory.max` on v2), and the other version's,
+/// which LXC ignores on this host: the cgroup kind's files, as `lxc::plan` writes them.
+fn keys(f: &Facts, setting: Setting) -> (String, String) {
+    let right = cgroup_key(setting, f.cgroup);
+    let wrong = cgroup_keys(setting).into_iter().find(|k| *k != right).unwrap_or_default();
+    (right, wrong)
+}
+
+fn key(f: &Facts, setting: Setting) -> String {
+    keys(f, setting).0
 }
 
 fn is_privileged(c: &Container) -> bool {
@@ -334,12 +338,7 @@ fn size_of(c: &Container, right: &str, wrong: &str) -> (Option<Limit>, Option<Li
 }
 
 fn memory_keys(f: &Facts) -> (String, String) {
-    let right = key(f, "memory.limit_in_bytes", "memory.max");
-    let wrong = match f.cgroup {
-        Version::V1 => "lxc.cgroup2.memory.max".to_string(),
-        Version::V2 => "lxc.cgroup.memory.limit_in_bytes".to_string(),
-    };
-    (right, wrong)
+    keys(f, Setting::Memory)
 }
 
 /// The memory a fix gives a container without a limit: three quarters of the host's memory
@@ -406,7 +405,7 @@ pub fn memory_limit(f: &Facts) -> Vec<Finding> {
 /// A memory limit with unlimited swap: the container pages its excess out and slows the host.
 pub fn memory_swap_limit(f: &Facts) -> Vec<Finding> {
     let (mem_right, _) = memory_keys(f);
-    let swap_key = key(f, "memory.memsw.limit_in_bytes", "memory.swap.max");
+    let swap_key = key(f, Setting::MemorySwap);
     let mut out = Vec::new();
     for c in &f.containers {
         let Some(m @ Limit::Bytes(_)) = c.last(&mem_right).and_then(parse_size) else { continue };
@@ -434,9 +433,10 @@ pub fn memory_swap_limit(f: &Facts) -> Vec<Finding> {
 
 /// The cpu shares a container has, from either version's key (v2 weight converted back).
 fn shares(f: &Facts, c: &Container) -> Option<u64> {
+    let n = c.last(&key(f, Setting::CpuShares)).and_then(|v| v.trim().parse().ok());
     match f.cgroup {
-        Version::V1 => c.last("lxc.cgroup.cpu.shares").and_then(|v| v.trim().parse().ok()),
-        Version::V2 => c.last("lxc.cgroup2.cpu.weight").and_then(|v| v.trim().parse().ok()).map(weight_to_shares),
+        Version::V1 => n,
+        Version::V2 => n.map(weight_to_shares),
     }
 }
 
@@ -449,7 +449,7 @@ pub fn cpu_shares(f: &Facts) -> Vec<Finding> {
     }
     set.sort();
     let median = set[(set.len() - 1) / 2];
-    let k = key(f, "cpu.shares", "cpu.weight");
+    let k = key(f, Setting::CpuShares);
     f.containers
         .iter()
         .filter(|c| shares(f, c).is_none())
@@ -470,11 +470,7 @@ pub fn cpu_shares(f: &Facts) -> Vec<Finding> {
 
 /// Without a pids limit one fork bomb exhausts the host's process table for everyone.
 pub fn pids_limit(f: &Facts) -> Vec<Finding> {
-    let k = key(f, "pids.max", "pids.max");
-    let wrong = match f.cgroup {
-        Version::V1 => "lxc.cgroup2.pids.max",
-        Version::V2 => "lxc.cgroup.pids.max",
-    };
+    let (k, wrong) = keys(f, Setting::PidsMax);
     let limited = |v: &str| v != "max" && v != "-1" && v.parse::<u64>().is_ok();
     let mut out = Vec::new();
     for c in &f.containers {
@@ -483,7 +479,7 @@ pub fn pids_limit(f: &Facts) -> Vec<Finding> {
             continue;
         }
         // A limit written for the other cgroup version is what the operator meant.
-        let ignored = c.last(wrong).map(str::trim).filter(|v| limited(v));
+        let ignored = c.last(&wrong).map(str::trim).filter(|v| limited(v));
         let value = ignored.map(str::to_string).unwrap_or_else(|| DEFAULT_PIDS_MAX.to_string());
         out.push(finding(
             "lxc.pids_limit",
@@ -509,7 +505,8 @@ pub fn pids_limit(f: &Facts) -> Vec<Finding> {
 pub fn cgroup_version_keys(f: &Facts) -> Vec<Finding> {
     let mut out = Vec::new();
     for c in &f.containers {
-        let memory = c.last_of(&["lxc.cgroup.memory.limit_in_bytes", "lxc.cgroup2.memory.max"]).and_then(|(_, v)| parse_size(v));
+        let [v1, v2] = cgroup_keys(Setting::Memory);
+        let memory = c.last_of(&[&v1, &v2]).and_then(|(_, v)| parse_size(v));
         let ignored: Vec<String> = c
             .effective
             .iter()
@@ -622,7 +619,7 @@ pub fn mount_auto_rw(f: &Facts) -> Vec<Finding> {
 /// `devices.allow = a` lets the container open every block and character device of the host
 /// (its disks, /dev/mem).
 pub fn devices_allow_all(f: &Facts) -> Vec<Finding> {
-    let k = key(f, "devices.allow", "devices.allow");
+    let k = cgroup_file_key("devices.allow", f.cgroup);
     let mut out = Vec::new();
     for c in &f.containers {
         let all: Vec<&str> = c.values(&k).filter(|v| v.split_whitespace().next() == Some("a")).collect();
