@@ -5,7 +5,7 @@ use crate::util;
 
 use std::process::Command;
 
-use util::{hostguard, run_with, FakeRoot, Netns};
+use util::{hostguard, run_with, FakeRoot, Netns, Run};
 
 fn fake_host() -> FakeRoot {
     let r = FakeRoot::new();
@@ -13,6 +13,15 @@ fn fake_host() -> FakeRoot {
     r.sysctl("net.ipv4.ip_forward", "0");
     r.sysctl("net.ipv4.ip_local_port_range", "32768\t60999");
     r
+}
+
+/// `plan` / `apply` of the document file `doc` on the fake host, reporting in JSON.
+fn plan_json(r: &FakeRoot, doc: &str) -> Run {
+    hostguard(&["plan", "--format", "json", "--root", &r.arg(), doc])
+}
+
+fn apply_json(r: &FakeRoot, doc: &str) -> Run {
+    hostguard(&["apply", "--format", "json", "--root", &r.arg(), doc])
 }
 
 const DOC: &str = r#"{"version": 1, "sysctl": {
@@ -62,8 +71,8 @@ fn report_lists_every_resource_once_in_a_stable_order() {
     let ids = |run: &util::Run| -> Vec<String> {
         run.json()["resources"].as_array().unwrap().iter().map(|x| x["id"].as_str().unwrap().to_string()).collect()
     };
-    let a = hostguard(&["plan", "--format", "json", "--root", &r.arg(), &doc]);
-    let b = hostguard(&["apply", "--format", "json", "--root", &r.arg(), &doc]);
+    let a = plan_json(&r, &doc);
+    let b = apply_json(&r, &doc);
     assert_eq!(ids(&a), ids(&b));
     assert_eq!(
         ids(&a),
@@ -96,11 +105,11 @@ fn missing_key_fails_unless_ignore_missing() {
     let doc = r.doc("state", r#"{"version": 1, "sysctl": {"values": {"net.netfilter.nf_conntrack_max": 262144, "vm.swappiness": 10}}}"#);
     // SPEC section 2: an honest plan. The key apply would fail is failed already in plan, with
     // the same message, and the plan exits 6 (drift, and a resource that cannot converge).
-    let plan = hostguard(&["plan", "--format", "json", "--root", &r.arg(), &doc]);
+    let plan = plan_json(&r, &doc);
     plan.expect(6);
     assert_eq!(plan.status("sysctl/net.netfilter.nf_conntrack_max"), "failed");
     assert_eq!(plan.status("sysctl/vm.swappiness"), "drift");
-    let apply = hostguard(&["apply", "--format", "json", "--root", &r.arg(), &doc]);
+    let apply = apply_json(&r, &doc);
     apply.expect(6);
     let missing = apply.resource("sysctl/net.netfilter.nf_conntrack_max");
     assert_eq!(missing["status"], "failed");
@@ -108,7 +117,7 @@ fn missing_key_fails_unless_ignore_missing() {
     assert_eq!(missing["message"], plan.resource("sysctl/net.netfilter.nf_conntrack_max")["message"], "plan says what apply says");
 
     let doc = r.doc("ignore", r#"{"version": 1, "sysctl": {"ignore_missing": true, "values": {"net.netfilter.nf_conntrack_max": 262144}}}"#);
-    let apply = hostguard(&["apply", "--format", "json", "--root", &r.arg(), &doc]);
+    let apply = apply_json(&r, &doc);
     apply.expect(0);
     let skipped = apply.resource("sysctl/net.netfilter.nf_conntrack_max");
     assert_eq!(skipped["status"], "in_sync");
@@ -119,7 +128,7 @@ fn missing_key_fails_unless_ignore_missing() {
 fn a_plan_with_only_keys_that_cannot_converge_exits_4() {
     let r = fake_host();
     let doc = r.doc("state", r#"{"version": 1, "sysctl": {"values": {"vm.no_such_key": 1, "vm.swappiness": 60}}}"#);
-    let plan = hostguard(&["plan", "--format", "json", "--root", &r.arg(), &doc]);
+    let plan = plan_json(&r, &doc);
     plan.expect(4);
     assert_eq!(plan.json()["summary"]["failed"], 1);
     let human = hostguard(&["plan", "--format", "human", "--root", &r.arg(), &doc]);
@@ -133,12 +142,12 @@ fn a_key_that_does_not_exist_is_never_persisted() {
         let r = fake_host();
         let doc = r.doc("state", &format!(r#"{{"version": 1, "sysctl": {{"persist": "/etc/sysctl.d/60-hostguard.conf",
             "ignore_missing": {ignore_missing}, "values": {{"vm.no_such_key": 1, "vm.swappiness": 10}}}}}}"#));
-        let apply = hostguard(&["apply", "--format", "json", "--root", &r.arg(), &doc]);
+        let apply = apply_json(&r, &doc);
         apply.expect(if ignore_missing { 2 } else { 6 });
         let persisted = r.read("/etc/sysctl.d/60-hostguard.conf");
         assert!(!persisted.contains("no_such_key"), "ignore_missing={ignore_missing}: {persisted}");
         assert!(persisted.contains("vm.swappiness = 10"), "{persisted}");
-        let plan = hostguard(&["plan", "--format", "json", "--root", &r.arg(), &doc]);
+        let plan = plan_json(&r, &doc);
         plan.expect(if ignore_missing { 0 } else { 4 });
         assert_eq!(plan.status("sysctl-file/etc/sysctl.d/60-hostguard.conf"), "in_sync");
     }
@@ -151,7 +160,7 @@ fn a_word_for_an_integer_key_is_failed_in_plan_and_never_written() {
     let doc = r.doc("state", r#"{"version": 1, "sysctl": {"persist": "/etc/sysctl.d/60-hostguard.conf", "values": {
         "vm.swappiness": "high", "net.ipv4.ip_forward": "", "net.ipv4.tcp_congestion_control": "bbr",
         "net.ipv4.ip_local_port_range": "1024 0x10000"}}}"#);
-    let plan = hostguard(&["plan", "--format", "json", "--root", &r.arg(), &doc]);
+    let plan = plan_json(&r, &doc);
     plan.expect(6);
     let word = plan.resource("sysctl/vm.swappiness");
     assert_eq!(word["status"], "failed");
@@ -160,7 +169,7 @@ fn a_word_for_an_integer_key_is_failed_in_plan_and_never_written() {
     // Text keys are the handler's to judge; a hex number starts with a digit and may be taken.
     assert_eq!(plan.status("sysctl/net.ipv4.tcp_congestion_control"), "drift");
     assert_eq!(plan.status("sysctl/net.ipv4.ip_local_port_range"), "drift");
-    let apply = hostguard(&["apply", "--format", "json", "--root", &r.arg(), &doc]);
+    let apply = apply_json(&r, &doc);
     assert_eq!(apply.resource("sysctl/vm.swappiness")["message"], word["message"]);
     assert_eq!(r.sysctl_value("vm.swappiness"), "60", "not written");
     let persisted = r.read("/etc/sysctl.d/60-hostguard.conf");
@@ -175,13 +184,13 @@ fn another_count_of_numbers_than_the_kernel_holds_is_failed_in_plan() {
     let r = fake_host();
     let doc = r.doc("state", r#"{"version": 1, "sysctl": {"persist": "/etc/sysctl.d/60-hostguard.conf", "values": {
         "net.ipv4.ip_local_port_range": 1024, "net.ipv4.ip_forward": "1 2", "vm.swappiness": 10}}}"#);
-    let plan = hostguard(&["plan", "--format", "json", "--root", &r.arg(), &doc]);
+    let plan = plan_json(&r, &doc);
     plan.expect(6);
     let range = plan.resource("sysctl/net.ipv4.ip_local_port_range");
     assert_eq!(range["status"], "failed");
     assert!(range["message"].as_str().unwrap().contains("holds 2 whole numbers (now 32768 60999) and the value gives 1"), "{range}");
     assert!(plan.resource("sysctl/net.ipv4.ip_forward")["message"].as_str().unwrap().contains("holds 1 whole number (now 0)"));
-    let apply = hostguard(&["apply", "--format", "json", "--root", &r.arg(), &doc]);
+    let apply = apply_json(&r, &doc);
     apply.expect(6);
     assert_eq!(apply.resource("sysctl/net.ipv4.ip_local_port_range")["message"], range["message"]);
     assert_eq!(r.sysctl_value("net.ipv4.ip_local_port_range"), "32768\t60999", "not written");
@@ -197,13 +206,13 @@ fn a_hex_or_octal_number_is_in_sync_with_the_decimal_the_kernel_prints() {
     let r = fake_host();
     let doc = r.doc("state", r#"{"version": 1, "sysctl": {"values": {"vm.swappiness": "0x3c", "net.ipv4.ip_forward": "00",
         "net.ipv4.ip_local_port_range": "0x8000 0167107"}}}"#);
-    hostguard(&["plan", "--format", "json", "--root", &r.arg(), &doc]).expect(0);
+    plan_json(&r, &doc).expect(0);
     // `010` is eight to the kernel, not ten.
     let doc = r.doc("octal", r#"{"version": 1, "sysctl": {"values": {"vm.swappiness": "010"}}}"#);
-    let plan = hostguard(&["plan", "--format", "json", "--root", &r.arg(), &doc]);
+    let plan = plan_json(&r, &doc);
     plan.expect(2);
     r.sysctl("vm.swappiness", "8");
-    hostguard(&["plan", "--format", "json", "--root", &r.arg(), &doc]).expect(0);
+    plan_json(&r, &doc).expect(0);
 }
 
 /// A text key whose choices the kernel lists beside it (`tcp_available_congestion_control`):
@@ -216,13 +225,13 @@ fn a_choice_the_kernel_does_not_list_and_no_module_adds_is_failed_in_plan() {
     r.sysctl("kernel.osrelease", "6.1.0-test");
     let doc = r.doc("state", r#"{"version": 1, "sysctl": {"persist": "/etc/sysctl.d/60-hostguard.conf", "values": {
         "net.ipv4.tcp_congestion_control": "bbr"}}}"#);
-    let plan = hostguard(&["plan", "--format", "json", "--root", &r.arg(), &doc]);
+    let plan = plan_json(&r, &doc);
     plan.expect(6);
     let cc = plan.resource("sysctl/net.ipv4.tcp_congestion_control");
     assert_eq!(cc["status"], "failed");
     let msg = cc["message"].as_str().unwrap();
     assert!(msg.contains(r#"/proc/sys/net/ipv4/tcp_available_congestion_control lists "reno cubic""#) && msg.contains("No such file or directory"), "{msg}");
-    let apply = hostguard(&["apply", "--format", "json", "--root", &r.arg(), &doc]);
+    let apply = apply_json(&r, &doc);
     assert_eq!(apply.resource("sysctl/net.ipv4.tcp_congestion_control")["message"], cc["message"]);
     assert_eq!(r.sysctl_value("net.ipv4.tcp_congestion_control"), "cubic");
     assert!(!r.read("/etc/sysctl.d/60-hostguard.conf").contains("bbr"));
@@ -230,7 +239,7 @@ fn a_choice_the_kernel_does_not_list_and_no_module_adds_is_failed_in_plan() {
     let listed = r.doc("listed", r#"{"version": 1, "sysctl": {"values": {"net.ipv4.tcp_congestion_control": "reno"}}}"#);
     hostguard(&["plan", "--format", "json", "--root", &r.arg(), &listed]).expect(2);
     r.write("/lib/modules/6.1.0-test/modules.dep", "kernel/net/ipv4/tcp_bbr.ko.xz:\nkernel/net/ipv4/tcp_vegas.ko.xz:\n");
-    let plan = hostguard(&["plan", "--format", "json", "--root", &r.arg(), &doc]);
+    let plan = plan_json(&r, &doc);
     plan.expect(2);
     assert_eq!(plan.status("sysctl/net.ipv4.tcp_congestion_control"), "drift");
 }
@@ -242,7 +251,7 @@ fn a_directory_at_a_key_is_failed_and_the_other_keys_converge() {
     // that can be read converge (a FIFO or device there: agent/tests/special_files.rs).
     std::fs::create_dir_all(r.host_path("/proc/sys/vm/overcommit_memory")).unwrap();
     let doc = r.doc("state", r#"{"version": 1, "sysctl": {"values": {"vm.swappiness": 10, "vm.overcommit_memory": 2}}}"#);
-    let apply = hostguard(&["apply", "--format", "json", "--root", &r.arg(), &doc]);
+    let apply = apply_json(&r, &doc);
     apply.expect(6);
     let res = apply.resource("sysctl/vm.overcommit_memory");
     assert_eq!(res["status"], "failed");
@@ -255,7 +264,7 @@ fn slash_keys_reach_interface_names_with_dots() {
     let r = fake_host();
     r.write("/proc/sys/net/ipv4/conf/eth0.100/forwarding", "0\n");
     let doc = r.doc("state", r#"{"version": 1, "sysctl": {"values": {"net/ipv4/conf/eth0.100/forwarding": 1}}}"#);
-    hostguard(&["apply", "--format", "json", "--root", &r.arg(), &doc]).expect(2);
+    apply_json(&r, &doc).expect(2);
     assert_eq!(r.read("/proc/sys/net/ipv4/conf/eth0.100/forwarding").trim(), "1");
 }
 
@@ -263,15 +272,15 @@ fn slash_keys_reach_interface_names_with_dots() {
 fn persisted_file_drift_is_detected_and_repaired() {
     let r = fake_host();
     let doc = r.doc("state", DOC);
-    hostguard(&["apply", "--format", "json", "--root", &r.arg(), &doc]).expect(2);
+    apply_json(&r, &doc).expect(2);
     r.write("/etc/sysctl.d/60-hostguard.conf", "vm.swappiness = 99\n");
-    let plan = hostguard(&["plan", "--format", "json", "--root", &r.arg(), &doc]);
+    let plan = plan_json(&r, &doc);
     plan.expect(2);
     let file = plan.resource("sysctl-file/etc/sysctl.d/60-hostguard.conf");
     assert_eq!(file["status"], "drift");
     assert!(file["diff"].as_array().unwrap().iter().any(|l| l == "- vm.swappiness = 99"), "{file}");
-    hostguard(&["apply", "--format", "json", "--root", &r.arg(), &doc]).expect(2);
-    hostguard(&["plan", "--format", "json", "--root", &r.arg(), &doc]).expect(0);
+    apply_json(&r, &doc).expect(2);
+    plan_json(&r, &doc).expect(0);
 }
 
 #[test]
@@ -280,7 +289,7 @@ fn a_later_boot_file_that_overrides_a_key_is_drift_naming_the_file() {
     r.write("/etc/sysctl.conf", "# distro defaults\nvm.swappiness = 60\n");
     r.write("/usr/lib/sysctl.d/10-early.conf", "vm.swappiness = 1\n");
     let doc = r.doc("state", DOC);
-    let apply = hostguard(&["apply", "--format", "json", "--root", &r.arg(), &doc]);
+    let apply = apply_json(&r, &doc);
     apply.expect(6);
     let file = apply.resource("sysctl-file/etc/sysctl.d/60-hostguard.conf");
     assert_eq!(file["status"], "failed");
@@ -289,7 +298,7 @@ fn a_later_boot_file_that_overrides_a_key_is_drift_naming_the_file() {
     assert!(!msg.contains("10-early.conf"), "an earlier file does not win: {msg}");
     // The runtime values are right; only the reboot would undo them.
     assert_eq!(apply.status("sysctl/vm.swappiness"), "changed");
-    let plan = hostguard(&["plan", "--format", "json", "--root", &r.arg(), &doc]);
+    let plan = plan_json(&r, &doc);
     plan.expect(2);
     assert_eq!(plan.status("sysctl-file/etc/sysctl.d/60-hostguard.conf"), "drift");
     assert_eq!(plan.status("sysctl/vm.swappiness"), "in_sync");
@@ -325,7 +334,7 @@ fn show_prints_current_values_as_a_valid_document() {
     assert_eq!(j["sysctl"]["values"]["vm.swappiness"], 60);
     assert!(j["sysctl"]["values"].get("net.ipv4.ip_forward").is_none(), "prefix filter: {j}");
     let doc = r.doc("shown", &show.stdout);
-    hostguard(&["plan", "--format", "json", "--root", &r.arg(), &doc]).expect(0);
+    plan_json(&r, &doc).expect(0);
 }
 
 #[test]
@@ -492,7 +501,7 @@ fn a_hex_mask_for_a_key_printed_as_a_number_is_not_refused() {
     let r = fake_host();
     r.sysctl("net.core.rps_default_mask", "0");
     let doc = r.doc("state", r#"{"version": 1, "sysctl": {"values": {"net.core.rps_default_mask": "ff", "vm.swappiness": "sixty"}}}"#);
-    let plan = hostguard(&["plan", "--format", "json", "--root", &r.arg(), &doc]);
+    let plan = plan_json(&r, &doc);
     plan.expect(6);
     assert_eq!(plan.status("sysctl/net.core.rps_default_mask"), "drift");
     assert_eq!(plan.status("sysctl/vm.swappiness"), "failed", "a word that is no hex number is still refused");

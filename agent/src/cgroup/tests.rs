@@ -38,6 +38,15 @@ fn v2_root() -> tempfile::TempDir {
     d
 }
 
+/// A v1 host booted without swap accounting (no `memory.memsw.*` files) holding group `g`, and
+/// limits that ask memory+swap of it.
+fn v1_without_swap_accounting() -> (tempfile::TempDir, Limits) {
+    let d = v1_root();
+    fs::remove_file(d.path().join("sys/fs/cgroup/memory/memory.memsw.limit_in_bytes")).unwrap();
+    put(d.path(), "sys/fs/cgroup/memory/g/memory.limit_in_bytes", "9223372036854771712");
+    (d, Limits { memory: Some(Limit::Bytes(1 << 20)), memory_swap: Some(Limit::Bytes(2 << 20)), ..Limits::default() })
+}
+
 fn limits() -> Limits {
     Limits {
         memory: Some(Limit::Bytes(512 << 20)),
@@ -135,13 +144,10 @@ fn v1_missing_group_is_created_in_each_hierarchy_then_in_sync() {
 
 #[test]
 fn v1_without_swap_accounting_fails_memsw_with_what_to_do() {
-    let d = v1_root();
-    fs::remove_file(d.path().join("sys/fs/cgroup/memory/memory.memsw.limit_in_bytes")).unwrap();
+    let (d, l) = v1_without_swap_accounting();
     let host = Host::new(d.path());
     let b = detect(&host, VersionChoice::Auto).unwrap();
     let g = CgroupPath::parse("g").unwrap();
-    let l = Limits { memory: Some(Limit::Bytes(1 << 20)), memory_swap: Some(Limit::Bytes(2 << 20)), ..Limits::default() };
-    put(d.path(), "sys/fs/cgroup/memory/g/memory.limit_in_bytes", "9223372036854771712");
     let r = converge(&host, &*b, &g, &l, "cgroup/g");
     assert_eq!(r[0].status, Status::Changed, "{r:?}");
     assert_eq!(r[1].status, Status::Failed);
@@ -152,13 +158,10 @@ fn v1_without_swap_accounting_fails_memsw_with_what_to_do() {
 /// plan and failed in apply: the plan promised what apply could not do.
 #[test]
 fn a_setting_the_host_cannot_hold_is_failed_already_in_plan() {
-    let d = v1_root();
-    fs::remove_file(d.path().join("sys/fs/cgroup/memory/memory.memsw.limit_in_bytes")).unwrap();
+    let (d, l) = v1_without_swap_accounting();
     let host = Host::new(d.path());
     let b = detect(&host, VersionChoice::Auto).unwrap();
     let g = CgroupPath::parse("g").unwrap();
-    let l = Limits { memory: Some(Limit::Bytes(1 << 20)), memory_swap: Some(Limit::Bytes(2 << 20)), ..Limits::default() };
-    put(d.path(), "sys/fs/cgroup/memory/g/memory.limit_in_bytes", "9223372036854771712");
     let plan = GroupPlan::read(&host, &*b, &HostDir { host: &host, backend: &*b, group: &g }, &l, "cgroup", "cgroup/g").unwrap().reports();
     assert_eq!(plan[0].status, Status::Drift, "{plan:?}");
     assert_eq!(plan[1].status, Status::Failed, "{plan:?}");
