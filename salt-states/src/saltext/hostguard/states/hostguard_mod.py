@@ -37,11 +37,13 @@ def __virtual__():
     return (False, "the hostguard execution module is not loaded (install saltext.hostguard, or saltutil.sync_all)")
 
 
-def _change(resource, old=None):
+def _change(resource):
     """One entry of ``changes`` in Salt's own shapes: ``old``/``new`` when the resource has a value
-    that differs, and a file's or a chain's line diff as one string, as ``file.managed`` gives."""
+    that differs, and a file's or a chain's line diff as one string, as ``file.managed`` gives.
+    hostguard's apply report already holds a changed resource's value before the change as
+    ``current``, so a plan's report and an apply's map the same way."""
     change = {}
-    current = old if old is not None else resource.get("current")
+    current = resource.get("current")
     desired = resource.get("desired")
     if current != desired:
         change["old"] = current
@@ -166,10 +168,9 @@ def converged(name, document=None, binary=None, root=None, extra_args=None, stat
         ret["comment"] = str(e)
         return ret
     report = res["report"] or {"resources": []}
-    old = {r["id"]: r.get("current") for r in planned}
     for r in report["resources"]:
         if r["status"] == "changed":
-            ret["changes"][r["id"]] = _change(r, old.get(r["id"]))
+            ret["changes"][r["id"]] = _change(r)
     if res["retcode"] in (0, 2) and res["report"] is not None:
         ret["comment"] = "{} hostguard resource(s) changed".format(len(ret["changes"]))
     else:
