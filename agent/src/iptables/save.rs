@@ -76,6 +76,7 @@ pub fn parse(text: &str) -> Result<Vec<TableDump>, String> {
             }
             current = Some(TableDump { name: name.trim().to_string(), chains: Vec::new() });
             index.clear();
+            last = 0;
             continue;
         }
         let Some(table) = current.as_mut() else {
@@ -89,7 +90,15 @@ pub fn parse(text: &str) -> Result<Vec<TableDump>, String> {
             let mut parts = decl.split_whitespace();
             let name = parts.next().ok_or_else(|| format!("line {n}: a chain line without a name"))?;
             let policy = parts.next().filter(|p| *p != "-").map(str::to_string);
-            index.entry(name.to_string()).or_insert(table.chains.len());
+            // A chain declared again is the same chain (iptables-restore sets a built-in
+            // chain's policy again), never a second chain of that name: its rules go to one place.
+            if let Some(&at) = index.get(name) {
+                if policy.is_some() {
+                    table.chains[at].policy = policy;
+                }
+                continue;
+            }
+            index.insert(name.to_string(), table.chains.len());
             table.chains.push(Chain { name: name.to_string(), policy, rules: Vec::new() });
             continue;
         }
@@ -280,6 +289,23 @@ COMMIT
         assert!(parse("-A INPUT -j ACCEPT\n").is_err());
         assert!(parse("*filter\n-A NOPE -j ACCEPT\nCOMMIT\n").is_err());
         assert!(parse("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m comment --comment \"x\nCOMMIT\n").is_err());
+    }
+
+    /// Found by the iptables_save fuzz target in CI: a chain declared twice in the second table,
+    /// at the position the first table's last rule used, took that table's rules into the
+    /// second copy, so the same text read back into a different chain.
+    #[test]
+    fn a_chain_declared_twice_is_one_chain_in_every_table() {
+        let text = "*filter\n:INPUT ACCEPT [0:0]\n:X - [0:0]\n-A X -j ACCEPT\nCOMMIT\n\
+                    *nat\n:PREROUTING ACCEPT [0:0]\n:X - [0:0]\n:PREROUTING DROP [0:0]\n:X - [0:0]\n\
+                    -A X -j RETURN\n-A PREROUTING -j X\nCOMMIT\n";
+        let t = parse(text).unwrap();
+        let nat = &t[1];
+        assert_eq!(nat.chains.len(), 2, "{nat:?}");
+        assert_eq!(nat.chain("PREROUTING").unwrap().policy.as_deref(), Some("DROP"));
+        assert_eq!(nat.chain("X").unwrap().rules[0].args, ["-j", "RETURN"]);
+        assert_eq!(nat.chain("PREROUTING").unwrap().rules[0].args, ["-j", "X"]);
+        assert_eq!(t[0].chain("X").unwrap().rules[0].args, ["-j", "ACCEPT"]);
     }
 
     #[test]
