@@ -535,7 +535,10 @@ fn save_state_keeps_the_applied_document_and_only_a_valid_one() {
     use std::os::unix::fs::MetadataExt;
     let r = fake_host();
     let root = r.arg();
-    let saved = r.path().parent().unwrap().join("saved/state.json");
+    // Outside the fake root, in a directory of this run's own: beside the root (the temp
+    // directory's parent) it was one path shared by every run of this test on the machine.
+    let out = tempfile::tempdir().unwrap();
+    let saved = out.path().join("saved/state.json");
     let file = saved.to_str().unwrap();
     let apply = |doc: &str| run_with(&[], &["apply", "--format", "json", "--root", &root, "--save-state", file, "-"], Some(doc.as_bytes()), &[]);
     apply(DOC).expect(2);
