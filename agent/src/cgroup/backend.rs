@@ -15,6 +15,9 @@ use crate::state::types::Limit;
 
 use super::convert::{page_rounded, shares_to_weight, swap_for_v2};
 
+/// v1's memory+swap limit; it exists only on a kernel that accounts swap.
+pub const MEMSW_FILE: &str = "memory.memsw.limit_in_bytes";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Version {
     V1,
@@ -40,7 +43,7 @@ impl Version {
         let shares = limits.cpu_shares.unwrap_or(1024);
         let (file, value, converted) = match (self, setting) {
             (Version::V1, Setting::Memory) => ("memory.limit_in_bytes", Native::Bytes(memory), false),
-            (Version::V1, Setting::MemorySwap) => (super::v1::MEMSW_FILE, Native::Bytes(memory_swap), false),
+            (Version::V1, Setting::MemorySwap) => (MEMSW_FILE, Native::Bytes(memory_swap), false),
             (Version::V1, Setting::CpuShares) => ("cpu.shares", Native::Number(shares), false),
             (Version::V2, Setting::Memory) => ("memory.max", Native::Bytes(memory), false),
             // v2 limits swap alone, not memory plus swap.

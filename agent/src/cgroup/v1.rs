@@ -15,7 +15,7 @@ pub struct V1 {
     pub base: PathBuf,
 }
 
-pub const MEMSW_FILE: &str = "memory.memsw.limit_in_bytes";
+pub use super::backend::MEMSW_FILE;
 
 impl V1 {
     pub fn new(base: impl Into<PathBuf>) -> V1 {
