@@ -16,6 +16,7 @@ use crate::state::sysctl::normalize;
 use crate::state::Document;
 
 use super::firewall::{self, Filter, Firewall};
+use super::forward::Hook;
 
 /// The sysctl keys the checks look at, as paths below /proc/sys.
 pub const SYSCTL_KEYS: &[&str] = &[
@@ -147,6 +148,9 @@ pub struct Facts {
     /// ranges /etc/subuid does not delegate.
     pub newuidmap: bool,
     pub firewalls: Vec<Firewall>,
+    /// The native nftables tables (iptables-nft's own left out), for the base chains they hold
+    /// at the forward hook; empty when nft could not read them (then `skipped` says why).
+    pub nftables: Vec<crate::nftables::listing::Table>,
     /// Docker's daemon settings when Docker is installed (`/etc/docker/daemon.json`, `{}` when
     /// the file does not exist: every setting at its default).
     pub docker: Option<serde_json::Value>,
@@ -172,6 +176,7 @@ impl Default for Facts {
             root_subgid: Vec::new(),
             newuidmap: false,
             firewalls: Vec::new(),
+            nftables: Vec::new(),
             docker: None,
             skipped: Vec::new(),
         }
@@ -377,6 +382,10 @@ impl Facts {
                 skipped.push(format!("{} firewall checks: {e}", fw.family));
             }
         }
+        let nftables = super::forward::read_nft(host).unwrap_or_else(|e| {
+            skipped.push(format!("nftables tables at the forward hook: {e}; the forwarding checks saw iptables only"));
+            Vec::new()
+        });
         let docker = docker(host, &mut skipped)?;
         let boot_sysctl = boot_sysctl(host, &mut skipped)?;
         let root_subuid = delegated(host, "/etc/subuid", &mut skipped)?;
@@ -397,6 +406,7 @@ impl Facts {
             root_subgid,
             newuidmap: ["/usr/bin/newuidmap", "/bin/newuidmap", "/usr/local/bin/newuidmap"].iter().any(|p| host.exists(p)),
             firewalls,
+            nftables,
             skipped,
         })
     }
@@ -420,6 +430,12 @@ impl Facts {
 
     pub fn firewall(&self, family: &str) -> Option<&Filter> {
         self.firewalls.iter().find(|f| f.family == family).and_then(|f| f.filter.as_ref().ok())
+    }
+
+    /// Every base chain at the forward hook of `family`, both layers; `None` when iptables could
+    /// not be read.
+    pub fn forward(&self, family: &'static str) -> Option<Hook<'_>> {
+        Some(Hook::new(family, self.firewall(family)?, &self.nftables))
     }
 
     /// The facts as they would be after applying `doc`.
@@ -455,6 +471,14 @@ impl Facts {
                         *slot = c;
                     }
                 }
+            }
+        }
+        // Owned tables are replaced whole, as `apply` replaces them.
+        if let Some(n) = &doc.nftables {
+            for spec in &n.tables {
+                let t = crate::nftables::render::as_listed(spec);
+                f.nftables.retain(|have| (have.family.as_str(), have.name.as_str()) != (t.family.as_str(), t.name.as_str()));
+                f.nftables.push(t);
             }
         }
         if let Some(i) = &doc.iptables {

@@ -8,6 +8,7 @@
 pub mod checks;
 pub mod facts;
 pub mod firewall;
+pub mod forward;
 
 use serde::Serialize;
 

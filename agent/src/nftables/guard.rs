@@ -241,7 +241,7 @@ fn is_verdict(w: &str) -> bool {
 }
 
 /// The rule's words, an anonymous set `{ … }` or a quoted string as one word each.
-fn tokens(rule: &str) -> Vec<String> {
+pub(crate) fn tokens(rule: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let (mut depth, mut quoted) = (0i32, false);
@@ -267,7 +267,7 @@ fn tokens(rule: &str) -> Vec<String> {
 }
 
 /// `established,related`, `{ established, related }`, `22`: the words of a value.
-fn set_words(v: &str) -> Vec<String> {
+pub(crate) fn set_words(v: &str) -> Vec<String> {
     let inner = v.trim().strip_prefix('{').and_then(|r| r.strip_suffix('}')).unwrap_or(v);
     inner.split(',').map(|x| x.trim().trim_matches('"').to_string()).filter(|x| !x.is_empty()).collect()
 }

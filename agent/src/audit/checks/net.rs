@@ -5,8 +5,11 @@
 use serde_json::{json, Value};
 
 use super::{finding, sysctl_fix, Facts, Finding, Severity};
+use std::collections::HashSet;
+
+use crate::audit::forward::{Decision, Hook, ANY};
 use crate::audit::merge;
-use crate::audit::firewall::{forward_verdict, same_bridge_rules, Filter, Verdict};
+use crate::audit::firewall::same_bridge_rules;
 
 const FAMILIES: [(&str, &str, &str); 2] = [
     ("ipv4", "net/ipv4/ip_forward", "net/bridge/bridge-nf-call-iptables"),
@@ -52,62 +55,142 @@ fn family_bridges<'a>(f: &'a Facts, family: &str, nf_key: &str) -> Vec<&'a str> 
         .collect()
 }
 
-/// Docker runs its iptables rules in this family (its `DOCKER-USER` chain exists): the bridges
-/// it manages (moby's default names and those its rules name, as `foreign: ["docker"]` knows them).
-fn docker_bridges(f: &Facts, filter: &Filter) -> Option<std::collections::HashSet<String>> {
-    if f.docker.is_none() || filter.chain("DOCKER-USER").is_none() {
-        return None;
-    }
-    Some(crate::iptables::neighbours::docker_bridges(filter.chains.iter().map(|c| (c.name.as_str(), c.rules.as_slice()))))
+/// Which of its firewall backends Docker runs in this family, and the bridges it manages there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Docker {
+    /// Its chains are in iptables' filter table (`DOCKER-USER` exists): moby's default bridge
+    /// names and those its rules name, as `foreign: ["docker"]` knows them.
+    Iptables(HashSet<String>),
+    /// `"firewall-backend": "nftables"` in daemon.json, or its `docker-bridges` table exists
+    /// (Docker 29): the bridges its tables name. There is no `DOCKER-USER`: Docker's docs send
+    /// the operator's rules to a table of their own.
+    Nftables(HashSet<String>),
 }
 
-/// The FORWARD chain a container host wants: policy DROP; per container bridge, same-bridge
-/// traffic dropped (first, so it wins), traffic out of it accepted, replies back in accepted;
-/// per LAN bridge, bridged traffic accepted (else DROP would cut containers off the LAN once
-/// bridge netfilter is on). Rules are ensured (`purge` is left out, so false): Docker's and
-/// others stay, and a document that purges the chain keeps purging it when the fix is merged in.
-/// When bridge netfilter is loaded but off, it is turned on too, so the same-bridge rule works.
+impl Docker {
+    fn bridges(&self) -> &HashSet<String> {
+        match self {
+            Docker::Iptables(b) | Docker::Nftables(b) => b,
+        }
+    }
+}
+
+/// The table of hostguard's own that nftables fixes go into, per family.
+const NFT_TABLE: &str = "hostguard";
+const NFT_CHAIN: &str = "forward";
+
+fn docker(f: &Facts, hook: &Hook) -> Option<Docker> {
+    let d = f.docker.as_ref()?;
+    let nft_family = if hook.family == "ipv4" { "ip" } else { "ip6" };
+    let table = f.nftables.iter().any(|t| t.family == nft_family && t.name == "docker-bridges");
+    if d["firewall-backend"] == "nftables" || table {
+        let mut names: HashSet<String> = ["docker0", "docker_gwbridge"].iter().map(|s| s.to_string()).collect();
+        names.extend(hook.nft_names_in(&f.nftables, "docker-bridges"));
+        return Some(Docker::Nftables(names));
+    }
+    let filter = hook.iptables();
+    filter.chain("DOCKER-USER")?;
+    Some(Docker::Iptables(crate::iptables::neighbours::docker_bridges(filter.chains.iter().map(|c| (c.name.as_str(), c.rules.as_slice())))))
+}
+
+/// The host's forwarding firewall is nftables: native base chains at the forward hook, or Docker
+/// in its nftables mode. Its fixes are then a table of hostguard's own; otherwise FORWARD.
+fn nft_host(hook: &Hook, docker: &Option<Docker>) -> bool {
+    hook.has_nft() || matches!(docker, Some(Docker::Nftables(_)))
+}
+
+/// `ip hostguard` / `ip6 hostguard`: the table key of the nftables fix for `family`.
+fn nft_table_key(family: &str) -> String {
+    format!("{} {NFT_TABLE}", if family == "ipv4" { "ip" } else { "ip6" })
+}
+
+/// An nftables fragment: the forward chain of hostguard's own table, with `policy` when given.
+/// When the host already holds that table (not from this document), the fragment carries it as
+/// it stands, so applying the fix (which owns the table whole) keeps what it had; a table the
+/// document cannot hold gives no fragment.
+fn nft_fix(f: &Facts, family: &str, policy: Option<&str>, rules: Vec<String>) -> Option<Value> {
+    let key = nft_table_key(family);
+    let mut chain = json!({"type": "filter", "hook": "forward", "priority": 0, "rules": rules});
+    if let Some(p) = policy {
+        chain["policy"] = p.into();
+    }
+    let mut table = match f.nftables.iter().find(|t| format!("{} {}", t.family, t.name) == key) {
+        Some(t) => crate::nftables::show::as_document(t).ok()?,
+        None => json!({}),
+    };
+    merge(&mut table, &json!({"chains": {NFT_CHAIN: chain}}));
+    Some(json!({"nftables": {"tables": {key: table}}}))
+}
+
+/// The forward hook a container host wants: drop what no rule accepts; per container bridge,
+/// same-bridge traffic dropped (first, so it wins), traffic out of it accepted, replies back in
+/// accepted; per LAN bridge, bridged traffic accepted (else the drop would cut containers off the
+/// LAN once bridge netfilter is on). When bridge netfilter is loaded but off, it is turned on
+/// too, so the same-bridge rule works.
 ///
-/// On a Docker host (its `DOCKER-USER` exists) the fix respects Docker's order: FORWARD gets only
-/// the policy (Docker's own rules already let its containers out, replies and published ports
-/// in, and keep its networks apart), Docker's bridges get no rule (a same-bridge DROP would fight
-/// Docker's `icc` ACCEPT), and the rules for other bridges go into `DOCKER-USER`, before Docker's
-/// final RETURN, where Docker evaluates the operator's rules (Docker docs, "Packet filtering and
-/// firewalls": "add rules to DOCKER-USER").
-fn forward_fix(f: &Facts, filter: &Filter, family: &str, nf_key: &str) -> Value {
+/// With iptables: FORWARD's policy DROP and those rules, ensured (`purge` is left out, so false):
+/// Docker's and others stay, and a document that purges the chain keeps purging it when the fix
+/// is merged in. On a Docker host (its `DOCKER-USER` exists) the fix respects Docker's order:
+/// FORWARD gets only the policy (Docker's own rules already let its containers out, replies and
+/// published ports in, and keep its networks apart), Docker's bridges get no rule (a same-bridge
+/// DROP would fight Docker's `icc` ACCEPT), and the rules for other bridges go into
+/// `DOCKER-USER`, before Docker's final RETURN, where Docker evaluates the operator's rules
+/// (Docker docs, "Packet filtering and firewalls": "add rules to DOCKER-USER").
+///
+/// With nftables (see `nft_host`): the same rules in the forward chain of hostguard's own table
+/// (`ip hostguard`, `ip6 hostguard`), policy drop. Every base chain at the hook must accept a
+/// packet, so this chain works beside the others whatever they accept, and does not touch them.
+/// Docker's bridges in its nftables mode get `iifname BR accept` and `oifname BR accept`: this
+/// chain lets their traffic on to Docker's own table, which keeps deciding it (its published
+/// ports, its ICC setting, its drops); Docker's docs send the operator's rules to a table of
+/// their own, since Docker's tables are rewritten by Docker.
+fn forward_fix(f: &Facts, hook: &Hook, family: &str, nf_key: &str) -> Option<Value> {
     let (_, lan) = bridges(f);
-    let docker = docker_bridges(f, filter);
-    let containers: Vec<&str> =
-        family_bridges(f, family, nf_key).into_iter().filter(|b| !docker.as_ref().is_some_and(|d| d.contains(*b))).collect();
+    let docker = docker(f, hook);
+    let theirs = |b: &str| docker.as_ref().is_some_and(|d| d.bridges().contains(b));
+    let containers: Vec<&str> = family_bridges(f, family, nf_key).into_iter().filter(|b| !theirs(b)).collect();
     let nf = bridge_nf(f, nf_key);
+    let nft = nft_host(hook, &docker);
     let mut rules = Vec::new();
+    if let Some(Docker::Nftables(_)) = &docker {
+        for b in family_bridges(f, family, nf_key).into_iter().filter(|b| theirs(b)) {
+            rules.push(format!("iifname \"{b}\" accept"));
+            rules.push(format!("oifname \"{b}\" accept"));
+        }
+    }
     for b in &containers {
         if nf.is_some() {
-            rules.push(format!("-i {b} -o {b} -j DROP"));
+            rules.push(if nft { format!("iifname \"{b}\" oifname \"{b}\" drop") } else { format!("-i {b} -o {b} -j DROP") });
         }
-        rules.push(format!("-i {b} ! -o {b} -j ACCEPT"));
-        rules.push(format!("-o {b} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"));
+        rules.push(if nft { format!("iifname \"{b}\" oifname != \"{b}\" accept") } else { format!("-i {b} ! -o {b} -j ACCEPT") });
+        rules.push(if nft {
+            format!("oifname \"{b}\" ct state established,related accept")
+        } else {
+            format!("-o {b} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")
+        });
     }
-    // Without br_netfilter bridged traffic never reaches FORWARD, so it needs no rule.
+    // Without br_netfilter bridged traffic never reaches the forward hook, so it needs no rule.
     for b in lan.iter().filter(|_| nf.is_some()) {
-        rules.push(format!("-i {b} -o {b} -j ACCEPT"));
+        rules.push(if nft { format!("iifname \"{b}\" oifname \"{b}\" accept") } else { format!("-i {b} -o {b} -j ACCEPT") });
     }
-    let mut fix = match (&docker, rules.is_empty()) {
-        (None, _) => json!({"iptables": {family: {"filter": {"FORWARD": {"policy": "DROP", "rules": rules}}}}}),
-        (Some(_), true) => json!({"iptables": {family: {"filter": {"FORWARD": {"policy": "DROP"}}}}}),
-        (Some(_), false) => json!({"iptables": {family: {"filter": {
+    let mut fix = match (&docker, nft, rules.is_empty()) {
+        (_, true, _) => nft_fix(f, family, Some("drop"), rules)?,
+        (None, false, _) => json!({"iptables": {family: {"filter": {"FORWARD": {"policy": "DROP", "rules": rules}}}}}),
+        (Some(_), false, true) => json!({"iptables": {family: {"filter": {"FORWARD": {"policy": "DROP"}}}}}),
+        (Some(_), false, false) => json!({"iptables": {family: {"filter": {
             "FORWARD": {"policy": "DROP"},
             "DOCKER-USER": {"foreign": ["docker"], "rules": rules}}}}}),
     };
     if nf == Some(false) && !containers.is_empty() {
         merge(&mut fix, &sysctl_fix(&dotted(nf_key), 1));
     }
-    fix
+    Some(fix)
 }
 
 /// How to stop containers on a Docker bridge reaching each other: Docker's own setting, since a
 /// rule of ours would fight Docker's ACCEPT (moby libnetwork/drivers/bridge: `icc` for the
-/// default bridge, the `com.docker.network.bridge.enable_icc` option per user-defined network).
+/// default bridge, the `com.docker.network.bridge.enable_icc` option per user-defined network;
+/// both firewall backends honour them).
 fn docker_icc_remedy(bridge: &str) -> String {
     if bridge == "docker0" {
         "Docker decides this: set \"icc\": false in /etc/docker/daemon.json and restart dockerd (Docker then drops \
@@ -127,19 +210,45 @@ fn forward_subject(family: &str) -> String {
     format!("iptables/{family}/filter/FORWARD")
 }
 
-fn accepting(filter: &Filter) -> bool {
-    crate::audit::firewall::forward_accepts(filter)
+/// What the forward hook does with a new connection between two interfaces no rule names, when
+/// that is not a certain drop: `(what accepts it, or what the model cannot read)`.
+fn accepts_by_default(hook: &Hook) -> Option<String> {
+    match hook.verdict(ANY, ANY) {
+        Decision::Drop(_) => None,
+        Decision::Accept { by, .. } => Some(format!("accepted by {by}")),
+        Decision::Unknown(by) => Some(format!("not shown dropped: hostguard's model cannot read {by}, and counts it as not dropping")),
+    }
 }
 
-/// FORWARD policy ACCEPT on a host with a container bridge: anything that reaches the host can
-/// be routed into the containers' network, and they can reach anything.
+/// The remedy beside the forward fix: what the fix keeps working, and what it does not.
+fn forward_remedy(f: &Facts, hook: &Hook) -> String {
+    let docker = docker(f, hook);
+    match (&docker, nft_host(hook, &docker)) {
+        (Some(Docker::Nftables(_)), _) => format!(
+            "on this Docker host (nftables firewall backend) the fix is a table of hostguard's own, {}, whose forward chain drops \
+             what it does not accept and passes Docker's bridges on to Docker's own table (docker-bridges), which keeps deciding \
+             their traffic (outbound, published ports, same-network traffic where Docker allows it)",
+            nft_table_key(hook.family)
+        ),
+        (_, true) => format!(
+            "the fix is a table of hostguard's own, {}, whose forward chain drops what it does not accept (every other base chain \
+             at the hook keeps its say); it allows containers out and replies back in; port forwards (DNAT) to containers need \
+             their own accept rules there before you apply it",
+            nft_table_key(hook.family)
+        ),
+        (Some(Docker::Iptables(_)), false) => "on this Docker host the fix sets the policy only and puts any rule it needs into DOCKER-USER, so Docker's own rules keep \
+             its networking (outbound, published ports, same-network traffic where Docker allows it) working".into(),
+        (None, false) => "the fix allows containers out and replies back in; port forwards (DNAT) to containers need their own ACCEPT rules before you apply it".into(),
+    }
+}
+
+/// The forward hook accepts by default on a host with a container bridge: anything that reaches
+/// the host can be routed into the containers' network, and they can reach anything.
 pub fn forward_accept(f: &Facts) -> Vec<Finding> {
     let mut out = Vec::new();
     for (family, _, nf_key) in FAMILIES {
-        let Some(filter) = f.firewall(family) else { continue };
-        if !accepting(filter) {
-            continue;
-        }
+        let Some(hook) = f.forward(family) else { continue };
+        let Some(seen) = accepts_by_default(&hook) else { continue };
         // IPv6 only where it can flow: judged per bridge and per container interface.
         let containers = family_bridges(f, family, nf_key);
         if containers.is_empty() {
@@ -149,80 +258,84 @@ pub fn forward_accept(f: &Facts) -> Vec<Finding> {
             "iptables.forward_accept",
             Severity::High,
             forward_subject(family),
-            format!("the {family} FORWARD policy is ACCEPT on a host with a container bridge"),
-            format!("FORWARD policy ACCEPT; container bridges: {}", containers.join(", ")),
-            Some(forward_fix(f, filter, family, nf_key)),
-            Some(if docker_bridges(f, filter).is_some() {
-                "on this Docker host the fix sets the policy only and puts any rule it needs into DOCKER-USER, so Docker's own rules keep \
-                 its networking (outbound, published ports, same-network traffic where Docker allows it) working".into()
-            } else {
-                "the fix allows containers out and replies back in; port forwards (DNAT) to containers need their own ACCEPT rules before you apply it".into()
-            }),
+            format!("{family} forwarding accepts by default on a host with a container bridge"),
+            format!("a new connection between two interfaces no rule names is {seen}; container bridges: {}", containers.join(", ")),
+            forward_fix(f, &hook, family, nf_key),
+            Some(forward_remedy(f, &hook)),
             FORWARD_REFERENCE,
         ));
     }
     out
 }
 
-/// Forwarding on and FORWARD accepting everything: the host routes for anyone who sends it a
-/// packet, between any two of its networks.
+/// Forwarding on and the forward hook accepting everything: the host routes for anyone who sends
+/// it a packet, between any two of its networks.
 pub fn ip_forward_accept(f: &Facts) -> Vec<Finding> {
     let mut out = Vec::new();
     for (family, fwd_key, nf_key) in FAMILIES {
         if f.sysctl_i64(fwd_key) != Some(1) {
             continue;
         }
-        let Some(filter) = f.firewall(family) else { continue };
-        if !accepting(filter) {
-            continue;
-        }
+        let Some(hook) = f.forward(family) else { continue };
+        let Some(seen) = accepts_by_default(&hook) else { continue };
         out.push(finding(
             "sysctl.ip_forward_accept",
             Severity::High,
             format!("sysctl/{}", dotted(fwd_key)),
-            format!("{} is on and the {family} FORWARD policy is ACCEPT", dotted(fwd_key)),
-            format!("{} = 1; FORWARD policy ACCEPT", dotted(fwd_key)),
-            Some(forward_fix(f, filter, family, nf_key)),
-            Some("the fix sets FORWARD to DROP and accepts container bridge traffic; any other forwarding this host does (VPN, routed networks) needs its own ACCEPT rules before you apply it".into()),
+            format!("{} is on and {family} forwarding accepts by default", dotted(fwd_key)),
+            format!("{} = 1; a new connection between two interfaces no rule names is {seen}", dotted(fwd_key)),
+            forward_fix(f, &hook, family, nf_key),
+            Some(format!(
+                "{}; any other forwarding this host does (VPN, routed networks) needs its own accept rules before you apply it",
+                if nft_host(&hook, &docker(f, &hook)) {
+                    format!("the fix drops what the forward chain of {} does not accept, and accepts container bridge traffic", nft_table_key(family))
+                } else {
+                    "the fix sets FORWARD to DROP and accepts container bridge traffic".to_string()
+                }
+            )),
             FORWARD_REFERENCE,
         ));
     }
     out
 }
 
-/// Containers on one bridge can reach each other's every port unless FORWARD drops same-bridge
-/// traffic, and that only works with bridge netfilter on.
+/// Containers on one bridge can reach each other's every port unless some base chain at the
+/// forward hook drops same-bridge traffic, and that only works with bridge netfilter on.
 pub fn inter_container(f: &Facts) -> Vec<Finding> {
     let (containers, _) = bridges(f);
     let mut out = Vec::new();
     for (family, _, nf_key) in FAMILIES {
-        let Some(filter) = f.firewall(family) else { continue };
-        let docker = docker_bridges(f, filter);
+        let Some(hook) = f.forward(family) else { continue };
+        let docker = docker(f, &hook);
+        let nft = nft_host(&hook, &docker);
         for b in &containers {
             // Same-bridge IPv6 needs IPv6 on the containers' interfaces, whatever the host routes.
             if family == "ipv6" && f.bridges.iter().any(|x| x.name == *b && !x.ipv6.ports_may()) {
                 continue;
             }
-            if docker.as_ref().is_some_and(|d| d.contains(*b)) {
-                if let Some(found) = docker_inter_container(f, filter, family, nf_key, b) {
+            if docker.as_ref().is_some_and(|d| d.bridges().contains(*b)) {
+                if let Some(found) = docker_inter_container(f, &hook, family, nf_key, b) {
                     out.push(found);
                 }
                 continue;
             }
             let subject = format!("iptables/{family}/bridge/{b}");
             let reference = "Docker docs (\"icc\": false, Docker's inter-container communication setting); CIS Docker Benchmark 2.1 (restrict network traffic between containers); LXC/Incus security guidance (isolate containers on a shared bridge)";
-            // On a Docker host the operator's rules go where Docker evaluates them: DOCKER-USER.
-            let drop_rule = match &docker {
-                None => json!({"iptables": {family: {"filter": {"FORWARD": {"rules": [format!("-i {b} -o {b} -j DROP")]}}}}}),
-                Some(_) => json!({"iptables": {family: {"filter": {"DOCKER-USER": {"foreign": ["docker"], "rules": [format!("-i {b} -o {b} -j DROP")]}}}}}),
+            // On a Docker host the operator's rules go where Docker evaluates them: DOCKER-USER
+            // with iptables, a table of the operator's own with nftables.
+            let drop_rule = match (&docker, nft) {
+                (_, true) => nft_fix(f, family, None, vec![format!("iifname \"{b}\" oifname \"{b}\" drop")]),
+                (None, false) => Some(json!({"iptables": {family: {"filter": {"FORWARD": {"rules": [format!("-i {b} -o {b} -j DROP")]}}}}})),
+                (Some(_), false) => Some(json!({"iptables": {family: {"filter": {"DOCKER-USER": {"foreign": ["docker"], "rules": [format!("-i {b} -o {b} -j DROP")]}}}}})),
             };
+            let layer = if nft { "the forward hook" } else { "iptables" };
             match bridge_nf(f, nf_key) {
                 None => out.push(finding(
                     "iptables.inter_container",
                     Severity::Medium,
                     subject,
                     format!("containers on {b} can reach each other ({family}): bridge netfilter is not loaded"),
-                    format!("{} does not exist (br_netfilter not loaded), so iptables never sees traffic between two ports of {b}", dotted(nf_key)),
+                    format!("{} does not exist (br_netfilter not loaded), so {layer} never sees traffic between two ports of {b}", dotted(nf_key)),
                     None,
                     Some(format!(
                         "load br_netfilter (modprobe br_netfilter; add it to /etc/modules-load.d/), then run the audit again for the \
@@ -233,31 +346,44 @@ pub fn inter_container(f: &Facts) -> Vec<Finding> {
                 )),
                 Some(false) => {
                     let mut fix = drop_rule;
-                    merge(&mut fix, &sysctl_fix(&dotted(nf_key), 1));
+                    if let Some(fix) = &mut fix {
+                        merge(fix, &sysctl_fix(&dotted(nf_key), 1));
+                    }
                     out.push(finding(
                         "iptables.inter_container",
                         Severity::Medium,
                         subject,
                         format!("containers on {b} can reach each other ({family}): bridge netfilter is off"),
-                        format!("{} = 0, so iptables never sees traffic between two ports of {b}", dotted(nf_key)),
-                        Some(fix),
+                        format!("{} = 0, so {layer} never sees traffic between two ports of {b}", dotted(nf_key)),
+                        fix,
                         None,
                         reference,
                     ));
                 }
                 Some(true) => {
-                    let Verdict::Accept(by) = forward_verdict(filter, b, b) else { continue };
-                    let explicit = !by.starts_with("the FORWARD policy");
+                    let (seen, remedy) = match hook.verdict(b, b) {
+                        Decision::Drop(_) => continue,
+                        Decision::Accept { by, rule } => {
+                            let remedy = rule.map(|r| if nft {
+                                format!("{r} accepts it; the fix's drop, in a base chain of its own, drops it whatever that rule says (a drop in any base chain at the hook wins)")
+                            } else {
+                                format!("remove or narrow `{r}` (on Docker: \"icc\": false in daemon.json); a rule added after it would never be reached")
+                            });
+                            (format!("a new connection from {b} to {b} is accepted by {by}"), remedy)
+                        }
+                        Decision::Unknown(by) => (
+                            format!("no base chain at the forward hook certainly drops a new connection from {b} to {b}: hostguard's model cannot read {by}, and counts it as not dropping"),
+                            Some(format!("judge {by} by hand; the fix's drop, in a base chain of its own, drops the traffic whatever that rule does")),
+                        ),
+                    };
                     out.push(finding(
                         "iptables.inter_container",
                         Severity::Medium,
                         subject,
                         format!("containers on {b} can reach each other ({family})"),
-                        format!("a new connection from {b} to {b} is accepted by {by}"),
-                        Some(drop_rule),
-                        explicit.then(|| format!(
-                            "remove or narrow `{by}` (on Docker: \"icc\": false in daemon.json); a rule added after it would never be reached"
-                        )),
+                        seen,
+                        drop_rule,
+                        remedy,
                         reference,
                     ));
                 }
@@ -269,13 +395,14 @@ pub fn inter_container(f: &Facts) -> Vec<Finding> {
 
 /// Containers on one of Docker's bridges reach each other: what Docker's `icc` allows. Reported
 /// with Docker's setting as the remedy and no fix (a DROP of ours would fight Docker's ACCEPT).
-fn docker_inter_container(f: &Facts, filter: &Filter, family: &str, nf_key: &str, b: &str) -> Option<Finding> {
+fn docker_inter_container(f: &Facts, hook: &Hook, family: &str, nf_key: &str, b: &str) -> Option<Finding> {
     let seen = match bridge_nf(f, nf_key) {
-        None => format!("{} does not exist (br_netfilter not loaded): iptables never sees traffic between two ports of {b}", dotted(nf_key)),
-        Some(false) => format!("{} = 0: iptables never sees traffic between two ports of {b}", dotted(nf_key)),
-        Some(true) => match forward_verdict(filter, b, b) {
-            Verdict::Accept(by) => format!("a new connection from {b} to {b} is accepted by {by}"),
-            Verdict::Drop(_) => return None,
+        None => format!("{} does not exist (br_netfilter not loaded): the forward hook never sees traffic between two ports of {b}", dotted(nf_key)),
+        Some(false) => format!("{} = 0: the forward hook never sees traffic between two ports of {b}", dotted(nf_key)),
+        Some(true) => match hook.verdict(b, b) {
+            Decision::Accept { by, .. } => format!("a new connection from {b} to {b} is accepted by {by}"),
+            Decision::Unknown(by) => format!("a new connection from {b} to {b} is not shown dropped: hostguard's model cannot read {by}"),
+            Decision::Drop(_) => return None,
         },
     };
     Some(finding(
@@ -333,7 +460,7 @@ pub fn bridge_netfilter(f: &Facts) -> Vec<Finding> {
 mod tests {
     use super::*;
     use crate::audit::facts::{Bridge, BridgeIpv6};
-    use crate::audit::firewall::Firewall;
+    use crate::audit::firewall::{Filter, Firewall};
 
     /// Docker 20.10's filter table with docker0 and one user network, as `iptables-save` printed
     /// it in tests/system/docker-neighbour (FORWARD ACCEPT: forwarding was on before dockerd).
@@ -371,6 +498,10 @@ mod tests {
             Firewall { family: "ipv6", filter: Ok(filter(EMPTY)) },
         ];
         f
+    }
+
+    fn fix_of(f: &Facts, family: &'static str) -> Value {
+        forward_fix(f, &f.forward(family).unwrap(), family, "net/bridge/bridge-nf-call-iptables").unwrap()
     }
 
     fn ids(found: &[Finding]) -> Vec<String> {
@@ -415,18 +546,17 @@ mod tests {
     #[test]
     fn on_a_docker_host_the_forward_fix_is_the_policy_and_docker_user() {
         let mut f = docker_host(Some(false), false);
-        let fw = f.firewall("ipv4").unwrap().clone();
-        assert_eq!(forward_fix(&f, &fw, "ipv4", "net/bridge/bridge-nf-call-iptables"), json!({"iptables": {"ipv4": {"filter": {"FORWARD": {"policy": "DROP"}}}}}));
+        assert_eq!(fix_of(&f, "ipv4"), json!({"iptables": {"ipv4": {"filter": {"FORWARD": {"policy": "DROP"}}}}}));
         f.bridges.push(bridge("lxcbr0", &[Some(false)]));
-        let fix = forward_fix(&f, &fw, "ipv4", "net/bridge/bridge-nf-call-iptables");
+        let fix = fix_of(&f, "ipv4");
         let chains = &fix["iptables"]["ipv4"]["filter"];
         assert_eq!(chains["FORWARD"], json!({"policy": "DROP"}));
         assert_eq!(chains["DOCKER-USER"]["foreign"], json!(["docker"]));
         let rules: Vec<&str> = chains["DOCKER-USER"]["rules"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
         assert!(rules.iter().all(|r| r.contains("lxcbr0")), "{rules:?}");
         // Without Docker's chains (Docker installed, not running), the usual FORWARD fix.
-        let plain = filter(EMPTY);
-        let fix = forward_fix(&f, &plain, "ipv4", "net/bridge/bridge-nf-call-iptables");
+        f.firewalls[0] = Firewall { family: "ipv4", filter: Ok(filter(EMPTY)) };
+        let fix = fix_of(&f, "ipv4");
         assert!(fix["iptables"]["ipv4"]["filter"]["FORWARD"]["rules"].as_array().unwrap().iter().any(|r| r == "-i docker0 -o docker0 -j DROP"));
     }
 
@@ -460,8 +590,7 @@ mod tests {
         let mut f = docker_host(Some(false), false);
         f.bridges = vec![bridge("docker0", &[Some(false)]), bridge("bridge1", &[Some(false)])];
         f.firewalls[0] = Firewall { family: "ipv4", filter: Ok(filter(docker29)) };
-        let fw = f.firewall("ipv4").unwrap().clone();
-        assert_eq!(forward_fix(&f, &fw, "ipv4", "net/bridge/bridge-nf-call-iptables"), json!({"iptables": {"ipv4": {"filter": {"FORWARD": {"policy": "DROP"}}}}}));
+        assert_eq!(fix_of(&f, "ipv4"), json!({"iptables": {"ipv4": {"filter": {"FORWARD": {"policy": "DROP"}}}}}));
         let found = inter_container(&f);
         let user = found.iter().find(|x| x.subject == "iptables/ipv4/bridge/bridge1").expect("bridge1 (named by Docker's rules) is Docker's");
         assert!(user.fix.is_null() && user.remedy.as_deref().unwrap().contains("enable_icc"), "{user:?}");
