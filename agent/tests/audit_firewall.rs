@@ -217,3 +217,79 @@ fn without_br_netfilter_the_fixes_leave_only_what_no_document_can_fix() {
     assert_eq!(after, manual, "after the fixes only the findings without a fix may remain");
     assert!(!h.rules("iptables").contains("-i br0"), "{}", h.rules("iptables"));
 }
+
+impl Host {
+    /// Load an nft ruleset into the test's namespace.
+    fn nft(&self, ruleset: &str) {
+        self.root.write("/ruleset.nft", ruleset);
+        let path = self.root.host_path("/ruleset.nft");
+        self.ipt("nft", &["-f", path.to_str().unwrap()]);
+    }
+
+    fn nft_list(&self, family: &str, table: &str) -> String {
+        let out = Command::new("ip").args(["netns", "exec", &self.ns.name, "nft", "-s", "list", "table", family, table]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn ids(&self) -> Vec<String> {
+        self.findings().iter().map(|f| format!("{} {}", f["id"].as_str().unwrap(), f["subject"].as_str().unwrap())).collect()
+    }
+}
+
+/// A neighbour's table with a forward base chain that drops by default and drops same-bridge
+/// traffic, beside iptables-nft's FORWARD left at ACCEPT: the packet is dropped by the
+/// neighbour's chain, so no forwarding finding (iptables alone would have given three).
+#[test]
+fn a_drop_in_a_neighbours_nft_base_chain_is_a_drop() {
+    let h = Host::new("audnf-neigh");
+    h.nft("table inet neighbour {\nchain fw {\ntype filter hook forward priority filter + 10; policy drop;\n\
+           iifname \"lxcbr0\" oifname \"lxcbr0\" drop\niifname \"lxcbr0\" oifname != \"lxcbr0\" accept\n\
+           oifname \"lxcbr0\" ct state established,related accept\n}\n}\n");
+    let all = h.ids();
+    assert!(all.is_empty(), "{all:?}");
+    // The same neighbour accepting same-bridge traffic: iptables' FORWARD (policy ACCEPT) lets it
+    // through too, so it is found, with the neighbour's rule named.
+    h.ipt("nft", &["insert", "rule", "inet", "neighbour", "fw", "iifname", "lxcbr0", "oifname", "lxcbr0", "accept"]);
+    let icc = h.find("iptables.inter_container", "iptables/ipv4/bridge/lxcbr0");
+    assert!(icc["evidence"].as_str().unwrap().contains("in chain fw of table inet neighbour"), "{icc}");
+}
+
+/// iptables-nft's FORWARD drops what a native table accepts: an accept in one base chain does
+/// not accept in the next, so the host is clean.
+#[test]
+fn an_accept_in_an_nft_table_does_not_undo_a_drop_in_iptables_nft_forward() {
+    let h = Host::new("audnf-ipt");
+    for cmd in ["iptables", "ip6tables"] {
+        h.ipt(cmd, &["-P", "FORWARD", "DROP"]);
+        h.ipt(cmd, &["-A", "FORWARD", "-i", "lxcbr0", "-o", "lxcbr0", "-j", "DROP"]);
+    }
+    h.nft("table inet open {\nchain fw {\ntype filter hook forward priority -10; policy accept;\niifname \"lxcbr0\" accept\n}\n}\n");
+    let all = h.ids();
+    assert!(all.is_empty(), "{all:?}");
+}
+
+/// A host whose forwarding firewall is nftables (a neighbour's forward chain that accepts) gets
+/// its fix as an owned table, `ip hostguard`: the emitted document is valid, applying it
+/// closes the findings, and the neighbour's table is byte for byte as it was.
+#[test]
+fn on_an_nft_host_the_fix_is_an_owned_table_that_closes_the_findings() {
+    let h = Host::new("audnf-owned");
+    h.nft("table inet neighbour {\nchain fw {\ntype filter hook forward priority filter; policy accept;\niifname \"lxcbr0\" oifname \"lxcbr0\" accept\n}\n}\n");
+    let before = h.nft_list("inet", "neighbour");
+    let f = h.find("iptables.forward_accept", "iptables/ipv4/filter/FORWARD");
+    let chain = &f["fix"]["nftables"]["tables"]["ip hostguard"]["chains"]["forward"];
+    assert_eq!(chain["policy"], "drop", "{f}");
+    assert!(f["fix"]["iptables"].is_null(), "no iptables advice on an nft host: {f}");
+    let icc = h.find("iptables.inter_container", "iptables/ipv4/bridge/lxcbr0");
+    assert!(icc["fix"]["nftables"]["tables"]["ip hostguard"]["chains"]["forward"]["rules"][0] == "iifname \"lxcbr0\" oifname \"lxcbr0\" drop", "{icc}");
+    let emitted = h.run(&["audit", "--emit-state"]);
+    assert_eq!(emitted.code, 0, "{}\n{}", emitted.stdout, emitted.stderr);
+    let fix = h.root.doc("fix", &emitted.stdout);
+    h.run(&["validate", &fix]).expect(0);
+    h.run(&["apply", "--format", "json", &fix]).expect(2);
+    h.expect_clean();
+    assert!(h.nft_list("ip", "hostguard").contains("iifname \"lxcbr0\" oifname \"lxcbr0\" drop"));
+    assert_eq!(h.nft_list("inet", "neighbour"), before, "the neighbour's table was touched");
+    h.run(&["plan", "--format", "json", &fix]).expect(0);
+}
