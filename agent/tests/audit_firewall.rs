@@ -293,3 +293,58 @@ fn on_an_nft_host_the_fix_is_an_owned_table_that_closes_the_findings() {
     assert_eq!(h.nft_list("inet", "neighbour"), before, "the neighbour's table was touched");
     h.run(&["plan", "--format", "json", &fix]).expect(0);
 }
+
+/// The `ip docker-bridges` table of a moby nftablesdoc page (tests/data/docker-nftables), as
+/// loadable here (MANIFEST.md says what is changed).
+fn docker_nft_table(page: &str) -> String {
+    let text = std::fs::read_to_string(util::data_dir().join("docker-nftables").join(page)).unwrap();
+    let mut out = Vec::new();
+    for l in text.lines().skip_while(|l| l.trim() != "table ip docker-bridges {") {
+        let l = l.strip_prefix("    ").unwrap_or(l);
+        out.push(l.replace("type nat hook output priority dstnat;", "type nat hook output priority -100;"));
+        if l == "}" {
+            break;
+        }
+    }
+    out.join("\n") + "\n"
+}
+
+/// Docker 29 in its nftables mode (moby's own listings loaded into the namespace, daemon.json
+/// saying `"firewall-backend": "nftables"`): Docker's bridges get Docker's remedies and no fix,
+/// the forward fix is hostguard's own table passing Docker's bridges on (no DOCKER-USER, no
+/// iptables), applying it closes what it fixes and leaves Docker's table byte for byte, and with
+/// ICC off on bridge1 Docker's own drop is seen.
+#[test]
+fn docker_29s_nftables_mode_gets_docker_remedies_and_an_owned_table_fix() {
+    let h = Host::new("audnf-docker");
+    h.bridge("docker0", &["vethD"], false);
+    h.bridge("bridge1", &["vethE"], false);
+    h.root.write("/etc/docker/daemon.json", "{\"firewall-backend\": \"nftables\"}\n");
+    h.nft(&docker_nft_table("usernet-portmap.md"));
+    let before = h.nft_list("ip", "docker-bridges");
+    let user = h.find("iptables.inter_container", "iptables/ipv4/bridge/bridge1");
+    assert!(user["fix"].is_null() && user["remedy"].as_str().unwrap().contains("enable_icc"), "{user}");
+    assert!(user["evidence"].as_str().unwrap().contains("comment \"ICC\""), "{user}");
+    let fa = h.find("iptables.forward_accept", "iptables/ipv4/filter/FORWARD");
+    let text = fa.to_string();
+    assert!(!text.contains("DOCKER-USER") && fa["fix"]["iptables"].is_null(), "{fa}");
+    let rules = &fa["fix"]["nftables"]["tables"]["ip hostguard"]["chains"]["forward"]["rules"];
+    for r in ["iifname \"bridge1\" accept", "oifname \"docker0\" accept", "iifname \"lxcbr0\" oifname \"lxcbr0\" drop"] {
+        assert!(rules.as_array().unwrap().iter().any(|x| x == r), "{r} not in {rules}");
+    }
+    let emitted = h.run(&["audit", "--emit-state"]);
+    let fix = h.root.doc("fix", &emitted.stdout);
+    h.run(&["validate", &fix]).expect(0);
+    h.run(&["apply", "--format", "json", &fix]).expect(2);
+    let after = h.ids();
+    assert!(!after.iter().any(|i| i.contains("forward_accept") || i.contains("bridge/lxcbr0")), "{after:?}");
+    assert!(after.contains(&"iptables.inter_container iptables/ipv4/bridge/bridge1".to_string()), "Docker's ICC is Docker's: {after:?}");
+    assert_eq!(h.nft_list("ip", "docker-bridges"), before, "Docker's table was touched");
+
+    let h = Host::new("audnf-dockernoicc");
+    h.bridge("bridge1", &["vethE"], false);
+    h.root.write("/etc/docker/daemon.json", "{\"firewall-backend\": \"nftables\"}\n");
+    h.nft(&docker_nft_table("usernet-portmap-noicc.md"));
+    let all = h.ids();
+    assert!(!all.contains(&"iptables.inter_container iptables/ipv4/bridge/bridge1".to_string()), "Docker drops ICC on bridge1: {all:?}");
+}
