@@ -2,13 +2,14 @@
 """Side-by-side benchmarks of hostguard's Salt and Puppet wrappers against the tools' own resources.
 
     peers.py sysctl [--keys 100] [--limit SECONDS]
-    peers.py iptables [--sizes 50,200,1000] [--limit SECONDS]
+    peers.py iptables [--sizes 200,1000] [--managed 100] [--others 4000] [--tools puppet,salt] [--limit SECONDS]
 
 Run by bench/peers-sysctl and bench/peers-iptables, which put it in a private mount namespace
 (each contender's --root has /proc bound into it) as root. Every contender converges its own fresh
 network namespace, so net.* sysctls and iptables are private to it and start from the kernel's
 defaults; files go under a temp directory. Per tool (Salt, Puppet) and size, each contender runs
-twice: the first converge, and the no-op second run; the tool's empty run (a state/manifest with one
+twice: the first converge, and the no-op second run (iptables: also N managed rules converged on
+an empty host, then --others kube-proxy rules of others loaded, then the no-op run); the tool's empty run (a state/manifest with one
 no-op resource) is measured the same way, and marginal cost = run - empty run. A run still going
 at --limit is stopped and reported with how far it got. Prints one table per kind to stdout.
 """
