@@ -45,14 +45,20 @@ const IPTABLES_PRIORITY: i32 = 0;
 /// How deep jumps are followed before the walk gives up (nft itself refuses loops).
 const MAX_DEPTH: usize = 16;
 
-/// The native nftables tables of the host (iptables-nft's `ip filter` and `ip6 filter` left out:
-/// iptables reads them), or why they could not be read.
+/// The tables iptables-nft keeps for `ip` and `ip6`.
+const IPTABLES_TABLES: &[&str] = &["filter", "nat", "mangle", "raw", "security"];
+
+/// The native nftables tables of the host (iptables-nft's own left out: iptables reads its
+/// `filter`), or why they could not be read.
 pub fn read_nft(host: &Host) -> Result<Vec<Table>, String> {
     let names = crate::nftables::list_tables(host).map_err(|e| format!("nft could not list the tables ({e})"))?;
     let iptables_nft = Tools::resolve(host, Backend::Auto).is_ok_and(|t| t.label == "nf_tables");
     let mut out = Vec::new();
     for (family, name) in names {
-        if iptables_nft && name == "filter" && (family == "ip" || family == "ip6") {
+        // iptables-nft's own tables: `filter` is read through iptables; the others hold no
+        // filter chain at the forward hook but mangle's and security's, which the model leaves
+        // out, and nft 1.1 lists them with a warning line the listing parser does not take.
+        if iptables_nft && IPTABLES_TABLES.contains(&name.as_str()) && (family == "ip" || family == "ip6") {
             continue;
         }
         match crate::nftables::read_table(host, &family, &name) {
