@@ -596,4 +596,31 @@ mod tests {
         assert!(user.fix.is_null() && user.remedy.as_deref().unwrap().contains("enable_icc"), "{user:?}");
         assert!(!ids(&crate::audit::checks::run(&f)).iter().any(|i| i.contains("ipv6")));
     }
+
+    /// On an nftables host the fix is hostguard's own table; one the host already holds is carried
+    /// whole (the document owns the table, so anything left out would be deleted), and a rule the
+    /// model cannot read is a finding that names it, closed by the fix's own drop.
+    #[test]
+    fn on_an_nft_host_the_fix_keeps_an_existing_owned_table_and_unknown_rules_are_named() {
+        let mut f = docker_host(Some(false), false);
+        f.docker = None;
+        f.bridges = vec![bridge("lxcbr0", &[Some(false)])];
+        f.firewalls[0] = Firewall { family: "ipv4", filter: Ok(filter(EMPTY)) };
+        f.nftables = crate::nftables::listing::parse(
+            "table ip hostguard {\nchain keep {\ntcp dport 22 accept\n}\n}\n\
+             table inet n {\nchain fw {\ntype filter hook forward priority 10; policy accept;\nmeta foo bar\nfrobnicate accept\n}\n}\n",
+        )
+        .unwrap()
+        .tables;
+        let fix = fix_of(&f, "ipv4");
+        let t = &fix["nftables"]["tables"]["ip hostguard"]["chains"];
+        assert_eq!(t["keep"]["rules"], json!(["tcp dport 22 accept"]), "{fix}");
+        assert_eq!(t["forward"]["policy"], "drop", "{fix}");
+        let found = inter_container(&f);
+        let icc = found.iter().find(|x| x.subject == "iptables/ipv4/bridge/lxcbr0").expect("not shown dropped is a finding");
+        assert!(icc.evidence.contains("`frobnicate accept`"), "{}", icc.evidence);
+        let after = f.overlay(&crate::host::Host::new(std::path::Path::new("/nonexistent")), &crate::state::load(
+            serde_json::json!({"version": 1, "nftables": icc.fix["nftables"]}).to_string().as_bytes(), "t").unwrap());
+        assert!(!inter_container(&after).iter().any(|x| x.subject == icc.subject), "the fix's drop closes it");
+    }
 }
