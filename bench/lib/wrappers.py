@@ -4,6 +4,7 @@ time (SPEC section 7 wrappers; issue 18's measure). See bench/wrappers for the m
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -16,12 +17,24 @@ SALT = os.environ.get("SALT_VENV", "/opt/hostguard-tests/salt-venv") + "/bin/sal
 
 
 def timed(argv, env=None):
+    """Wall seconds and CPU seconds (user + system of the command and every process it waited
+    for: facter's, hostguard's) of one run. CPU time moves far less than wall time when other
+    work shares the cores, so it is the figure that says something on a loaded machine."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
     p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     took = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if p.returncode not in (0, 2):
         raise SystemExit("bench/wrappers: {} exited {}:\n{}".format(argv[:4], p.returncode, p.stderr.decode()[-2000:]))
-    return took
+    return took, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def version(argv):
+    p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # "5.5.0", "salt-call 3008.4 (Argon)", "3.1.2": the first word that starts with a digit.
+    words = [w for w in p.stdout.decode().split() if w[:1].isdigit()]
+    return words[0] if p.returncode == 0 and words else "?"
 
 
 def host(tmp, n):
@@ -86,16 +99,22 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="10,1000")
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--tools", default="puppet,salt,chef", help="a comma-separated subset of puppet,salt,chef")
     args = ap.parse_args()
+    wanted = args.tools.split(",")
     rows = []
     for n in [int(x) for x in args.sizes.split(",")]:
         tmp = tempfile.mkdtemp(prefix="hostguard-bench-wrappers.")
         try:
             root, doc, doc_path = host(tmp, n)
             binary = [HOSTGUARD, "plan", "--format", "json", "--root", root, doc_path]
-            tools = {"Puppet 7 (puppet apply)": puppet(tmp, root, doc_path),
-                     "Salt 3008 (salt-call --local)": salt(tmp, root, doc),
-                     "Chef library (ruby, no Chef client)": chef(root, doc_path)}
+            tools = {}
+            if "puppet" in wanted:
+                tools["Puppet {} (puppet apply)".format(version(["puppet", "--version"]))] = puppet(tmp, root, doc_path)
+            if "salt" in wanted:
+                tools["Salt {} (salt-call --local)".format(version([SALT, "--version"]))] = salt(tmp, root, doc)
+            if "chef" in wanted:
+                tools["Chef library (Ruby {}, no Chef client)".format(version(["ruby", "-e", "puts RUBY_VERSION"]))] = chef(root, doc_path)
             for name, (empty, run) in tools.items():
                 timed(run)  # warm: caches, compiled catalogs, the first plan
                 t = {"empty": [], "run": [], "binary": []}
@@ -103,15 +122,21 @@ def main():
                     t["empty"].append(timed(empty))
                     t["binary"].append(timed(binary))
                     t["run"].append(timed(run))
-                med = {k: statistics.median(v) for k, v in t.items()}
-                over = med["run"] - med["empty"] - med["binary"]
-                rows.append((name, n, med["empty"], med["binary"], med["run"], over, 100 * over / (med["empty"] + med["binary"])))
+                row = [name, n]
+                for i in (0, 1):  # wall, then CPU
+                    med = {k: statistics.median(x[i] for x in v) for k, v in t.items()}
+                    over = med["run"] - med["empty"] - med["binary"]
+                    row += [med["empty"], med["binary"], med["run"], over, 100 * over / (med["empty"] + med["binary"])]
+                rows.append(row)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    print("| tool | keys | tool's empty run | hostguard plan | wrapper run | overhead | overhead / (empty + binary) |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for name, n, e, b, r, o, pct in rows:
-        print("| {} | {} | {:.2f} s | {:.3f} s | {:.2f} s | {:+.2f} s | {:+.0f}% |".format(name, n, e, b, r, o, pct))
+    print("Median of {} runs each, interleaved. Wall seconds, then CPU seconds (user + system, child processes included).".format(args.runs))
+    print()
+    print("| tool | keys | empty run | hostguard plan | wrapper run | overhead | / (empty + plan) "
+          "| CPU: empty | plan | wrapper | overhead | / (empty + plan) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        print("| {} | {} | {:.2f} s | {:.3f} s | {:.2f} s | {:+.2f} s | {:+.0f}% | {:.2f} s | {:.3f} s | {:.2f} s | {:+.2f} s | {:+.0f}% |".format(*r))
 
 
 if __name__ == "__main__":
