@@ -156,6 +156,7 @@ fn walk(chains: &dyn Chains, chain: &str, s: &Session, depth: usize) -> Verdict 
         if m == M::No {
             continue;
         }
+        let goto = r.args.iter().any(|a| a == "-g");
         match target.as_deref() {
             Some("ACCEPT") if m == M::Yes => return Verdict::Accept,
             Some("DROP" | "REJECT") => return Verdict::Drop(format!("the rule `{}`", r.line(chain))),
@@ -163,6 +164,10 @@ fn walk(chains: &dyn Chains, chain: &str, s: &Session, depth: usize) -> Verdict 
             Some(t) if chains.has(t) => match walk(chains, t, s, depth + 1) {
                 Verdict::Drop(why) => return Verdict::Drop(why),
                 Verdict::Accept if m == M::Yes => return Verdict::Accept,
+                // After a goto, the end of the chain gone to ends this chain too (netfilter goes
+                // back to this chain's caller, or to the policy of a built-in chain), so the rules
+                // after the goto are never reached.
+                Verdict::Continue if goto && m == M::Yes => return Verdict::Continue,
                 _ => {}
             },
             _ => {}
@@ -329,6 +334,18 @@ mod tests {
         assert_eq!(walk_input(&f, &session()), Verdict::Accept);
         let f = fake("ACCEPT", &[("INPUT", &["-j MINE"]), ("MINE", &["-s 10.9.8.7/32 -j REJECT"])]);
         assert!(matches!(walk_input(&f, &session()), Verdict::Drop(_)));
+    }
+
+    /// Found by reading the walker: a goto was followed like a jump, so an ACCEPT after it was
+    /// taken to keep a session that netfilter sends to the DROP policy when the chain gone to ends.
+    #[test]
+    fn rules_after_a_goto_are_not_reached_when_its_chain_ends() {
+        let f = fake("DROP", &[("INPUT", &["-g EMPTY", "-j ACCEPT"]), ("EMPTY", &[])]);
+        assert!(matches!(walk_input(&f, &session()), Verdict::Drop(_)));
+        let f = fake("DROP", &[("INPUT", &["-g MINE", "-j DROP"]), ("MINE", &["-p tcp -m tcp --dport 22 -j ACCEPT"])]);
+        assert_eq!(walk_input(&f, &session()), Verdict::Accept);
+        let f = fake("DROP", &[("INPUT", &["-j EMPTY", "-j ACCEPT"]), ("EMPTY", &[])]);
+        assert_eq!(walk_input(&f, &session()), Verdict::Accept, "a jump comes back");
     }
 
     #[test]
