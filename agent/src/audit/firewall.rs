@@ -174,13 +174,24 @@ fn walk(filter: &Filter, chain: &str, in_if: &str, out_if: &str, depth: usize) -
 
 /// What FORWARD does with a new packet from `in_if` to `out_if`.
 pub fn forward_verdict(filter: &Filter, in_if: &str, out_if: &str) -> Verdict {
+    forward_rule_verdict(filter, in_if, out_if).unwrap_or_else(|| policy_verdict(filter))
+}
+
+/// The verdict of the FORWARD rule that decides a new packet from `in_if` to `out_if`; `None`
+/// when no rule does and the policy decides.
+pub fn forward_rule_verdict(filter: &Filter, in_if: &str, out_if: &str) -> Option<Verdict> {
     match walk(filter, "FORWARD", in_if, out_if, 0) {
-        Walk::Decided(v) => v,
-        Walk::Return => match forward_policy(filter) {
-            Some("DROP") => Verdict::Drop("the FORWARD policy DROP".into()),
-            Some(p) => Verdict::Accept(format!("the FORWARD policy {p}")),
-            None => Verdict::Accept("FORWARD (no policy read)".into()),
-        },
+        Walk::Decided(v) => Some(v),
+        Walk::Return => None,
+    }
+}
+
+/// What FORWARD's policy does with a packet no rule decides.
+pub fn policy_verdict(filter: &Filter) -> Verdict {
+    match forward_policy(filter) {
+        Some("DROP") => Verdict::Drop("the FORWARD policy DROP".into()),
+        Some(p) => Verdict::Accept(format!("the FORWARD policy {p}")),
+        None => Verdict::Accept("FORWARD (no policy read)".into()),
     }
 }
 

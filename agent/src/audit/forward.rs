@@ -133,12 +133,13 @@ impl<'a> Hook<'a> {
         let mut unknown = None;
         for c in &self.chains {
             let d = match c {
-                Base::Iptables(f) => match firewall::forward_verdict(f, in_if, out_if) {
-                    firewall::Verdict::Drop(by) => Decision::Drop(by),
-                    firewall::Verdict::Accept(by) => {
-                        let explicit = !by.starts_with("the FORWARD policy") && !by.starts_with("FORWARD (");
-                        Decision::Accept { rule: explicit.then(|| by.clone()), by }
-                    }
+                Base::Iptables(f) => match firewall::forward_rule_verdict(f, in_if, out_if) {
+                    Some(firewall::Verdict::Drop(by)) => Decision::Drop(by),
+                    Some(firewall::Verdict::Accept(by)) => Decision::Accept { rule: Some(by.clone()), by },
+                    None => match firewall::policy_verdict(f) {
+                        firewall::Verdict::Drop(by) => Decision::Drop(by),
+                        firewall::Verdict::Accept(by) => Decision::Accept { by, rule: None },
+                    },
                 },
                 Base::Nft { table, chain, policy, .. } => base_verdict(table, chain, policy, &Packet { in_if, out_if, family: self.family }),
             };
