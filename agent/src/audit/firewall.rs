@@ -25,11 +25,6 @@ fn forward_policy(filter: &Filter) -> Option<&str> {
     filter.chain("FORWARD").and_then(|c| c.policy.as_deref())
 }
 
-/// Whether FORWARD's policy is ACCEPT.
-pub fn forward_accepts(filter: &Filter) -> bool {
-    forward_policy(filter) == Some("ACCEPT")
-}
-
 /// The filter tables of both families, each read or the reason it could not be.
 pub fn read(host: &Host) -> Vec<Firewall> {
     let tools = Tools::resolve(host, Backend::Auto);

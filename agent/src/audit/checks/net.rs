@@ -81,8 +81,7 @@ const NFT_CHAIN: &str = "forward";
 
 fn docker(f: &Facts, hook: &Hook) -> Option<Docker> {
     let d = f.docker.as_ref()?;
-    let nft_family = if hook.family == "ipv4" { "ip" } else { "ip6" };
-    let table = f.nftables.iter().any(|t| t.family == nft_family && t.name == "docker-bridges");
+    let table = f.nftables.iter().any(|t| t.family == nft_family(hook.family) && t.name == "docker-bridges");
     if d["firewall-backend"] == "nftables" || table {
         let mut names: HashSet<String> = ["docker0", "docker_gwbridge"].iter().map(|s| s.to_string()).collect();
         names.extend(hook.nft_names_in(&f.nftables, "docker-bridges"));
@@ -99,9 +98,14 @@ fn nft_host(hook: &Hook, docker: &Option<Docker>) -> bool {
     hook.has_nft() || matches!(docker, Some(Docker::Nftables(_)))
 }
 
+/// The nftables family of the audit's `ipv4`/`ipv6`.
+fn nft_family(family: &str) -> &'static str {
+    if family == "ipv4" { "ip" } else { "ip6" }
+}
+
 /// `ip hostguard` / `ip6 hostguard`: the table key of the nftables fix for `family`.
 fn nft_table_key(family: &str) -> String {
-    format!("{} {NFT_TABLE}", if family == "ipv4" { "ip" } else { "ip6" })
+    format!("{} {NFT_TABLE}", nft_family(family))
 }
 
 /// An nftables fragment: the forward chain of hostguard's own table, with `policy` when given.
