@@ -12,6 +12,7 @@ use crate::deliver::Delivery;
 use crate::engine::{self, Options, ShowOptions};
 use crate::error::{Error, Result};
 use crate::host::Host;
+use crate::kind::Session;
 use crate::http::HttpOptions;
 use crate::report::{Command, Exit, Report};
 use crate::source::{self, SourceOptions};
@@ -248,6 +249,8 @@ fn format(global: &Global) -> Format {
 fn options(global: &Global) -> Options {
     Options {
         lock_timeout: Duration::from_secs(global.lock_timeout),
+        // Read here once: the guards take the session as an input, not from the environment.
+        ssh_session: std::env::var("SSH_CONNECTION").ok().and_then(|v| Session::parse(&v)),
         ..Options::default()
     }
 }

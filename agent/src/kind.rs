@@ -2,6 +2,7 @@
 //! trait a kind's `plan` returns. A leaf module, so the engine can name the kinds and the kinds
 //! can name this without either naming the other.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::error::Result;
@@ -19,6 +20,39 @@ pub struct Options {
     pub confirm_probe: Option<crate::probe::Probe>,
     /// How long to wait for another run's lock.
     pub lock_timeout: Duration,
+    /// The SSH session the run comes from (`SSH_CONNECTION`, read once by the command line),
+    /// which the SSH lockout guards keep reachable.
+    pub ssh_session: Option<Session>,
+}
+
+/// One SSH session's connection, as `SSH_CONNECTION` gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub client: IpAddr,
+    pub client_port: u16,
+    pub server: IpAddr,
+    pub server_port: u16,
+}
+
+impl Session {
+    /// `SSH_CONNECTION="client_ip client_port server_ip server_port"`; IPv4-mapped IPv6
+    /// addresses become IPv4 ones (the session's packets are IPv4).
+    pub fn parse(v: &str) -> Option<Session> {
+        let p: Vec<&str> = v.split_whitespace().collect();
+        if p.len() != 4 {
+            return None;
+        }
+        let unmap = |a: IpAddr| match a {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(a),
+            v4 => v4,
+        };
+        Some(Session {
+            client: unmap(p[0].parse().ok()?),
+            client_port: p[1].parse().ok()?,
+            server: unmap(p[2].parse().ok()?),
+            server_port: p[3].parse().ok()?,
+        })
+    }
 }
 
 /// What a module needs from the run: the host and the options.

@@ -1,5 +1,5 @@
 //! The SSH lockout guard (SPEC section 6): when the run comes from an SSH session
-//! (`SSH_CONNECTION`), the INPUT chain it would leave behind is walked for that session's packets
+//! (`SSH_CONNECTION`, read by the command line into `Options::ssh_session`), the INPUT chain it would leave behind is walked for that session's packets
 //! (TCP, client to server ports, conntrack state ESTABLISHED). A rule that may drop them, or a
 //! DROP policy they reach, refuses the apply unless `--force`.
 //!
@@ -10,43 +10,12 @@
 use std::net::IpAddr;
 
 use crate::error::{Error, Result};
+pub use crate::kind::Session;
 use crate::state::iptables::{Family, Table};
 
 use super::normalize;
 use super::save::Rule;
 use super::{Group, Plan};
-
-#[derive(Debug, Clone)]
-pub struct Session {
-    pub client: IpAddr,
-    pub client_port: u16,
-    pub server: IpAddr,
-    pub server_port: u16,
-}
-
-impl Session {
-    /// `SSH_CONNECTION="client_ip client_port server_ip server_port"`.
-    pub fn from_env() -> Option<Session> {
-        parse_session(&std::env::var("SSH_CONNECTION").ok()?)
-    }
-}
-
-pub fn parse_session(v: &str) -> Option<Session> {
-    let p: Vec<&str> = v.split_whitespace().collect();
-    if p.len() != 4 {
-        return None;
-    }
-    let unmap = |a: IpAddr| match a {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(a),
-        v4 => v4,
-    };
-    Some(Session {
-        client: unmap(p[0].parse().ok()?),
-        client_port: p[1].parse().ok()?,
-        server: unmap(p[2].parse().ok()?),
-        server_port: p[3].parse().ok()?,
-    })
-}
 
 /// Whether a match holds for the session's packets (shared with the nftables guard).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,15 +80,15 @@ impl Chains for Group {
     }
 }
 
-/// Refuse when the plan would drop the SSH session this runs from.
-pub fn check_ssh(plan: &Plan) -> Result<()> {
-    let Some(s) = Session::from_env() else { return Ok(()) };
+/// Refuse when the plan would drop the SSH session `s` (the one this runs from).
+pub fn check_ssh(plan: &Plan, s: Option<&Session>) -> Result<()> {
+    let Some(s) = s else { return Ok(()) };
     let family = if s.client.is_ipv4() { Family::V4 } else { Family::V6 };
     let Some(g) = plan.groups.iter().find(|g| g.family == family && g.table == Table::Filter) else { return Ok(()) };
     if g.changed().next().is_none() {
         return Ok(());
     }
-    match walk_input(g, &s) {
+    match walk_input(g, s) {
         Verdict::Drop(why) => Err(Error::Refused(format!(
             "refusing to apply: the new {} filter INPUT chain would drop the SSH session this runs from \
              ({} port {} -> {} port {}): {why}. Accept it first (e.g. \"-p tcp --dport {} -j ACCEPT\" or \
@@ -302,7 +271,7 @@ mod tests {
         )
     }
     fn session() -> Session {
-        parse_session("10.9.8.7 50000 10.0.0.2 22").unwrap()
+        Session::parse("10.9.8.7 50000 10.0.0.2 22").unwrap()
     }
 
     #[test]
@@ -350,8 +319,8 @@ mod tests {
 
     #[test]
     fn session_variable_parses_mapped_addresses() {
-        let s = parse_session("::ffff:10.1.1.1 1234 ::ffff:10.0.0.2 22").unwrap();
+        let s = Session::parse("::ffff:10.1.1.1 1234 ::ffff:10.0.0.2 22").unwrap();
         assert!(s.client.is_ipv4());
-        assert!(parse_session("garbage").is_none());
+        assert!(Session::parse("garbage").is_none());
     }
 }

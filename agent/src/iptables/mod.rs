@@ -118,11 +118,13 @@ struct Group {
 pub struct Plan {
     tools: Option<Tools>,
     groups: Vec<Group>,
+    /// The SSH session the guard keeps (`Options::ssh_session`).
+    session: Option<guard::Session>,
 }
 
 pub fn plan(ctx: &Ctx, desired: &IptablesState) -> Result<Plan> {
     if desired.chains.is_empty() {
-        return Ok(Plan { tools: None, groups: Vec::new() });
+        return Ok(Plan { tools: None, groups: Vec::new(), session: None });
     }
     let tools = Tools::resolve(ctx.host, desired.backend)?;
     let mut groups: Vec<Group> = Vec::new();
@@ -136,7 +138,7 @@ pub fn plan(ctx: &Ctx, desired: &IptablesState) -> Result<Plan> {
         let chains = plan_group(ctx.host, &tools, family, table, &current, specs);
         groups.push(Group { family, table, current, chains });
     }
-    Ok(Plan { tools: Some(tools), groups })
+    Ok(Plan { tools: Some(tools), groups, session: ctx.opts.ssh_session.clone() })
 }
 
 fn plan_group(host: &Host, tools: &Tools, family: Family, table: Table, current: &TableDump, specs: &[Arc<ChainSpec>]) -> Vec<ChainPlan> {
@@ -520,7 +522,7 @@ impl Resources for Plan {
     fn reports(&self) -> Vec<ResourceReport> {
         let mut out: Vec<ResourceReport> = self.groups.iter().flat_map(|g| g.chains.iter().map(ChainPlan::report)).collect();
         // Say in the plan what apply would refuse, on the first chain that changes.
-        if let Err(e) = guard::check_ssh(self) {
+        if let Err(e) = guard::check_ssh(self, self.session.as_ref()) {
             if let Some(r) = out.iter_mut().find(|r| r.status == Status::Drift) {
                 r.message.push_str(&format!("; apply would refuse without --force: {e}"));
             }
@@ -535,7 +537,7 @@ impl Resources for Plan {
         }
         confirm::refuse_if_pending(ctx.host)?;
         if !ctx.opts.force {
-            guard::check_ssh(self)?;
+            guard::check_ssh(self, self.session.as_ref())?;
         }
         Ok(())
     }

@@ -28,11 +28,11 @@ impl M {
 }
 
 /// Refuse when writing one of `tables` (the owned tables this apply replaces, as nft will list
-/// them) would drop the SSH session this run comes from.
-pub fn check_ssh<'a>(tables: impl Iterator<Item = &'a Table>) -> Result<()> {
-    let Some(s) = Session::from_env() else { return Ok(()) };
+/// them) would drop the SSH session `s` (the one this run comes from).
+pub fn check_ssh<'a>(tables: impl Iterator<Item = &'a Table>, s: Option<&Session>) -> Result<()> {
+    let Some(s) = s else { return Ok(()) };
     for t in tables {
-        if let Some(why) = drops(t, &s) {
+        if let Some(why) = drops(t, s) {
             return Err(Error::Refused(format!(
                 "refusing to apply: the new table {} {} would drop the SSH session this runs from ({} port {} -> {} port {}): {why}. \
                  Accept it first (e.g. \"tcp dport {} accept\" or \"ct state established,related accept\" at the top of that chain), \
@@ -362,14 +362,13 @@ fn one_addr(a: &str, ip: IpAddr) -> M {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::iptables::guard::parse_session;
     use crate::nftables::listing::parse;
 
     fn table(chains: &str) -> Table {
         parse(&format!("table inet hg {{\n{chains}\n}}\n")).unwrap().tables.remove(0)
     }
     fn session() -> Session {
-        parse_session("10.9.8.7 50000 10.0.0.2 22").unwrap()
+        Session::parse("10.9.8.7 50000 10.0.0.2 22").unwrap()
     }
     fn input(policy: &str, rules: &[&str]) -> Table {
         table(&format!("chain input {{\ntype filter hook input priority filter; policy {policy};\n{}\n}}", rules.join("\n")))

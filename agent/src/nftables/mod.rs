@@ -73,6 +73,8 @@ pub struct Plan {
     /// The batch `nft -c` already accepted in plan (creating the absent tables), which apply
     /// need not check again when it is the whole batch.
     checked: Option<String>,
+    /// The SSH session the guard keeps (`Options::ssh_session`).
+    session: Option<crate::kind::Session>,
 }
 
 /// The tables the host holds, as `(family, name)`.
@@ -109,7 +111,7 @@ pub fn read_table(host: &Host, family: &str, name: &str) -> std::result::Result<
 
 pub fn plan(ctx: &Ctx, desired: &NftablesState) -> Result<Plan> {
     if desired.tables.is_empty() {
-        return Ok(Plan { tables: Vec::new(), checked: None });
+        return Ok(Plan { tables: Vec::new(), checked: None, session: None });
     }
     let mut tables = Vec::new();
     for spec in &desired.tables {
@@ -180,7 +182,7 @@ pub fn plan(ctx: &Ctx, desired: &NftablesState) -> Result<Plan> {
             t.diff = diff::diff(&t.spec, want, t.current.as_ref());
         }
     }
-    Ok(Plan { tables, checked })
+    Ok(Plan { tables, checked, session: ctx.opts.ssh_session.clone() })
 }
 
 impl Plan {
@@ -320,7 +322,7 @@ impl Plan {
 impl Plan {
     /// The SSH lockout guard over the owned tables this apply replaces, as nft will hold them.
     fn check_ssh(&self) -> Result<()> {
-        guard::check_ssh(self.changed().filter_map(|t| t.desired.as_ref().ok()))
+        guard::check_ssh(self.changed().filter_map(|t| t.desired.as_ref().ok()), self.session.as_ref())
     }
 }
 
