@@ -224,6 +224,17 @@ impl Host {
         matches!((boot, st), (Some(b), Ok(st)) if (st.st_mtime as i64) < b)
     }
 
+    /// Remove the temp files that dead runs left beside the file `abs`, as a write of `abs`
+    /// does, for a file that needs no write: a power cut between a batch's durable temp files
+    /// and its renames leaves them beside files that are already as the next apply wants them.
+    /// Best effort, and nothing when the directory does not exist.
+    pub fn remove_stale_temps_beside(&self, abs: impl AsRef<Path>) {
+        let Some((dir_abs, name)) = split(abs.as_ref()) else { return };
+        if let Ok(Some(dir)) = self.existing_dir(dir_abs) {
+            self.remove_stale_temps(&dir, &name.to_string_lossy());
+        }
+    }
+
     fn remove_stale_temps(&self, dir: &rustix::fd::OwnedFd, name: &str) {
         let Ok(entries) = beneath::names(dir) else { return };
         for entry in entries {

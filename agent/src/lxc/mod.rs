@@ -512,7 +512,14 @@ impl Resources for Plan {
         for (c, p) in self.containers.iter().zip(pending) {
             out.push(match p {
                 Ok(p) => c.finish(ctx.host, self.env, p, written.next().expect("one result per written config")),
-                Err(report) => report,
+                Err(report) => {
+                    // A config needing no write still gets the sweep a write does (a power cut
+                    // can leave temp files beside a config already as the document wants it).
+                    if c.state.is_ok() {
+                        ctx.host.remove_stale_temps_beside(&c.config);
+                    }
+                    report
+                }
             });
             out.extend(c.live_apply(ctx.host, &self.lxcpath, self.backend.as_deref()));
         }

@@ -218,6 +218,10 @@ impl Plan {
 
     pub fn apply(self, host: &Host) -> ResourceReport {
         let before = self.report();
+        if before.status == Status::InSync {
+            // The sweep a write does, for a file that needs none (after a power cut mid-write).
+            host.remove_stale_temps_beside(&self.path);
+        }
         if before.status != Status::Drift {
             return before;
         }
