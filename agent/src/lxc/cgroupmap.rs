@@ -153,6 +153,33 @@ mod tests {
         assert_eq!(translate("io.weight", "10", Version::V1, None), None);
     }
 
+    /// state/lxc.rs lists the `lxc.cgroup*` keys a container field manages by hand (it cannot
+    /// name the cgroup table without an import circle); they must be the table's files for every
+    /// limit a container carries, on both versions, so a key the render writes is never also
+    /// settable through the `config` map (two lines for one file, the last one winning).
+    #[test]
+    fn managed_cgroup_keys_are_the_cgroup_tables() {
+        use crate::cgroup::Setting;
+        use crate::state::lxc::{config_key_problem, RawContainer, MANAGED_KEYS};
+        use std::collections::BTreeSet;
+
+        // The limits a container carries: the settings whose field a container accepts.
+        let carried: Vec<Setting> = Setting::ALL
+            .into_iter()
+            .filter(|s| serde_json::from_value::<RawContainer>(serde_json::json!({ s.name(): "1" })).is_ok())
+            .collect();
+        assert_eq!(carried, [Setting::Memory, Setting::MemorySwap, Setting::CpuShares]);
+
+        let table: BTreeSet<(String, &str)> = carried.iter().flat_map(|s| keys(*s).map(|k| (k, s.name()))).collect();
+        let listed: BTreeSet<(String, &str)> =
+            MANAGED_KEYS.iter().filter(|(k, _)| k.starts_with("lxc.cgroup")).map(|(k, f)| (k.to_string(), *f)).collect();
+        assert_eq!(listed, table);
+        for (k, field) in &table {
+            let why = config_key_problem(k).unwrap_or_default();
+            assert!(why.contains(&format!("`{field}`")), "{k}: {why:?}");
+        }
+    }
+
     #[test]
     fn sizes_parse_in_both_spellings() {
         assert_eq!(parse_size("-1"), Some(Limit::Max));

@@ -199,25 +199,31 @@ pub const REPEATABLE_NET_KEYS: [&str; 5] =
 
 const NET_TYPES: [&str; 7] = ["empty", "none", "veth", "vlan", "macvlan", "ipvlan", "phys"];
 
+/// The config keys a container field manages, with the field (a trailing `*` is a prefix). The
+/// `lxc.cgroup*` ones are the files of the cgroup kind's table (`Version::target`) for the limits a
+/// container carries; state/ cannot name that table (cgroup/ uses state's `Limits`, so it would be
+/// an import circle), and the lxc unit test `managed_cgroup_keys_are_the_cgroup_tables` holds this
+/// list to it.
+pub const MANAGED_KEYS: [(&str, &str); 13] = [
+    ("lxc.cgroup.memory.limit_in_bytes", "memory_limit"),
+    ("lxc.cgroup2.memory.max", "memory_limit"),
+    ("lxc.cgroup.memory.memsw.limit_in_bytes", "memory_swap_limit"),
+    ("lxc.cgroup2.memory.swap.max", "memory_swap_limit"),
+    ("lxc.cgroup.cpu.shares", "cpu_shares"),
+    ("lxc.cgroup2.cpu.weight", "cpu_shares"),
+    ("lxc.cap.drop", "cap_drop"),
+    ("lxc.idmap", "idmap"),
+    ("lxc.id_map", "idmap"),
+    ("lxc.net", "network"),
+    ("lxc.network", "network"),
+    ("lxc.net.*", "network"),
+    ("lxc.network.*", "network"),
+];
+
 /// Why a key may not appear in the `config` map, if it may not: keys that have their own field,
 /// and keys LXC reads as a list (a map value could only say one of their lines).
 pub fn config_key_problem(key: &str) -> Option<String> {
-    let managed: [(&str, &str); 13] = [
-        ("lxc.cgroup.memory.limit_in_bytes", "memory_limit"),
-        ("lxc.cgroup2.memory.max", "memory_limit"),
-        ("lxc.cgroup.memory.memsw.limit_in_bytes", "memory_swap_limit"),
-        ("lxc.cgroup2.memory.swap.max", "memory_swap_limit"),
-        ("lxc.cgroup.cpu.shares", "cpu_shares"),
-        ("lxc.cgroup2.cpu.weight", "cpu_shares"),
-        ("lxc.cap.drop", "cap_drop"),
-        ("lxc.idmap", "idmap"),
-        ("lxc.id_map", "idmap"),
-        ("lxc.net", "network"),
-        ("lxc.network", "network"),
-        ("lxc.net.*", "network"),
-        ("lxc.network.*", "network"),
-    ];
-    for (k, field) in managed {
+    for (k, field) in MANAGED_KEYS {
         let hit = match k.strip_suffix('*') {
             Some(prefix) => key.starts_with(prefix),
             None => key == k,
