@@ -453,6 +453,30 @@ fn ssh_guard_refuses_a_ruleset_that_drops_the_session_unless_forced() {
     }
 }
 
+/// A RETURN whose match the guard cannot decide (the session's interface is unknown) may be
+/// taken: `-i eth1 -j RETURN` sends a session arriving on eth1 back to INPUT's DROP policy, so
+/// the ACCEPT after it does not keep the session, and apply refuses. It was skipped as if never
+/// taken, and the apply went ahead.
+#[test]
+fn ssh_guard_counts_an_undecidable_return_as_taken() {
+    let ssh = [("SSH_CONNECTION", "10.9.8.7 50022 10.0.0.2 22")];
+    for b in BACKENDS {
+        let ns = Netns::new();
+        let doc = |input: &[&str]| json!({ "version": 1, "iptables": { "backend": b, "ipv4": { "filter": {
+            "INPUT": { "policy": "DROP", "purge": true, "rules": input },
+            "MINE": { "purge": true, "rules": ["-i eth1 -j RETURN", "-j ACCEPT"] } } } } });
+        let lockout = doc(&["-j MINE"]);
+        let before = save(&ns, b, false, "filter");
+        let r = ns.hostguard(&["apply"], &lockout, &ssh);
+        assert_eq!(r.code, 1, "{b}: {r:?}");
+        assert!(r.stderr.contains("SSH session") && r.stderr.contains("policy is DROP"), "{b}: {}", r.stderr);
+        assert_eq!(before, save(&ns, b, false, "filter"), "{b}: refused apply touched the table");
+        // Accepted on both paths (returned to INPUT, or not): applied without --force.
+        ns.hostguard(&["apply"], &doc(&["-j MINE", "-p tcp --dport 22 -j ACCEPT"]), &ssh).expect(2, b);
+        assert!(save(&ns, b, false, "filter").contains("-A MINE -i eth1 -j RETURN"), "{b}");
+    }
+}
+
 #[test]
 fn two_concurrent_applies_do_not_interleave() {
     for b in BACKENDS {

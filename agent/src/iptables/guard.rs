@@ -5,7 +5,9 @@
 //!
 //! The walk is conservative: a DROP or REJECT whose match hostguard cannot decide (an interface
 //! name, an extension it does not model) counts as dropping the session; an ACCEPT counts only
-//! when its match certainly holds.
+//! when its match certainly holds. A RETURN (or a goto) whose match it cannot decide is both
+//! taken and not: a DROP on either path refuses, and an ACCEPT after it decides nothing, since
+//! the session may have left the chain before it.
 
 use std::net::IpAddr;
 
@@ -120,6 +122,11 @@ fn walk(chains: &dyn Chains, chain: &str, s: &Session, depth: usize) -> Verdict 
         return Verdict::Continue;
     }
     let family = if s.client.is_ipv4() { Family::V4 } else { Family::V6 };
+    // Set once a RETURN (or a goto whose chain ends) may have been taken: the session then
+    // either left this chain there or went on, and the walk below follows the second path. An
+    // ACCEPT on it does not decide, since the first path never met it; a DROP still refuses.
+    let mut may_have_returned = false;
+    let accept = |may_have_returned: bool| if may_have_returned { Verdict::Continue } else { Verdict::Accept };
     for r in chains.rules(chain).unwrap_or_default() {
         let (m, target) = matches(&r.args, s, family);
         if m == M::No {
@@ -127,16 +134,18 @@ fn walk(chains: &dyn Chains, chain: &str, s: &Session, depth: usize) -> Verdict 
         }
         let goto = r.args.iter().any(|a| a == "-g");
         match target.as_deref() {
-            Some("ACCEPT") if m == M::Yes => return Verdict::Accept,
+            Some("ACCEPT") if m == M::Yes => return accept(may_have_returned),
             Some("DROP" | "REJECT") => return Verdict::Drop(format!("the rule `{}`", r.line(chain))),
             Some("RETURN") if m == M::Yes => return Verdict::Continue,
+            Some("RETURN") => may_have_returned = true,
             Some(t) if chains.has(t) => match walk(chains, t, s, depth + 1) {
                 Verdict::Drop(why) => return Verdict::Drop(why),
-                Verdict::Accept if m == M::Yes => return Verdict::Accept,
+                Verdict::Accept if m == M::Yes => return accept(may_have_returned),
                 // After a goto, the end of the chain gone to ends this chain too (netfilter goes
                 // back to this chain's caller, or to the policy of a built-in chain), so the rules
                 // after the goto are never reached.
                 Verdict::Continue if goto && m == M::Yes => return Verdict::Continue,
+                Verdict::Continue if goto => may_have_returned = true,
                 _ => {}
             },
             _ => {}
@@ -315,6 +324,30 @@ mod tests {
         assert_eq!(walk_input(&f, &session()), Verdict::Accept);
         let f = fake("DROP", &[("INPUT", &["-j EMPTY", "-j ACCEPT"]), ("EMPTY", &[])]);
         assert_eq!(walk_input(&f, &session()), Verdict::Accept, "a jump comes back");
+    }
+
+    /// An uncertain RETURN was skipped, as if never taken: `-i eth1 -j RETURN` then `-j ACCEPT`
+    /// in a chain INPUT jumps to was taken to accept the session, which, arriving on eth1, goes
+    /// back to INPUT and its DROP.
+    #[test]
+    fn an_accept_after_an_undecidable_return_does_not_keep_the_session() {
+        let f = fake("DROP", &[("INPUT", &["-j MINE"]), ("MINE", &["-i eth1 -j RETURN", "-j ACCEPT"])]);
+        assert!(matches!(walk_input(&f, &session()), Verdict::Drop(_)));
+        let f = fake("ACCEPT", &[("INPUT", &["-j MINE", "-j DROP"]), ("MINE", &["-i eth1 -j RETURN", "-j ACCEPT"])]);
+        assert!(matches!(walk_input(&f, &session()), Verdict::Drop(_)), "the returned path meets the DROP");
+        let f = fake("ACCEPT", &[("INPUT", &["-j MINE"]), ("MINE", &["-i eth1 -j RETURN", "-p tcp --dport 22 -j DROP"])]);
+        assert!(matches!(walk_input(&f, &session()), Verdict::Drop(_)), "the path not returned meets the DROP");
+        // Both paths accept: kept.
+        let f = fake("DROP", &[("INPUT", &["-j MINE", "-j ACCEPT"]), ("MINE", &["-i eth1 -j RETURN", "-j ACCEPT"])]);
+        assert_eq!(walk_input(&f, &session()), Verdict::Accept);
+        // In INPUT itself a RETURN goes to the policy.
+        let f = fake("DROP", &[("INPUT", &["-i eth1 -j RETURN", "-j ACCEPT"])]);
+        assert!(matches!(walk_input(&f, &session()), Verdict::Drop(_)));
+        let f = fake("ACCEPT", &[("INPUT", &["-i eth1 -j RETURN", "-j ACCEPT"])]);
+        assert_eq!(walk_input(&f, &session()), Verdict::Accept);
+        // The same for a goto whose match is undecided and whose chain ends.
+        let f = fake("DROP", &[("INPUT", &["-i eth1 -g EMPTY", "-j ACCEPT"]), ("EMPTY", &[])]);
+        assert!(matches!(walk_input(&f, &session()), Verdict::Drop(_)));
     }
 
     #[test]

@@ -82,6 +82,10 @@ fn walk(t: &Table, chain: &str, s: &Session, depth: usize) -> Verdict {
         return Verdict::Continue;
     }
     let Some(c) = t.chains.get(chain) else { return Verdict::Continue };
+    // As in the iptables walk: once a `return` (or a `goto` whose chain ends) may have been
+    // taken, an `accept` after it decides nothing; a `drop` still does.
+    let mut may_have_returned = false;
+    let accept = |may_have_returned: bool| if may_have_returned { Verdict::Continue } else { Verdict::Accept };
     for rule in &c.rules {
         let (m, verdict) = rule_match(&with_maps(t, rule), s);
         if m == M::No {
@@ -89,13 +93,15 @@ fn walk(t: &Table, chain: &str, s: &Session, depth: usize) -> Verdict {
         }
         let Some(verdict) = verdict else { continue };
         match verdict {
-            V::Accept if m == M::Yes => return Verdict::Accept,
+            V::Accept if m == M::Yes => return accept(may_have_returned),
             V::Drop => return Verdict::Drop(format!("the rule `{rule}` in chain {chain}")),
             V::Return if m == M::Yes => return Verdict::Continue,
+            V::Return => may_have_returned = true,
             V::Jump(target, goto) => match walk(t, &target, s, depth + 1) {
                 Verdict::Drop(why) => return Verdict::Drop(why),
-                Verdict::Accept if m == M::Yes => return Verdict::Accept,
+                Verdict::Accept if m == M::Yes => return accept(may_have_returned),
                 Verdict::Continue if goto && m == M::Yes => return Verdict::Continue,
+                Verdict::Continue if goto => may_have_returned = true,
                 _ => {}
             },
             _ => {}
@@ -403,6 +409,18 @@ mod tests {
         assert_eq!(drops(&t, &session()), None);
         let t = table("chain input {\ntype filter hook input priority filter; policy accept;\njump mine\n}\nchain mine {\nip saddr 10.9.8.7 drop\n}");
         assert!(drops(&t, &session()).unwrap().contains("chain mine"));
+    }
+
+    /// An undecidable `return` was skipped as if never taken, so the `accept` after it was taken
+    /// to keep a session that, arriving on eth1, goes back to the base chain's drop policy.
+    #[test]
+    fn an_accept_after_an_undecidable_return_does_not_keep_the_session() {
+        let t = table("chain input {\ntype filter hook input priority filter; policy drop;\njump mine\n}\nchain mine {\niifname \"eth1\" return\naccept\n}");
+        assert!(drops(&t, &session()).unwrap().contains("policy is drop"));
+        let t = table("chain input {\ntype filter hook input priority filter; policy drop;\niifname \"eth1\" goto empty\naccept\n}\nchain empty {\n}");
+        assert!(drops(&t, &session()).is_some());
+        let t = table("chain input {\ntype filter hook input priority filter; policy drop;\njump mine\naccept\n}\nchain mine {\niifname \"eth1\" return\naccept\n}");
+        assert_eq!(drops(&t, &session()), None, "accepted on both paths");
     }
 
     #[test]
