@@ -11,12 +11,15 @@ defaults; files go under a temp directory. Per tool (Salt, Puppet) and size, eac
 twice: the first converge, and the no-op second run (iptables: also N managed rules converged on
 an empty host, then --others kube-proxy rules of others loaded, then the no-op run); the tool's empty run (a state/manifest with one
 no-op resource) is measured the same way, and marginal cost = run - empty run. A run still going
-at --limit is stopped and reported with how far it got. Prints one table per kind to stdout.
+at --limit is stopped and reported with how far it got. Beside the wall time, each run's CPU time
+(user + system of the tool and every process it waited for) and its marginal over the empty run's:
+it hardly moves with the machine's load. Prints one table per kind to stdout.
 """
 import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -33,6 +36,10 @@ SALT_VENV = os.environ.get("SALT_VENV", "/opt/hostguard-tests/salt-venv")
 PUPPET_MODULES = "/usr/share/puppet/modules"
 TMP = None
 NS_COUNT = [0]
+# The CPU seconds (user + system, of the run and every process it waited for) of the last timed()
+# run: unlike the wall time it hardly moves with the machine's load, so it shows a wrapper's
+# overhead over the tool's empty run on a busy machine too.
+LAST_CPU = [None]
 
 
 def sh(argv, **kw):
@@ -67,16 +74,21 @@ class Sandbox:
 
 def timed(argv, limit, cwd=None):
     """Runs argv in its own session; returns (seconds, returncode or None when stopped, stdout, stderr)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          start_new_session=True, cwd=cwd)
     try:
         out, err = p.communicate(timeout=limit)
-        return time.monotonic() - start, p.returncode, out, err
+        rc = p.returncode
     except subprocess.TimeoutExpired:
         os.killpg(p.pid, signal.SIGKILL)
         out, err = p.communicate()
-        return time.monotonic() - start, None, out, err
+        rc = None
+    t = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    LAST_CPU[0] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return t, rc, out, err
 
 
 # ---------------------------------------------------------------- Salt
@@ -259,7 +271,7 @@ def run_pair(args, rows, tool, contender, size, setup, run, converged, before=No
             ctx = setup(box)
             if before:
                 before(box)
-            firsts.append(run(box, ctx))
+            firsts.append(run(box, ctx) + (LAST_CPU[0],))
             conv = converged(box) if converged else None
             stopped = firsts[-1][1] is None
             completed = complete(box) if stopped and complete else None
@@ -271,7 +283,8 @@ def run_pair(args, rows, tool, contender, size, setup, run, converged, before=No
                 notes.append("stopped at the cap; no 2nd run (it would go on converging, not be a no-op)")
             if between:
                 between(box)
-            seconds.append(run(box, ctx) if not stopped or completed is not None else (0.0, None, "not run: 1st run stopped"))
+            seconds.append(run(box, ctx) + (LAST_CPU[0],) if not stopped or completed is not None
+                           else (0.0, None, "not run: 1st run stopped", None))
             if others:
                 after = "after the 2nd run: %s" % others(box)
                 if converged:
@@ -569,11 +582,14 @@ def median(runs):
         best = max(stopped, key=lambda r: r[0])
     else:
         best = sorted(runs, key=lambda r: r[0])[(len(runs) - 1) // 2]
-    return (best[0], best[1], runs[-1][2])
+    cpus = sorted(r[3] for r in runs if r[3] is not None and r[1] is not None)
+    return (best[0], best[1], runs[-1][2], cpus[(len(cpus) - 1) // 2] if cpus and not stopped else None)
 
 
 def spell(r):
-    return ">= %.0f" % r[0] if r[1] is None and r[0] else "-" if r[1] is None else "%.2f" % r[0]
+    if r[1] is None:
+        return ">= %.0f" % r[0] if r[0] else "-"
+    return "%.2f" % r[0] + (" (CPU %.2f)" % r[3] if r[3] is not None else "")
 
 
 def wanted(args, contender):
@@ -582,7 +598,7 @@ def wanted(args, contender):
 
 
 def fmt_run(r, row):
-    t, rc, changed = r
+    t, rc, changed = r[:3]
     if rc is None:
         if not t:
             return "not run"
@@ -596,19 +612,22 @@ def fmt_run(r, row):
 def print_table(title, rows, limit):
     print("## %s" % title)
     print()
-    print("| tool | contender | size | 1st run s | 2nd run s | marginal 1st s | marginal 2nd s | converged after 1st | changes reported on 2nd (false drift) | load |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| tool | contender | size | 1st run s | 2nd run s | marginal 1st s | marginal 2nd s | CPU 1st / 2nd s "
+          "| marginal CPU 1st / 2nd s | converged after 1st | changes reported on 2nd (false drift) | load |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     empty = {(r["tool"], r["size"]): r for r in rows if r["contender"] == "empty run"}
     for r in rows:
         e = empty.get((r["tool"], r["size"]))
-        m1 = m2 = "-"
+        m1 = m2 = mc = "-"
         if e and r is not e:
             m1, m2 = marginal(r["first"], e["first"]), marginal(r["second"], e["second"])
+            mc = "%s / %s" % (cpu_marginal(r["first"], e["first"]), cpu_marginal(r["second"], e["second"]))
+        cpu = "%s / %s" % (cpu_of(r["first"]), cpu_of(r["second"]))
         conv = "-" if r["converged"] is None else str(r["converged"]) if not isinstance(r["converged"], int) else "%s/%s" % (r["converged"], r["size"])
         ch2 = r["second"][2]
-        print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %.1f |" % (
+        print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.1f |" % (
             r["tool"], r["contender"], num(r["size"]), fmt_run(r["first"], r), fmt_run(r["second"], r),
-            m1, m2, conv, "-" if ch2 is None else ch2, r["load"]))
+            m1, m2, cpu, mc, conv, "-" if ch2 is None else ch2, r["load"]))
     print()
     notes = [(r, n) for r in rows for n in r.get("notes", [])]
     for r, n in notes:
@@ -633,6 +652,17 @@ def print_table(title, rows, limit):
                     print("| %s | %s | %s / %s | %s |" % (tool, num(size), p["contender"], hg["contender"], " | ".join(cells)))
     print()
     sys.stdout.flush()
+
+
+def cpu_of(r):
+    """A run's CPU seconds; none for a run stopped at the cap (killed: its children's time is lost)."""
+    return "-" if len(r) < 4 or r[3] is None else "%.2f" % r[3]
+
+
+def cpu_marginal(r, e):
+    if len(r) < 4 or r[3] is None or e[3] is None:
+        return "-"
+    return "%+.2f" % (r[3] - e[3])
 
 
 def marginal(r, e):
