@@ -9,7 +9,8 @@
 
 use std::ffi::OsStr;
 use std::io;
-use std::path::{Component, Path};
+use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
 
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, CWD};
@@ -48,22 +49,94 @@ pub fn open_in_root(root: &Path, abs: &Path, flags: OFlags) -> io::Result<OwnedF
 /// the way. With `create`, missing directories are made (mode 0755) and `created` is called for
 /// each, so each counts as a host write.
 pub fn open_dir_for_write(root: &Path, abs: &Path, create: bool, created: &dyn Fn()) -> Result<OwnedFd, HostError> {
-    if create && !root.exists() {
-        // The root is the operator's path, taken as given.
-        std::fs::create_dir_all(root).map_err(|e| HostError::io(root, e))?;
+    let mut dirs = Dirs::new(root);
+    let i = dirs.open(abs, create, created)?;
+    Ok(dirs.opened.swap_remove(i))
+}
+
+/// Directories opened for writing into them, as `open_dir_for_write` opens them, each at most
+/// once: a batch of 1,000 container configs opens `/var/lib/lxc` once rather than walking
+/// `/`, `var`, `lib`, `lxc` again for every config. A directory stays the one that was opened
+/// (no link on the way at the time it was opened) for as long as the batch holds it, as a
+/// single file's write holds its directory from the temp file to the directory's fsync.
+pub struct Dirs<'a> {
+    root: &'a Path,
+    /// The directories asked for, by index (`open`'s answer), held until the batch ends.
+    opened: Vec<OwnedFd>,
+    by_path: HashMap<PathBuf, usize>,
+    /// Directories on the way to them (the root is `""`), kept only to open children from, and
+    /// dropped when there are many, so that deep unrelated paths cannot use up descriptors.
+    between: HashMap<PathBuf, OwnedFd>,
+}
+
+/// Directories on the way kept open at most, beside the ones asked for.
+const BETWEEN_KEPT: usize = 64;
+
+impl<'a> Dirs<'a> {
+    pub fn new(root: &'a Path) -> Dirs<'a> {
+        Dirs { root, opened: Vec::new(), by_path: HashMap::new(), between: HashMap::new() }
     }
-    let mut fd = open_root(root, OFlags::RDONLY).map_err(|e| HostError::io(root, e))?;
-    let mut shown = root.to_path_buf();
-    for comp in relative(abs).components() {
-        let name = match comp {
-            Component::Normal(n) => n,
-            Component::CurDir => continue,
-            _ => return Err(HostError::Other(format!("{}: a path hostguard writes may not contain `..`", abs.display()))),
-        };
-        shown.push(name);
-        fd = open_child_dir(&fd, name, &shown, create, created)?;
+
+    /// The directory `open` answered with `i`.
+    pub fn fd(&self, i: usize) -> &OwnedFd {
+        &self.opened[i]
     }
-    Ok(fd)
+
+    /// Open the directory `abs` as `open_dir_for_write` does, unless this batch opened it
+    /// already; the answer is its index for `fd`, the same for the same directory.
+    pub fn open(&mut self, abs: &Path, create: bool, created: &dyn Fn()) -> Result<usize, HostError> {
+        let mut names = Vec::new();
+        for comp in relative(abs).components() {
+            match comp {
+                Component::Normal(n) => names.push(n),
+                Component::CurDir => {}
+                _ => return Err(HostError::Other(format!("{}: a path hostguard writes may not contain `..`", abs.display()))),
+            }
+        }
+        let key = |k: usize| names[..k].iter().collect::<PathBuf>();
+        let full = key(names.len());
+        if let Some(&i) = self.by_path.get(&full) {
+            return Ok(i);
+        }
+        // The deepest directory on the way that is open already.
+        let mut start = names.len();
+        while start > 0 {
+            let k = key(start);
+            if self.between.contains_key(&k) || self.by_path.contains_key(&k) {
+                break;
+            }
+            start -= 1;
+        }
+        if start == 0 && !self.between.contains_key(Path::new("")) {
+            if create && !self.root.exists() {
+                // The root is the operator's path, taken as given.
+                std::fs::create_dir_all(self.root).map_err(|e| HostError::io(self.root, e))?;
+            }
+            let fd = open_root(self.root, OFlags::RDONLY).map_err(|e| HostError::io(self.root, e))?;
+            self.between.insert(PathBuf::new(), fd);
+        }
+        let mut at = key(start);
+        for name in &names[start..] {
+            let parent = self.between.get(&at).or_else(|| self.by_path.get(&at).map(|&i| &self.opened[i])).expect("the parent was opened");
+            let fd = open_child_dir(parent, name, &self.root.join(at.join(name)), create, created)?;
+            at.push(name);
+            if at != full {
+                if self.between.len() >= BETWEEN_KEPT {
+                    self.between.clear();
+                }
+                self.between.insert(at.clone(), fd);
+            } else {
+                self.opened.push(fd);
+            }
+        }
+        if let Some(fd) = self.between.remove(&full) {
+            // Opened on the way to another directory earlier: now asked for itself.
+            self.opened.push(fd);
+        }
+        let i = self.opened.len() - 1;
+        self.by_path.insert(full, i);
+        Ok(i)
+    }
 }
 
 fn open_child_dir(parent: &OwnedFd, name: &OsStr, shown: &Path, create: bool, created: &dyn Fn()) -> Result<OwnedFd, HostError> {

@@ -14,14 +14,14 @@
 //! No file is renamed before every temp file of its batch is durable, so a kill or a power cut
 //! leaves each file old or new: a new one is complete, and an old one has its complete
 //! replacement beside it, which the next run writes again. Batches are as large as the open-file
-//! limit allows (a file and its directory are held open from round 1 to round 4).
+//! limit allows (a file and its directory are held open from round 1 to round 4; a directory is
+//! opened once for the batch, without a link on the way, and shared by its files).
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fd::OwnedFd;
 use rustix::fs::{FileType, Mode, OFlags};
 
 use super::{beneath, bounded, Host, MAX_REPLACED_BYTES, TEMP_MARKER};
@@ -33,7 +33,8 @@ const THREADS: usize = 8;
 /// A file written to its temp name, not yet renamed.
 struct Staged {
     index: usize,
-    dir: OwnedFd,
+    /// Its directory in the batch's `beneath::Dirs`.
+    dir: usize,
     tmp: String,
     name: String,
     path: PathBuf,
@@ -49,9 +50,11 @@ impl Host {
         let batch = batch_size();
         for (b, part) in files.chunks(batch).enumerate() {
             let mut staged = Vec::new();
+            // Each directory is opened once for the batch, however many of its files change.
+            let mut dirs = beneath::Dirs::new(&self.root);
             for (k, (abs, contents)) in part.iter().enumerate() {
                 let index = b * batch + k;
-                match self.stage(abs, contents) {
+                match self.stage(abs, contents, &mut dirs) {
                     Ok(Some(mut s)) => {
                         s.index = index;
                         staged.push(s);
@@ -65,37 +68,29 @@ impl Host {
                 // Nothing is renamed unless everything is durable: the whole batch fails as it is.
                 let msg = e.to_string();
                 for s in staged {
-                    let _ = rustix::fs::unlinkat(&s.dir, &s.tmp, rustix::fs::AtFlags::empty());
+                    let _ = rustix::fs::unlinkat(dirs.fd(s.dir), &s.tmp, rustix::fs::AtFlags::empty());
                     out[s.index] = Some(Err(HostError::io(&s.path, std::io::Error::other(format!("could not make the new content durable: {msg}")))));
                 }
                 continue;
             }
             let renamed = parallel(&staged, |s| {
-                let r = rustix::fs::renameat(&s.dir, &s.tmp, &s.dir, &s.name);
+                let dir = dirs.fd(s.dir);
+                let r = rustix::fs::renameat(dir, &s.tmp, dir, &s.name);
                 match r {
                     Ok(()) => self.count_write(),
                     Err(_) => {
-                        let _ = rustix::fs::unlinkat(&s.dir, &s.tmp, rustix::fs::AtFlags::empty());
+                        let _ = rustix::fs::unlinkat(dir, &s.tmp, rustix::fs::AtFlags::empty());
                     }
                 }
                 r
             });
             // One fsync per directory, however many of its files changed.
-            let mut dirs: Vec<(u64, u64, usize)> = Vec::new();
-            for (k, s) in staged.iter().enumerate() {
-                if let Ok(st) = rustix::fs::fstat(&s.dir) {
-                    let key = (st.st_dev, st.st_ino);
-                    if dirs.iter().any(|d| (d.0, d.1) == key) {
-                        continue;
-                    }
-                    dirs.push((key.0, key.1, k));
-                }
-            }
-            let dir_synced = parallel(&dirs, |&(dev, ino, k)| (dev, ino, rustix::fs::fsync(&staged[k].dir)));
+            let mut changed: Vec<usize> = staged.iter().map(|s| s.dir).collect();
+            changed.sort_unstable();
+            changed.dedup();
+            let dir_synced = parallel(&changed, |&d| rustix::fs::fsync(dirs.fd(d)).is_ok());
             for (s, r) in staged.iter().zip(renamed) {
-                let dir_ok = rustix::fs::fstat(&s.dir)
-                    .map(|st| dir_synced.iter().find(|d| (d.0, d.1) == (st.st_dev, st.st_ino)).is_none_or(|d| d.2.is_ok()))
-                    .unwrap_or(true);
+                let dir_ok = changed.binary_search(&s.dir).is_ok_and(|k| dir_synced[k]);
                 out[s.index] = Some(match r {
                     Err(e) => Err(HostError::io(&s.path, e.into())),
                     Ok(()) if !dir_ok => Err(HostError::io(&s.path, std::io::Error::other("renamed, but its directory could not be made durable"))),
@@ -108,18 +103,19 @@ impl Host {
 
     /// Round 1 for one file: checks (no link, a regular file), the identical-content skip, the
     /// backup, and the temp file with the new content. `None` when the content is already right.
-    fn stage(&self, abs: &Path, contents: &[u8]) -> Result<Option<Staged>, HostError> {
+    fn stage(&self, abs: &Path, contents: &[u8], dirs: &mut beneath::Dirs) -> Result<Option<Staged>, HostError> {
         let p = self.path(abs);
         let (dir_abs, name) = match (abs.parent(), abs.file_name()) {
             (Some(d), Some(n)) => (d, n),
             _ => return Err(HostError::Other(format!("{}: not a file path", p.display()))),
         };
-        let dir = beneath::open_dir_for_write(&self.root, dir_abs, true, &|| self.count_write())?;
-        let old = match beneath::file_type(&dir, name).map_err(|e| HostError::io(&p, e))? {
+        let dir_index = dirs.open(dir_abs, true, &|| self.count_write())?;
+        let dir = dirs.fd(dir_index);
+        let old = match beneath::file_type(dir, name).map_err(|e| HostError::io(&p, e))? {
             None => None,
             Some(FileType::Symlink) => return Err(HostError::Symlink { path: p }),
             Some(FileType::RegularFile) => {
-                let f = rustix::fs::openat(&dir, name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC, Mode::empty())
+                let f = rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC, Mode::empty())
                     .map(File::from)
                     .map_err(|e| HostError::io(&p, e.into()))?;
                 let meta = f.metadata().map_err(|e| HostError::io(&p, e))?;
@@ -142,17 +138,17 @@ impl Host {
         if old.as_ref().is_some_and(|(b, m)| m.len() == contents.len() as u64 && b.as_slice() == contents) {
             // A batch cut by a power loss between its renames leaves old files with the new
             // version beside them; applying the old document again must not leave those behind.
-            self.remove_stale_temps(&dir, &name);
+            self.remove_stale_temps(dir, &name);
             return Ok(None);
         }
         if let (Some((old, _)), Some(backups)) = (&old, &self.backup_dir) {
             self.backup(abs, old, backups)?;
         }
-        self.remove_stale_temps(&dir, &name);
+        self.remove_stale_temps(dir, &name);
         let tmp = format!(".{name}{TEMP_MARKER}{}", std::process::id());
         let file = (|| -> std::io::Result<File> {
             let mut f = File::from(rustix::fs::openat(
-                &dir,
+                dir,
                 &tmp,
                 OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::from_raw_mode(0o644),
@@ -169,18 +165,19 @@ impl Host {
         match file {
             Ok(file) => {
                 self.count_write();
-                Ok(Some(Staged { index: 0, dir, tmp, name, path: p, file }))
+                Ok(Some(Staged { index: 0, dir: dir_index, tmp, name, path: p, file }))
             }
             Err(e) => {
-                let _ = rustix::fs::unlinkat(&dir, &tmp, rustix::fs::AtFlags::empty());
+                let _ = rustix::fs::unlinkat(dir, &tmp, rustix::fs::AtFlags::empty());
                 Err(HostError::io(&p, e))
             }
         }
     }
 }
 
-/// Files per batch: each holds two descriptors open (file and directory) until its batch ends,
-/// so a batch stays well inside the open-file limit.
+/// Files per batch: each holds at most two descriptors open (the file, and its directory unless
+/// another file of the batch shares it) until its batch ends, so a batch stays well inside the
+/// open-file limit.
 fn batch_size() -> usize {
     let mut lim = libc::rlimit { rlim_cur: 1024, rlim_max: 1024 };
     // SAFETY: getrlimit writes one rlimit into the struct it is given.
@@ -221,6 +218,32 @@ mod tests {
             assert_eq!(h.read_to_string(p).unwrap(), want);
             assert_eq!(h.list_dir(p.parent().unwrap()).unwrap(), vec!["config"], "no temp file left");
         }
+    }
+
+    #[test]
+    fn a_batch_opens_each_directory_once_and_still_refuses_a_link_on_the_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("var/lib")).unwrap();
+        fs::create_dir_all(outside.path().join("sub")).unwrap();
+        // A link deeper in a path whose start the batch has open already.
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("var/lib/link")).unwrap();
+        let mut dirs = beneath::Dirs::new(dir.path());
+        let a = dirs.open(Path::new("/var/lib/lxc/a"), true, &|| {}).unwrap();
+        let b = dirs.open(Path::new("/var/lib/lxc/b"), true, &|| {}).unwrap();
+        assert_ne!(a, b);
+        assert_eq!(dirs.open(Path::new("/var/lib/lxc/a/"), true, &|| {}).unwrap(), a, "the same directory is not opened again");
+        let lxc = dirs.open(Path::new("/var/lib/lxc"), false, &|| {}).unwrap();
+        assert!(!beneath::names(dirs.fd(lxc)).unwrap().is_empty());
+        assert!(matches!(dirs.open(Path::new("/var/lib/link/sub"), false, &|| {}), Err(HostError::Symlink { .. })));
+        assert!(dirs.open(Path::new("/var/lib/../lib"), false, &|| {}).is_err());
+
+        let h = Host::new(dir.path());
+        let got = h.write_files(&[(Path::new("/var/lib/lxc/a/config"), b"1\n"), (Path::new("/var/lib/link/sub/config"), b"2\n"), (Path::new("/var/lib/lxc/b/config"), b"3\n")]);
+        assert!(matches!(got[0], Ok(true)) && matches!(got[2], Ok(true)), "{got:?}");
+        assert!(matches!(got[1], Err(HostError::Symlink { .. })), "{:?}", got[1]);
+        assert!(!outside.path().join("sub/config").exists(), "nothing written through the link");
+        assert_eq!(h.read_to_string("/var/lib/lxc/b/config").unwrap(), "3\n");
     }
 
     #[test]
