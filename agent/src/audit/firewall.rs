@@ -1,12 +1,13 @@
 //! The firewall as the audit sees it: the filter table of each family (read with the iptables
-//! module), and a small evaluator for one question: what does FORWARD do with a new packet from
-//! bridge A to bridge B? Only rules whose matches are all about interfaces decide; a rule with
+//! module), and one question for the iptables chain walk (`iptables::walk`, shared with the SSH
+//! guard): what does FORWARD do with a new packet from bridge A to bridge B? Only rules whose matches are all about interfaces decide; a rule with
 //! any other match (a port, an address, a conntrack state) is skipped, because it decides for
 //! some packets only, and the audit asks about traffic in general.
 
 use crate::host::Host;
 use crate::iptables::diff::{self, Desired, Entry};
 use crate::iptables::save::{Rule, TableDump};
+use crate::iptables::walk::{self, End, Matched, M};
 use crate::iptables::{normalize, Tools};
 use crate::state::iptables::{Backend, Family, IptablesState, Table};
 
@@ -132,39 +133,12 @@ pub enum Verdict {
     Drop(String),
 }
 
-enum Walk {
-    Decided(Verdict),
-    Return,
-}
-
-const MAX_DEPTH: usize = 16;
-
-fn walk(filter: &Filter, chain: &str, in_if: &str, out_if: &str, depth: usize) -> Walk {
-    let Some(c) = filter.chain(chain) else { return Walk::Return };
-    if depth > MAX_DEPTH {
-        return Walk::Return;
-    }
-    for rule in &c.rules {
-        let args = &rule.args;
-        let p = parse(args);
-        if p.conditional || !side_matches(&p.in_if, in_if) || !side_matches(&p.out_if, out_if) {
-            continue;
-        }
-        let by = line(chain, args);
-        match p.target.as_deref() {
-            Some("ACCEPT") => return Walk::Decided(Verdict::Accept(by)),
-            Some("DROP") | Some("REJECT") => return Walk::Decided(Verdict::Drop(by)),
-            Some("RETURN") => return Walk::Return,
-            Some(t) if filter.chain(t).is_some() => match walk(filter, t, in_if, out_if, depth + 1) {
-                Walk::Decided(v) => return Walk::Decided(v),
-                Walk::Return if p.goto => return Walk::Return,
-                Walk::Return => {}
-            },
-            // LOG, MARK and other targets that do not end the walk.
-            _ => {}
-        }
-    }
-    Walk::Return
+/// Whether a rule decides a new packet from `in_if` to `out_if`: only when all its matches are
+/// about interfaces (a rule with any other match is taken not to match).
+fn interface_match(args: &[String], in_if: &str, out_if: &str) -> Matched {
+    let p = parse(args);
+    let decides = !p.conditional && side_matches(&p.in_if, in_if) && side_matches(&p.out_if, out_if);
+    Matched { m: if decides { M::Yes } else { M::No }, target: p.target, goto: p.goto }
 }
 
 /// What FORWARD does with a new packet from `in_if` to `out_if`.
@@ -175,9 +149,10 @@ pub fn forward_verdict(filter: &Filter, in_if: &str, out_if: &str) -> Verdict {
 /// The verdict of the FORWARD rule that decides a new packet from `in_if` to `out_if`; `None`
 /// when no rule does and the policy decides.
 pub fn forward_rule_verdict(filter: &Filter, in_if: &str, out_if: &str) -> Option<Verdict> {
-    match walk(filter, "FORWARD", in_if, out_if, 0) {
-        Walk::Decided(v) => Some(v),
-        Walk::Return => None,
+    match walk::walk(filter, "FORWARD", &|_, r| interface_match(&r.args, in_if, out_if)) {
+        End::Accept(d) => Some(Verdict::Accept(line(&d.chain, &d.rule.args))),
+        End::Drop(d) => Some(Verdict::Drop(line(&d.chain, &d.rule.args))),
+        End::Continue => None,
     }
 }
 
@@ -293,6 +268,21 @@ mod tests {
         assert_eq!(forward_verdict(&f, "docker0", "docker0"), Verdict::Accept("-A FORWARD -i docker0 -o docker0 -j ACCEPT".into()));
         let f = filter("ACCEPT", &["-j ISO"], &[("ISO", &["-i docker0 -o docker0 -j DROP"])]);
         assert!(matches!(forward_verdict(&f, "docker0", "docker0"), Verdict::Drop(_)));
+    }
+
+    /// The SSH guard's walker followed a goto like a jump (f6c3970); the audit's did not, and
+    /// the shared walk must not: a goto's chain that ends sends the packet to FORWARD's policy.
+    #[test]
+    fn rules_after_a_goto_are_not_reached_when_its_chain_ends() {
+        let f = filter("DROP", &["-g EMPTY", "-j ACCEPT"], &[("EMPTY", &[])]);
+        assert_eq!(forward_verdict(&f, "br0", "br1"), Verdict::Drop("the FORWARD policy DROP".into()));
+        let f = filter("DROP", &["-g ISO", "-j DROP"], &[("ISO", &["-i br0 -j ACCEPT"])]);
+        assert_eq!(forward_verdict(&f, "br0", "br1"), Verdict::Accept("-A ISO -i br0 -j ACCEPT".into()));
+        let f = filter("DROP", &["-j EMPTY", "-j ACCEPT"], &[("EMPTY", &[])]);
+        assert_eq!(forward_verdict(&f, "br0", "br1"), Verdict::Accept("-A FORWARD -j ACCEPT".into()), "a jump comes back");
+        // A goto whose interface does not match is not taken.
+        let f = filter("DROP", &["-i br9 -g EMPTY", "-j ACCEPT"], &[("EMPTY", &[])]);
+        assert!(matches!(forward_verdict(&f, "br0", "br1"), Verdict::Accept(_)));
     }
 
     #[test]

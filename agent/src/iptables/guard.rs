@@ -1,7 +1,8 @@
 //! The SSH lockout guard (SPEC section 6): when the run comes from an SSH session
-//! (`SSH_CONNECTION`, read by the command line into `Options::ssh_session`), the INPUT chain it would leave behind is walked for that session's packets
-//! (TCP, client to server ports, conntrack state ESTABLISHED). A rule that may drop them, or a
-//! DROP policy they reach, refuses the apply unless `--force`.
+//! (`SSH_CONNECTION`, read by the command line into `Options::ssh_session`), the INPUT chain it
+//! would leave behind is walked (`walk`, netfilter's jump/goto/RETURN rules) for that session's
+//! packets (TCP, client to server ports, conntrack state ESTABLISHED). A rule that may drop them,
+//! or a DROP policy they reach, refuses the apply unless `--force`.
 //!
 //! The walk is conservative: a DROP or REJECT whose match hostguard cannot decide (an interface
 //! name, an extension it does not model) counts as dropping the session; an ACCEPT counts only
@@ -15,34 +16,12 @@ use crate::error::{Error, Result};
 pub use crate::kind::Session;
 use crate::state::iptables::{Family, Table};
 
+use std::borrow::Cow;
+
 use super::normalize;
 use super::save::Rule;
+use super::walk::{self, Chains, End, Matched, M};
 use super::{Group, Plan};
-
-/// Whether a match holds for the session's packets (shared with the nftables guard).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum M {
-    Yes,
-    No,
-    Unknown,
-}
-
-impl M {
-    pub(crate) fn and(self, o: M) -> M {
-        match (self, o) {
-            (M::No, _) | (_, M::No) => M::No,
-            (M::Yes, M::Yes) => M::Yes,
-            _ => M::Unknown,
-        }
-    }
-    pub(crate) fn not(self, neg: bool) -> M {
-        match (self, neg) {
-            (M::Yes, true) => M::No,
-            (M::No, true) => M::Yes,
-            (m, _) => m,
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -53,21 +32,14 @@ pub enum Verdict {
 }
 
 /// The content of one chain after apply: the plan's target for owned chains, else the host's.
-pub trait Chains {
-    fn rules(&self, chain: &str) -> Option<Vec<Rule>>;
-    /// Whether `chain` is a chain (not a target such as LOG), without copying its rules.
-    fn has(&self, chain: &str) -> bool;
-    fn policy(&self, chain: &str) -> Option<String>;
-}
-
 impl Chains for Group {
-    fn rules(&self, chain: &str) -> Option<Vec<Rule>> {
+    fn rules(&self, chain: &str) -> Option<Cow<'_, [Rule]>> {
         if let Some(c) = self.chains.iter().find(|c| c.spec.chain.as_str() == chain) {
             if c.diff.rewrite {
-                return Some(c.diff.target.iter().map(|e| e.canon.clone()).collect());
+                return Some(Cow::Owned(c.diff.target.iter().map(|e| e.canon.clone()).collect()));
             }
         }
-        self.current.chain(chain).map(|c| c.rules.clone())
+        self.current.rules(chain)
     }
     fn has(&self, chain: &str) -> bool {
         self.chains.iter().any(|c| c.spec.chain.as_str() == chain) || self.current.chain(chain).is_some()
@@ -108,54 +80,19 @@ pub fn check_ssh(plan: &Plan, s: Option<&Session>) -> Result<()> {
 
 /// What happens to the session's packets in INPUT.
 pub fn walk_input(chains: &dyn Chains, s: &Session) -> Verdict {
-    match walk(chains, "INPUT", s, 0) {
-        Verdict::Continue => match chains.policy("INPUT").as_deref() {
+    let family = if s.client.is_ipv4() { Family::V4 } else { Family::V6 };
+    match walk::walk(chains, "INPUT", &|_, r| matches(&r.args, s, family)) {
+        End::Accept(_) => Verdict::Accept,
+        End::Drop(d) => Verdict::Drop(format!("the rule `{}`", d.rule.line(&d.chain))),
+        End::Continue => match chains.policy("INPUT").as_deref() {
             Some("DROP") => Verdict::Drop("no rule accepts it and the policy is DROP".into()),
             _ => Verdict::Accept,
         },
-        v => v,
     }
-}
-
-fn walk(chains: &dyn Chains, chain: &str, s: &Session, depth: usize) -> Verdict {
-    if depth > 16 {
-        return Verdict::Continue;
-    }
-    let family = if s.client.is_ipv4() { Family::V4 } else { Family::V6 };
-    // Set once a RETURN (or a goto whose chain ends) may have been taken: the session then
-    // either left this chain there or went on, and the walk below follows the second path. An
-    // ACCEPT on it does not decide, since the first path never met it; a DROP still refuses.
-    let mut may_have_returned = false;
-    let accept = |may_have_returned: bool| if may_have_returned { Verdict::Continue } else { Verdict::Accept };
-    for r in chains.rules(chain).unwrap_or_default() {
-        let (m, target) = matches(&r.args, s, family);
-        if m == M::No {
-            continue;
-        }
-        let goto = r.args.iter().any(|a| a == "-g");
-        match target.as_deref() {
-            Some("ACCEPT") if m == M::Yes => return accept(may_have_returned),
-            Some("DROP" | "REJECT") => return Verdict::Drop(format!("the rule `{}`", r.line(chain))),
-            Some("RETURN") if m == M::Yes => return Verdict::Continue,
-            Some("RETURN") => may_have_returned = true,
-            Some(t) if chains.has(t) => match walk(chains, t, s, depth + 1) {
-                Verdict::Drop(why) => return Verdict::Drop(why),
-                Verdict::Accept if m == M::Yes => return accept(may_have_returned),
-                // After a goto, the end of the chain gone to ends this chain too (netfilter goes
-                // back to this chain's caller, or to the policy of a built-in chain), so the rules
-                // after the goto are never reached.
-                Verdict::Continue if goto && m == M::Yes => return Verdict::Continue,
-                Verdict::Continue if goto => may_have_returned = true,
-                _ => {}
-            },
-            _ => {}
-        }
-    }
-    Verdict::Continue
 }
 
 /// Whether the rule matches the session's packets, and its target.
-fn matches(args: &[String], s: &Session, family: Family) -> (M, Option<String>) {
+fn matches(args: &[String], s: &Session, family: Family) -> Matched {
     let mut m = M::Yes;
     let mut neg = false;
     let mut target = None;
@@ -205,17 +142,7 @@ fn matches(args: &[String], s: &Session, family: Family) -> (M, Option<String>) 
         neg = false;
         i += used;
     }
-    (m, target)
-}
-
-impl M {
-    pub(crate) fn or(self, o: M) -> M {
-        match (self, o) {
-            (M::Yes, _) | (_, M::Yes) => M::Yes,
-            (M::No, M::No) => M::No,
-            _ => M::Unknown,
-        }
-    }
+    Matched { m, target, goto: args.iter().any(|a| a == "-g") }
 }
 
 fn addr(v: &str, ip: IpAddr, family: Family) -> M {
@@ -260,8 +187,8 @@ mod tests {
 
     struct Fake(HashMap<String, Vec<Rule>>, Option<String>);
     impl Chains for Fake {
-        fn rules(&self, c: &str) -> Option<Vec<Rule>> {
-            self.0.get(c).cloned()
+        fn rules(&self, c: &str) -> Option<Cow<'_, [Rule]>> {
+            self.0.get(c).map(|r| Cow::Borrowed(r.as_slice()))
         }
         fn has(&self, c: &str) -> bool {
             self.0.contains_key(c)

@@ -17,6 +17,7 @@ pub mod neighbours;
 pub mod normalize;
 pub mod save;
 pub mod undo;
+pub mod walk;
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -16,7 +16,8 @@
 use std::net::IpAddr;
 
 use crate::error::{Error, Result};
-use crate::iptables::guard::{Session, Verdict, M};
+use crate::iptables::guard::{Session, Verdict};
+use crate::iptables::walk::M;
 use crate::state::nftables::split_top_level;
 
 use super::listing::{Chain, Table};
