@@ -57,6 +57,17 @@ proptest! {
         props::iptables_save(&lines.join("\n"));
     }
 
+    /// A rule without quotes, backslashes or `#` is split at blanks without shlex: the same words.
+    #[test]
+    fn plain_rule_strings_split_as_the_shell_does(s in "[ \t]{0,2}([-a-z0-9./:$;|&<>*\u{a0}]{1,8}[ \t]{1,2}){0,8}") {
+        let want = shlex::split(&s).expect("no quotes");
+        match hostguard::state::iptables::RuleArgs::parse(&s) {
+            Ok(r) => prop_assert_eq!(r.args(), &want[..], "{:?}", s),
+            // `-c`, `-t`, `-A` and the like: refused as commands, never as unsplittable.
+            Err(e) => prop_assert!(e.contains("a rule names no chain"), "{:?}: {}", s, e),
+        }
+    }
+
     #[test]
     fn rule_strings(s in shaped(r#"([-a-z0-9./:]{1,8}|;|\$\([a-z ]{0,8}\)|`[a-z ]{0,6}`|'[^']{0,8}'|"[^"\\]{0,8}"|\||&&|>|<|\*|#|\\ )( ([-a-z0-9./:]{1,8}|;|\$\(rm -rf /\)|`id`|'a b'|"c d"|\||#)){0,8}"#)) {
         props::iptables_rule(&s);
