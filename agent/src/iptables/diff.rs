@@ -14,7 +14,9 @@
 //!   rule present when it comes before all of them; with no listed rule present, at the end of
 //!   the chain, but before the rules a neighbour keeps last (Docker's `-A DOCKER-USER -j RETURN`).
 
-use std::collections::{HashMap, HashSet};
+// foldhash, not SipHash: the keys are rules iptables-save printed, and hashing them was a
+// tenth of a plan (SipHash over every argument of every rule).
+use foldhash::{HashMap, HashSet};
 
 use regex::Regex;
 
@@ -208,7 +210,7 @@ fn match_purge(cur: &Chain, own: &[bool], want: &[Entry]) -> (Vec<bool>, Vec<Opt
 /// into its own block, not after a later copy of its neighbour.
 fn match_merge(cur: &Chain, want: &[Entry]) -> (Vec<bool>, Vec<Option<usize>>, bool) {
     use similar::{capture_diff_slices_deadline, Algorithm, DiffOp};
-    let mut at: HashMap<&Rule, Vec<usize>> = HashMap::new();
+    let mut at: HashMap<&Rule, Vec<usize>> = HashMap::default();
     for (i, r) in cur.rules.iter().enumerate() {
         at.entry(r).or_default().push(i);
     }
@@ -268,7 +270,7 @@ fn place(desired: &Desired, cur: &Chain, deleted: &[bool], anchors: &[Option<usi
     }
     // Missing rule j goes after the present rule before it; before the first present rule;
     // or, with none present, before the rules a neighbour keeps last.
-    let mut after: HashMap<usize, Vec<usize>> = HashMap::new();
+    let mut after: HashMap<usize, Vec<usize>> = HashMap::default();
     let mut before_first: Vec<usize> = Vec::new();
     let mut anchor: Option<usize> = None;
     for j in 0..want.len() {
@@ -317,8 +319,8 @@ fn place(desired: &Desired, cur: &Chain, deleted: &[bool], anchors: &[Option<usi
 
 /// Diff lines and counts from the edits: a rule both deleted and inserted is out of order.
 fn lines(chain: &str, edits: &[Edit]) -> (Vec<String>, Counts) {
-    let mut del: HashMap<&Rule, usize> = HashMap::new();
-    let mut ins: HashMap<&Rule, usize> = HashMap::new();
+    let mut del: HashMap<&Rule, usize> = HashMap::default();
+    let mut ins: HashMap<&Rule, usize> = HashMap::default();
     for e in edits {
         match e {
             Edit::Delete(r) => *del.entry(r).or_default() += 1,

@@ -19,7 +19,7 @@ pub mod save;
 pub mod undo;
 pub mod walk;
 
-use std::collections::HashSet;
+use foldhash::HashSet;
 use std::sync::Arc;
 
 use crate::kind::{Ctx, Resources};
@@ -168,7 +168,7 @@ fn plan_group(host: &Host, tools: &Tools, family: Family, table: Table, current:
         .map(|(s, f)| {
             let d = Desired { chain: s.chain.as_str(), policy: None, purge: s.purge, ignore: &s.ignore, foreign: f, rules: &[] };
             !s.rules.is_empty()
-                && current.chain(s.chain.as_str()).is_none_or(|c| c.rules.iter().all(|r| !d.owns(r, &HashSet::new())))
+                && current.chain(s.chain.as_str()).is_none_or(|c| c.rules.iter().all(|r| !d.owns(r, &HashSet::default())))
         })
         .collect();
     let need: Vec<usize> = (0..specs.len()).filter(|&k| !fast[k] && !empty[k]).collect();
@@ -469,7 +469,7 @@ fn lost_rules(c: &ChainPlan, rules: &[Entry], was: &TableDump, now: &TableDump) 
     let listed: HashSet<&Rule> = rules.iter().map(|e| &e.canon).collect();
     let foreign = c.foreign_in(was);
     let d = c.desired_with(&foreign, rules);
-    let mut have: std::collections::HashMap<&Rule, usize> = std::collections::HashMap::new();
+    let mut have: foldhash::HashMap<&Rule, usize> = foldhash::HashMap::default();
     for r in &after.rules {
         *have.entry(r).or_default() += 1;
     }

@@ -62,7 +62,7 @@ pub fn parse(text: &str) -> Result<Vec<TableDump>, String> {
     // The chains of the current table by name: a kube-proxy node has tens of thousands, and a
     // rule's chain is looked up for every rule. The last one used is tried first (iptables-save
     // prints each chain's rules together).
-    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut index: foldhash::HashMap<String, usize> = foldhash::HashMap::default();
     let mut last: usize = 0;
     for (i, raw) in text.lines().enumerate() {
         let n = i + 1;

@@ -8,7 +8,7 @@
 //! moved. A chain this apply created is deleted again when nothing but hostguard's rules was in
 //! it and nothing else jumps to it.
 
-use std::collections::HashSet;
+use foldhash::HashSet;
 
 use crate::error::HostError;
 use crate::host::Host;
@@ -44,7 +44,7 @@ impl ChainUndo {
     pub fn touch<'a>(&mut self, rules: impl IntoIterator<Item = &'a Rule>) {
         let new: Vec<Rule> = {
             let seen: HashSet<&Rule> = self.touched.iter().collect();
-            let mut added: HashSet<&Rule> = HashSet::new();
+            let mut added: HashSet<&Rule> = HashSet::default();
             rules.into_iter().filter(|r| !seen.contains(r) && added.insert(*r)).cloned().collect()
         };
         self.touched.extend(new);
