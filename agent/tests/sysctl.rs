@@ -284,11 +284,19 @@ fn persisted_file_drift_is_detected_and_repaired() {
 }
 
 #[test]
-fn a_later_boot_file_that_overrides_a_key_is_drift_naming_the_file() {
+fn a_later_boot_file_that_overrides_a_key_is_failed_in_plan_as_in_apply() {
     let r = fake_host();
     r.write("/etc/sysctl.conf", "# distro defaults\nvm.swappiness = 60\n");
     r.write("/usr/lib/sysctl.d/10-early.conf", "vm.swappiness = 1\n");
     let doc = r.doc("state", DOC);
+    // SPEC §2, a plan is honest: apply will certainly fail the file (hostguard does not edit the
+    // overriding file), so plan says failed already, with apply's message, before any write.
+    let first = plan_json(&r, &doc);
+    first.expect(6);
+    let planned = first.resource("sysctl-file/etc/sysctl.d/60-hostguard.conf");
+    assert_eq!(planned["status"], "failed");
+    assert!(planned["diff"].as_array().unwrap().iter().any(|l| l == "+ vm.swappiness = 10"), "the diff shows what apply writes: {planned}");
+    assert!(!r.host_path("/etc/sysctl.d/60-hostguard.conf").exists(), "plan wrote nothing");
     let apply = apply_json(&r, &doc);
     apply.expect(6);
     let file = apply.resource("sysctl-file/etc/sysctl.d/60-hostguard.conf");
@@ -298,10 +306,33 @@ fn a_later_boot_file_that_overrides_a_key_is_drift_naming_the_file() {
     assert!(!msg.contains("10-early.conf"), "an earlier file does not win: {msg}");
     // The runtime values are right; only the reboot would undo them.
     assert_eq!(apply.status("sysctl/vm.swappiness"), "changed");
+    assert_eq!(planned["message"], file["message"], "plan gives apply's message");
+    assert!(r.read("/etc/sysctl.d/60-hostguard.conf").contains("vm.swappiness = 10\n"), "apply wrote the file all the same");
     let plan = plan_json(&r, &doc);
-    plan.expect(2);
-    assert_eq!(plan.status("sysctl-file/etc/sysctl.d/60-hostguard.conf"), "drift");
+    plan.expect(4);
+    assert_eq!(plan.resource("sysctl-file/etc/sysctl.d/60-hostguard.conf")["message"], file["message"]);
     assert_eq!(plan.status("sysctl/vm.swappiness"), "in_sync");
+    // The operator removes the overriding line: in sync, nothing left to write.
+    r.write("/etc/sysctl.conf", "# distro defaults\n");
+    plan_json(&r, &doc).expect(0);
+}
+
+#[test]
+fn a_vendor_file_overriding_a_key_is_failed_in_plan_unless_etc_shadows_it_by_name() {
+    let r = fake_host();
+    r.write("/usr/lib/sysctl.d/90-vendor.conf", "net.ipv4.ip_forward = 0\n");
+    let doc = r.doc("state", DOC);
+    let plan = plan_json(&r, &doc);
+    plan.expect(6);
+    let planned = plan.resource("sysctl-file/etc/sysctl.d/60-hostguard.conf");
+    assert_eq!(planned["status"], "failed");
+    assert!(planned["message"].as_str().unwrap().contains("/usr/lib/sysctl.d/90-vendor.conf:1 sets 0"), "{planned}");
+    let apply = apply_json(&r, &doc);
+    apply.expect(6);
+    assert_eq!(apply.resource("sysctl-file/etc/sysctl.d/60-hostguard.conf")["message"], planned["message"], "plan gives apply's message");
+    // A file of the same name in /etc/sysctl.d hides the vendor's at boot: nothing overrides.
+    r.write("/etc/sysctl.d/90-vendor.conf", "# the site's own\n");
+    plan_json(&r, &doc).expect(0);
 }
 
 #[test]

@@ -207,11 +207,9 @@ impl Plan {
             (true, true) => (Status::InSync, String::new()),
             (false, true) if self.current.is_none() => (Status::Drift, format!("{} does not exist", self.path)),
             (false, true) => (Status::Drift, format!("{} differs from the document", self.path)),
-            // Named before the first write too: the plan must say what the reboot will do.
-            (false, false) if self.current.is_none() => {
-                (Status::Drift, format!("{} does not exist; {}", self.path, override_message(&self.overrides)))
-            }
-            (_, false) => (Status::Drift, override_message(&self.overrides)),
+            // Apply writes the file and fails it all the same, so plan says failed already, with
+            // apply's message (SPEC §2: a plan is honest); the diff shows what apply writes.
+            (_, false) => (Status::Failed, overridden(&self.overrides)),
         };
         ResourceReport::new(super::KIND, self.id(), status).message(message).with_diff(diff)
     }
@@ -222,7 +220,7 @@ impl Plan {
             // The sweep a write does, for a file that needs none (after a power cut mid-write).
             host.remove_stale_temps_beside(&self.path);
         }
-        if before.status != Status::Drift {
+        if before.status == Status::InSync || self.unreadable.is_some() {
             return before;
         }
         let wrote = match host.write_file(&self.path, self.content.as_bytes()) {
@@ -236,18 +234,17 @@ impl Plan {
         }
         if !self.overrides.is_empty() {
             // hostguard does not edit files it does not own: the operator decides which wins.
-            return before.after(
-                Status::Failed,
-                format!("{}; change or remove those lines, hostguard does not edit files it does not own", override_message(&self.overrides)),
-            );
+            return before.after(Status::Failed, overridden(&self.overrides));
         }
         let msg = if wrote { format!("wrote {}", self.path) } else { String::new() };
         before.after(Status::Changed, msg)
     }
 }
 
-fn override_message(overrides: &[BootOverride]) -> String {
-    overrides.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+/// Why a persisted file whose keys later boot files override is failed, in plan and apply alike.
+fn overridden(overrides: &[BootOverride]) -> String {
+    let lines = overrides.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+    format!("{lines}; change or remove those lines, hostguard does not edit files it does not own")
 }
 
 /// `- line` for lines only in `old`, `+ line` for lines only in `new` (both sets are small).
