@@ -6,7 +6,7 @@
 
 use crate::host::Host;
 use crate::iptables::diff::{self, Desired, Entry};
-use crate::iptables::save::{Rule, TableDump};
+use crate::iptables::save::{display_line, Rule, TableDump};
 use crate::iptables::walk::{self, End, Matched, M};
 use crate::iptables::{normalize, Tools};
 use crate::state::iptables::{Backend, Family, IptablesState, Table};
@@ -39,20 +39,6 @@ pub fn read(host: &Host) -> Vec<Firewall> {
             },
         })
         .collect()
-}
-
-/// How a rule is spelled in messages: as iptables-save prints it.
-pub fn line(chain: &str, args: &[String]) -> String {
-    let mut s = format!("-A {chain}");
-    for a in args {
-        s.push(' ');
-        if a.contains(' ') || a.is_empty() {
-            s.push_str(&format!("{a:?}"));
-        } else {
-            s.push_str(a);
-        }
-    }
-    s
 }
 
 /// What a rule says, as far as the evaluator cares.
@@ -150,8 +136,8 @@ pub fn forward_verdict(filter: &Filter, in_if: &str, out_if: &str) -> Verdict {
 /// when no rule does and the policy decides.
 pub fn forward_rule_verdict(filter: &Filter, in_if: &str, out_if: &str) -> Option<Verdict> {
     match walk::walk(filter, "FORWARD", &|_, r| interface_match(&r.args, in_if, out_if)) {
-        End::Accept(d) => Some(Verdict::Accept(line(&d.chain, &d.rule.args))),
-        End::Drop(d) => Some(Verdict::Drop(line(&d.chain, &d.rule.args))),
+        End::Accept(d) => Some(Verdict::Accept(display_line(&d.chain, &d.rule.args))),
+        End::Drop(d) => Some(Verdict::Drop(display_line(&d.chain, &d.rule.args))),
         End::Continue => None,
     }
 }
@@ -176,7 +162,7 @@ pub fn same_bridge_rules(filter: &Filter, bridge: &str) -> Vec<String> {
             let p = parse(args);
             let on = |s: &Option<(bool, String)>| matches!(s, Some((false, pat)) if if_matches(pat, bridge));
             if on(&p.in_if) && on(&p.out_if) && p.target.as_deref() != Some("ACCEPT") {
-                out.push(line(&c.name, args));
+                out.push(display_line(&c.name, args));
             }
         }
     }

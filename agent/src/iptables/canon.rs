@@ -47,7 +47,7 @@ pub fn canonicalize(
     for c in chains {
         for r in &c.rules {
             let start = input.len();
-            save::push_rule(&mut input, c.chain, r);
+            save::push_restore_line(&mut input, "-A", c.chain, None, r);
             lines.push(Some(format!("`{}`", input[start..].trim_end())));
         }
     }

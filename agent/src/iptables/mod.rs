@@ -280,16 +280,14 @@ impl Group {
             for e in &d.edits {
                 let (op, entry) = match e {
                     Edit::Delete(r) => {
-                        s.push_str(&format!("-D {name}"));
-                        push_args(&mut s, &r.args);
+                        save::push_restore_line(&mut s, "-D", name, None, &r.args);
                         lines.push(Some(format!("the rule `{}`, to delete", r.line(name))));
                         continue;
                     }
-                    Edit::Insert(at, entry) => (format!("-I {name} {at}"), entry),
-                    Edit::Append(entry) => (format!("-A {name}"), entry),
+                    Edit::Insert(at, entry) => (("-I", Some(*at)), entry),
+                    Edit::Append(entry) => (("-A", None), entry),
                 };
-                s.push_str(&op);
-                push_args(&mut s, &entry.write);
+                save::push_restore_line(&mut s, op.0, name, op.1, &entry.write);
                 lines.push(Some(match entry.source {
                     Some(i) => format!("{}.rules[{i}] `{}`", c.doc_path(), c.spec.rules[i].text()),
                     None => format!("the kept rule `{}`", entry.canon.line(name)),
@@ -451,14 +449,6 @@ fn touch(u: &mut ChainUndo, d: &ChainDiff) {
         Edit::Delete(r) => r,
         Edit::Insert(_, e) | Edit::Append(e) => &e.canon,
     }));
-}
-
-fn push_args(s: &mut String, args: &[String]) {
-    for a in args {
-        s.push(' ');
-        s.push_str(&save::quote(a));
-    }
-    s.push('\n');
 }
 
 /// Rules of others that were in the chain when it was read and are gone after apply. hostguard

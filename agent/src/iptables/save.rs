@@ -20,12 +20,7 @@ impl Rule {
 
     /// The rule as iptables-save prints it, `-A CHAIN` included: what `ignore` patterns match.
     pub fn line(&self, chain: &str) -> String {
-        let mut s = format!("-A {chain}");
-        for a in &self.args {
-            s.push(' ');
-            s.push_str(&quote(a));
-        }
-        s
+        display_line(chain, &self.args)
     }
 
     /// The rule as a document writes it (shell quoting, so it splits back to the same args).
@@ -216,14 +211,39 @@ pub fn quote(a: &str) -> String {
     s
 }
 
-/// One line of restore input: `-A CHAIN args...`.
-pub fn push_rule(out: &mut String, chain: &str, args: &[String]) {
-    let _ = write!(out, "-A {chain}");
+// The two renderings of a rule line. Restore input must read back byte for byte, so only
+// `quote` applies; a message is read by a person, so it is also kept on one line and free of
+// terminal control sequences, whatever a rule read from the host holds.
+
+/// One line of iptables-restore input, `OP CHAIN [POS] ARGS...` and a newline (`-A`, `-I`, `-D`):
+/// every argument quoted by `quote`, so iptables-restore reads back the same arguments.
+pub fn push_restore_line(out: &mut String, op: &str, chain: &str, at: Option<usize>, args: &[String]) {
+    let _ = write!(out, "{op} {chain}");
+    if let Some(n) = at {
+        let _ = write!(out, " {n}");
+    }
     for a in args {
         out.push(' ');
         out.push_str(&quote(a));
     }
     out.push('\n');
+}
+
+/// A rule as messages show it, `-A CHAIN ARGS...`: quoted as iptables-save prints it, with
+/// control characters escaped (`\n`, `\u{1b}`), so the rule stays on one line of the message.
+pub fn display_line(chain: &str, args: &[String]) -> String {
+    let mut s = format!("-A {chain}");
+    for a in args {
+        s.push(' ');
+        for c in quote(a).chars() {
+            if c.is_control() {
+                s.extend(c.escape_default());
+            } else {
+                s.push(c);
+            }
+        }
+    }
+    s
 }
 
 #[cfg(test)]
@@ -281,6 +301,19 @@ COMMIT
         }
         assert_eq!(split("-m comment --comment \"\" -j X").unwrap()[3], "");
         assert_eq!(split(" -s\t10.0.0.1/32  -j a\\b ").unwrap(), ["-s", "10.0.0.1/32", "-j", "a\\b"]);
+    }
+
+    /// Restore input keeps every byte (iptables-restore must read back the same argument); a
+    /// message escapes control characters, so a rule read from the host cannot break its line.
+    #[test]
+    fn restore_lines_keep_every_byte_and_messages_escape_control_characters() {
+        let args: Vec<String> = ["-m", "comment", "--comment", "a\u{1b}[31m\tb", "-j", "x\"y"].map(String::from).to_vec();
+        let mut restore = String::new();
+        push_restore_line(&mut restore, "-I", "IN", Some(3), &args);
+        assert_eq!(restore, "-I IN 3 -m comment --comment \"a\u{1b}[31m\tb\" -j \"x\\\"y\"\n");
+        assert_eq!(split(restore.trim_end()).unwrap()[3..], args[..]);
+        assert_eq!(display_line("IN", &args), "-A IN -m comment --comment \"a\\u{1b}[31m\\tb\" -j \"x\\\"y\"");
+        assert!(!display_line("IN", &args).chars().any(char::is_control));
     }
 
     #[test]

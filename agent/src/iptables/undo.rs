@@ -65,7 +65,7 @@ pub fn render(undo: &TableUndo, now: &TableDump) -> String {
             }
         }
         for r in cur.rules.iter().filter(|r| touched.contains(r)) {
-            line(&mut s, "-D", &c.chain, None, &r.args);
+            save::push_restore_line(&mut s, "-D", &c.chain, None, &r.args);
         }
         cur.rules.retain(|r| !touched.contains(r));
         if c.created {
@@ -77,9 +77,9 @@ pub fn render(undo: &TableUndo, now: &TableDump) -> String {
         for r in &c.before {
             if touched.contains(r) {
                 if pos == cur.rules.len() {
-                    line(&mut s, "-A", &c.chain, None, &r.args);
+                    save::push_restore_line(&mut s, "-A", &c.chain, None, &r.args);
                 } else {
-                    line(&mut s, "-I", &c.chain, Some(pos + 1), &r.args);
+                    save::push_restore_line(&mut s, "-I", &c.chain, Some(pos + 1), &r.args);
                 }
                 cur.rules.insert(pos, r.clone());
                 pos += 1;
@@ -97,20 +97,6 @@ pub fn render(undo: &TableUndo, now: &TableDump) -> String {
     }
     s.push_str("COMMIT\n");
     s
-}
-
-fn line(s: &mut String, op: &str, chain: &str, at: Option<usize>, args: &[String]) {
-    s.push_str(op);
-    s.push(' ');
-    s.push_str(chain);
-    if let Some(n) = at {
-        s.push_str(&format!(" {n}"));
-    }
-    for a in args {
-        s.push(' ');
-        s.push_str(&save::quote(a));
-    }
-    s.push('\n');
 }
 
 /// Roll one table back now; retried on a fresh read when a neighbour changed the chain between

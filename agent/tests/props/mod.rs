@@ -114,7 +114,7 @@ pub fn iptables_save(text: &str) {
         }
         for c in &t.chains {
             for r in &c.rules {
-                save::push_rule(&mut out, &c.name, &r.args);
+                save::push_restore_line(&mut out, "-A", &c.name, None, &r.args);
             }
         }
         out.push_str("COMMIT\n");
@@ -128,7 +128,7 @@ pub fn iptables_save(text: &str) {
 pub fn iptables_rule(text: &str) {
     let Ok(rule) = RuleArgs::parse(text) else { return };
     let mut line = String::new();
-    save::push_rule(&mut line, "HG", rule.args());
+    save::push_restore_line(&mut line, "-A", "HG", None, rule.args());
     assert_eq!(line.matches('\n').count(), 1, "{text:?} renders as more than one line: {line:?}");
     let args = save::split(line.trim_end_matches('\n')).unwrap_or_else(|e| panic!("{line:?}: {e}"));
     assert_eq!(&args[2..], rule.args(), "{text:?} renders as {line:?}");
