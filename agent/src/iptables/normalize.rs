@@ -133,15 +133,16 @@ pub fn normalize_fixed(args: &[String], family: Family) -> Vec<String> {
             None => matches.push(Section { head: Vec::new(), opts: vec![o] }),
         }
     }
-    let mut out = Vec::new();
+    // The sections' strings move into the result: one allocation per argument, not two.
+    let mut out = Vec::with_capacity(args.len() + 2);
     for v in basic.into_iter().flatten() {
         out.extend(v);
     }
-    for m in &matches {
-        out.extend(m.head.iter().cloned());
-        let mname = m.head.get(1).map(String::as_str).unwrap_or("");
-        for o in &m.opts {
-            out.extend(option_values(mname, o));
+    for m in matches {
+        let mname = m.head.get(1).cloned().unwrap_or_default();
+        out.extend(m.head);
+        for o in m.opts {
+            option_values(&mname, o, &mut out);
         }
     }
     if let Some(t) = target {
@@ -222,7 +223,14 @@ pub fn address(val: &str, family: Family) -> Option<String> {
                 },
             };
             let netmask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-            Some(format!("{}/{len}", Ipv4Addr::from(u32::from(ip) & netmask)))
+            let net = u32::from(ip) & netmask;
+            // `addr` parsed, so it is dotted decimal without leading zeros: already the printed
+            // form when no host bits are set and the mask is a plain prefix length.
+            let plain_len = mask.is_none_or(|m| m.bytes().all(|b| b.is_ascii_digit()) && (m == "0" || !m.starts_with('0')));
+            if net == u32::from(ip) && plain_len {
+                return Some(if mask.is_some() { val.to_string() } else { format!("{val}/32") });
+            }
+            Some(format!("{}/{len}", Ipv4Addr::from(net)))
         }
         Family::V6 => {
             let ip: Ipv6Addr = addr.parse().ok()?;
@@ -249,38 +257,50 @@ fn protocol(val: &str, family: Family) -> String {
     }
 }
 
-/// Option values in printed form: ports as numbers, state lists in the kernel's bit order.
-fn option_values(mname: &str, o: &[String]) -> Vec<String> {
+/// Option values in printed form, added to `out`: ports as numbers, state lists in the kernel's
+/// bit order.
+fn option_values(mname: &str, mut o: Vec<String>, out: &mut Vec<String>) {
     let neg = o.first().is_some_and(|a| a == "!");
-    let body = if neg { &o[1..] } else { o };
-    let Some(name) = body.first() else { return o.to_vec() };
-    let mut out: Vec<String> = if neg { vec!["!".into()] } else { Vec::new() };
-    let vals = &body[1..];
+    let at = usize::from(neg);
+    let Some(name) = o.get(at) else { return out.extend(o) };
+    let vals = at + 1;
     match (mname, name.as_str()) {
-        (_, "--syn") if vals.is_empty() => {
+        (_, "--syn") if o.len() == vals => {
+            o.truncate(at);
+            out.extend(o);
             out.extend(["--tcp-flags", "FIN,SYN,RST,ACK", "SYN"].map(String::from));
-            return out;
+            return;
         }
         ("tcp" | "udp" | "sctp" | "udplite" | "dccp", "--dport" | "--sport") | ("multiport", "--dports" | "--sports" | "--ports") => {
-            out.push(name.clone());
-            out.extend(vals.iter().map(|v| ports(v, mname)));
+            for v in &mut o[vals..] {
+                if let Some(p) = ports(v, mname) {
+                    *v = p;
+                }
+            }
         }
         ("state", "--state") | ("conntrack", "--ctstate") => {
-            out.push(name.clone());
-            out.extend(vals.iter().map(|v| states(v)));
+            for v in &mut o[vals..] {
+                *v = states(v);
+            }
         }
-        _ => out.extend(body.iter().cloned()),
+        _ => {}
     }
-    out
+    out.extend(o);
 }
 
-/// `ssh` -> `22`, `http:https` -> `80:443`, `ssh,80` -> `22,80`.
-fn ports(v: &str, mname: &str) -> String {
+/// `ssh` -> `22`, `http:https` -> `80:443`, `ssh,80` -> `22,80`; `None` when `v` is already
+/// in that form (a port number as iptables prints it: digits without a leading zero).
+fn ports(v: &str, mname: &str) -> Option<String> {
+    let plain = |p: &str| p.bytes().all(|b| b.is_ascii_digit()) && (p == "0" || (!p.is_empty() && !p.starts_with('0')) ) && p.len() <= 5;
+    if v.split([',', ':']).all(plain) {
+        return None;
+    }
     let proto = if mname == "udp" { "udp" } else { "tcp" };
-    v.split(',')
+    let out = v.split(',')
         .map(|part| part.split(':').map(|p| port(p, proto)).collect::<Vec<_>>().join(":"))
         .collect::<Vec<_>>()
-        .join(",")
+        .join(",");
+    Some(out)
 }
 
 fn port(p: &str, proto: &str) -> String {
@@ -357,6 +377,24 @@ mod tests {
             n("-p tcp -m multiport --dports http,https -j ACCEPT"),
             "-p tcp -m multiport --dports 80,443 -j ACCEPT"
         );
+    }
+
+    /// The fast paths (an address or port already in printed form is kept as written) rest on
+    /// Rust's parser refusing leading zeros; the slow path's results are the reference.
+    #[test]
+    fn printed_forms_are_kept_and_others_rewritten() {
+        assert!("010.1.2.3".parse::<Ipv4Addr>().is_err());
+        for (a, want) in [("10.1.2.3", "10.1.2.3/32"), ("10.0.0.0/8", "10.0.0.0/8"), ("10.0.0.0/08", "10.0.0.0/8"),
+                          ("0.0.0.0/0", "0.0.0.0/0"), ("10.0.0.1/32", "10.0.0.1/32"), ("10.0.0.1/24", "10.0.0.0/24"),
+                          ("10.0.0.0/255.0.0.0", "10.0.0.0/8"), ("10.0.0.0/+8", "10.0.0.0/8")] {
+            assert_eq!(address(a, Family::V4).as_deref(), Some(want), "{a}");
+        }
+        assert_eq!(address("10.0.0.0/33", Family::V4), None);
+        assert_eq!(n("-p tcp -m tcp --dport 00 -j ACCEPT"), "-p tcp -m tcp --dport 0 -j ACCEPT");
+        assert_eq!(n("-p tcp -m multiport --dports 22,80:0443 -j ACCEPT"), "-p tcp -m multiport --dports 22,80:443 -j ACCEPT");
+        assert_eq!(n("-p tcp -m multiport --dports 22,80:443 -j ACCEPT"), "-p tcp -m multiport --dports 22,80:443 -j ACCEPT");
+        assert_eq!(n("-p tcp ! --syn -j DROP"), "-p tcp -m tcp ! --tcp-flags FIN,SYN,RST,ACK SYN -j DROP");
+        assert_eq!(n("-p udp --sport 123456 -j DROP"), "-p udp -m udp --sport 123456 -j DROP");
     }
 
     #[test]
