@@ -216,7 +216,7 @@ fn plan_group(host: &Host, tools: &Tools, family: Family, table: Table, current:
                 .into_iter()
                 .zip(written)
                 .enumerate()
-                .map(|(i, (canon, write))| Entry { canon, write, source: Some(i) })
+                .map(|(i, (canon, write))| Entry::new(canon, write, Some(i)))
                 .collect()
         };
         let (rules, compared_by) = match canonical[k].take() {
@@ -332,7 +332,7 @@ impl Group {
         let mut map = canon::canonicalize(host, tools, self.family, self.table, &existing, &[req]).ok()?;
         let rules = map.remove(c.spec.chain.as_str())?;
         Some(if rules.len() == written.len() {
-            rules.into_iter().zip(written).enumerate().map(|(i, (canon, write))| Entry { canon, write, source: Some(i) }).collect()
+            rules.into_iter().zip(written).enumerate().map(|(i, (canon, write))| Entry::new(canon, write, Some(i))).collect()
         } else {
             rules.iter().map(Entry::kept).collect()
         })
