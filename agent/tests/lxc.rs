@@ -26,6 +26,47 @@ fn doc(dialect: &str, containers: &str) -> String {
     format!(r#"{{"version": 1, "lxc": {{"dialect": "{dialect}", "containers": {containers}}}}}"#)
 }
 
+/// A container's limits are the `cgroups` section's `Limits`: every spelling is accepted by both
+/// sections or refused by both with the same reason (`"cpu_shares": "512"` used to be valid
+/// under `cgroups` and refused under `lxc`).
+#[test]
+fn a_limit_means_the_same_in_the_lxc_and_cgroups_sections() {
+    let cases = [
+        (r#"{"cpu_shares": "512"}"#, 0),
+        (r#"{"cpu_shares": 512}"#, 0),
+        (r#"{"memory_limit": "256M", "memory_swap_limit": "512M"}"#, 0),
+        (r#"{"memory_limit": 268435456}"#, 0),
+        (r#"{"memory_swap_limit": "max"}"#, 0),
+        (r#"{"memory_limit": "max", "cpu_shares": "2"}"#, 0),
+        (r#"{"cpu_shares": 1}"#, 1),
+        (r#"{"cpu_shares": "262145"}"#, 1),
+        (r#"{"cpu_shares": "0x200"}"#, 1),
+        (r#"{"memory_limit": "12Q"}"#, 1),
+        (r#"{"memory_limit": -5}"#, 1),
+        (r#"{"memory_limit": true}"#, 1),
+        (r#"{"memory_swap_limit": "1G"}"#, 1),
+        (r#"{"memory_limit": "512M", "memory_swap_limit": "256M"}"#, 1),
+    ];
+    let validate = |section: &str, limits: &str| {
+        let doc = match section {
+            "cgroups" => format!(r#"{{"version": 1, "cgroups": {{"groups": {{"g": {limits}}}}}}}"#),
+            _ => format!(r#"{{"version": 1, "lxc": {{"containers": {{"c1": {limits}}}}}}}"#),
+        };
+        let run = run_with(&[], &["validate", "-"], Some(doc.as_bytes()), &[]);
+        // The reasons without the path, which names the section.
+        let prefix = if section == "cgroups" { "  cgroups.groups[\"g\"]." } else { "  lxc.containers[\"c1\"]." };
+        let reasons: Vec<String> = run.stderr.lines().filter_map(|l| l.strip_prefix(prefix)).map(str::to_string).collect();
+        (run.code, reasons)
+    };
+    for (limits, code) in cases {
+        let (cg_code, cg) = validate("cgroups", limits);
+        let (lxc_code, lxc) = validate("lxc", limits);
+        assert_eq!((cg_code, lxc_code), (code, code), "{limits}: cgroups {cg:?}, lxc {lxc:?}");
+        assert_eq!(lxc, cg, "{limits}: the lxc section's reasons differ from the cgroups section's");
+        assert_eq!(cg.is_empty(), code == 0, "{limits}: {cg:?}");
+    }
+}
+
 #[test]
 fn apply_converges_then_a_second_apply_changes_nothing() {
     let r = root_with(&[("web1", BUSYBOX)]);
