@@ -142,66 +142,86 @@ pub fn plan(ctx: &Ctx, desired: &IptablesState) -> Result<Plan> {
     Ok(Plan { tools: Some(tools), groups, session: ctx.opts.ssh_session.clone() })
 }
 
+/// What `plan_group` learns of one desired chain before it becomes a `ChainPlan`.
+struct Pending<'a> {
+    spec: &'a Arc<ChainSpec>,
+    /// The rules as written, negations first: what the namespace and the restore input get.
+    written: Vec<Vec<String>>,
+    /// `written` through the built-in normaliser.
+    normalized: Vec<Rule>,
+    /// The fast path: every normalised rule is literally what the host prints.
+    fast: bool,
+    foreign: Foreign,
+    /// Holds none of its managed rules yet, so it differs whatever the spelling (`ChainPlan::lazy`).
+    empty: bool,
+    /// iptables' own form of the rules from a private namespace, or why it refused them; `None`
+    /// when it was not asked.
+    canonical: Option<std::result::Result<Vec<Rule>, String>>,
+    /// Why the namespace could not be used, when it could not.
+    fallback_note: Option<String>,
+}
+
+impl Pending<'_> {
+    /// Whether iptables must canonicalise the chain in a private namespace.
+    fn needs_namespace(&self) -> bool {
+        !self.fast && !self.empty
+    }
+}
+
 fn plan_group(host: &Host, tools: &Tools, family: Family, table: Table, current: &TableDump, specs: &[Arc<ChainSpec>]) -> Vec<ChainPlan> {
-    let written: Vec<Vec<Vec<String>>> =
-        specs.iter().map(|s| s.rules.iter().map(|r| normalize::negations_first(r.args())).collect()).collect();
-    let normalized: Vec<Vec<Rule>> =
-        written.iter().map(|rs| rs.iter().map(|a| Rule::new(normalize::normalize_fixed(a, family))).collect()).collect();
-    // The fast path: every desired rule, normalised, is literally what the host prints.
-    let fast: Vec<bool> = specs
+    let mut pending: Vec<Pending> = specs
         .iter()
-        .zip(&normalized)
-        .map(|(s, norm)| match current.chain(s.chain.as_str()) {
-            Some(c) => {
-                let have: HashSet<&Rule> = c.rules.iter().collect();
-                norm.iter().all(|r| have.contains(r))
-            }
-            None => norm.is_empty(),
+        .map(|spec| {
+            let written: Vec<Vec<String>> = spec.rules.iter().map(|r| normalize::negations_first(r.args())).collect();
+            let normalized: Vec<Rule> = written.iter().map(|a| Rule::new(normalize::normalize_fixed(a, family))).collect();
+            let fast = match current.chain(spec.chain.as_str()) {
+                Some(c) => {
+                    let have: HashSet<&Rule> = c.rules.iter().collect();
+                    normalized.iter().all(|r| have.contains(r))
+                }
+                None => normalized.is_empty(),
+            };
+            // A chain that holds none of its managed rules yet differs whatever the spelling: it
+            // is written without asking iptables first, and its read-back decides.
+            let foreign = foreign_in(spec, current);
+            let d = Desired { chain: spec.chain.as_str(), policy: None, purge: spec.purge, ignore: &spec.ignore, foreign: &foreign, rules: &[] };
+            let empty = !spec.rules.is_empty()
+                && current.chain(spec.chain.as_str()).is_none_or(|c| c.rules.iter().all(|r| !d.owns(r, &HashSet::default())));
+            Pending { spec, written, normalized, fast, foreign, empty, canonical: None, fallback_note: None }
         })
         .collect();
-    // A chain that holds none of its managed rules yet differs whatever the spelling: it is
-    // written without asking iptables first, and its read-back decides (`ChainPlan::lazy`).
-    let foreign: Vec<Foreign> = specs.iter().map(|s| foreign_in(s, current)).collect();
-    let empty: Vec<bool> = specs
-        .iter()
-        .zip(&foreign)
-        .map(|(s, f)| {
-            let d = Desired { chain: s.chain.as_str(), policy: None, purge: s.purge, ignore: &s.ignore, foreign: f, rules: &[] };
-            !s.rules.is_empty()
-                && current.chain(s.chain.as_str()).is_none_or(|c| c.rules.iter().all(|r| !d.owns(r, &HashSet::default())))
-        })
-        .collect();
-    let need: Vec<usize> = (0..specs.len()).filter(|&k| !fast[k] && !empty[k]).collect();
-    // Declared in the namespace, so jumps to them load: the host's chains and every listed one.
-    let existing: Vec<String> =
-        current.chains.iter().map(|c| c.name.clone()).chain(specs.iter().map(|s| s.chain.to_string())).collect();
-    let mut canonical: Vec<Option<std::result::Result<Vec<Rule>, String>>> = vec![None; specs.len()];
-    let mut fallback_note: Vec<Option<String>> = vec![None; specs.len()];
+    let need: Vec<usize> = (0..pending.len()).filter(|&k| pending[k].needs_namespace()).collect();
     if !need.is_empty() {
-        let requests = |ks: &[usize]| -> Vec<canon::Request> {
-            ks.iter()
-                .map(|&k| canon::Request { chain: specs[k].chain.as_str(), rules: written[k].iter().map(Vec::as_slice).collect() })
-                .collect()
+        // Declared in the namespace, so jumps to them load: the host's chains and every listed one.
+        let existing: Vec<String> =
+            current.chains.iter().map(|c| c.name.clone()).chain(specs.iter().map(|s| s.chain.to_string())).collect();
+        let canonicalize = |pending: &[Pending], ks: &[usize]| {
+            let requests: Vec<canon::Request> = ks
+                .iter()
+                .map(|&k| canon::Request { chain: pending[k].spec.chain.as_str(), rules: pending[k].written.iter().map(Vec::as_slice).collect() })
+                .collect();
+            canon::canonicalize(host, tools, family, table, &existing, &requests)
         };
-        match canon::canonicalize(host, tools, family, table, &existing, &requests(&need)) {
+        match canonicalize(&pending, &need) {
             Ok(mut map) => {
                 for &k in &need {
-                    canonical[k] = Some(Ok(map.remove(specs[k].chain.as_str()).unwrap_or_default()));
+                    pending[k].canonical = Some(Ok(map.remove(specs[k].chain.as_str()).unwrap_or_default()));
                 }
             }
             Err(canon::CanonError::Unavailable(why)) => {
                 for &k in &need {
-                    fallback_note[k] = Some(format!("compared with the built-in normaliser: {why}"));
+                    pending[k].fallback_note = Some(format!("compared with the built-in normaliser: {why}"));
                 }
             }
             Err(canon::CanonError::Rejected(msg)) => {
                 // One chain of the batch holds a rule iptables refuses: find which, chain by chain.
                 for &k in &need {
-                    canonical[k] = Some(match canon::canonicalize(host, tools, family, table, &existing, &requests(&[k])) {
+                    let one = match canonicalize(&pending, &[k]) {
                         Ok(mut map) => Ok(map.remove(specs[k].chain.as_str()).unwrap_or_default()),
                         Err(canon::CanonError::Rejected(m)) => Err(m),
                         Err(canon::CanonError::Unavailable(_)) => Err(msg.clone()),
-                    });
+                    };
+                    pending[k].canonical = Some(one);
                 }
             }
         }
@@ -209,8 +229,8 @@ fn plan_group(host: &Host, tools: &Tools, family: Family, table: Table, current:
     // Rules move into their entries rather than being copied: a 10,000-rule chain is tens of
     // megabytes of small strings, and on a VM page faults are what a plan spends its time on.
     let mut out = Vec::new();
-    let parts = specs.iter().zip(written).zip(normalized).enumerate();
-    for (k, ((spec, written), normalized)) in parts {
+    for p in pending {
+        let Pending { spec, written, normalized, fast, foreign, empty, canonical, fallback_note } = p;
         let direct = |canon: Vec<Rule>, written: Vec<Vec<String>>| -> Vec<Entry> {
             canon
                 .into_iter()
@@ -219,10 +239,10 @@ fn plan_group(host: &Host, tools: &Tools, family: Family, table: Table, current:
                 .map(|(i, (canon, write))| Entry::new(canon, write, Some(i)))
                 .collect()
         };
-        let (rules, compared_by) = match canonical[k].take() {
-            None if fast[k] => (direct(normalized, written), BY_SAVE.to_string()),
-            None if empty[k] => (direct(normalized, written), BY_EMPTY.to_string()),
-            None => (direct(normalized, written), fallback_note[k].clone().unwrap_or_default()),
+        let (rules, compared_by) = match canonical {
+            None if fast => (direct(normalized, written), BY_SAVE.to_string()),
+            None if empty => (direct(normalized, written), BY_EMPTY.to_string()),
+            None => (direct(normalized, written), fallback_note.unwrap_or_default()),
             Some(Ok(c)) if c.len() == spec.rules.len() => (direct(c, written), BY_NETNS.to_string()),
             // A rule that iptables stores as several (`-s a,b`): write what iptables printed.
             Some(Ok(c)) => (c.iter().map(Entry::kept).collect(), BY_NETNS.to_string()),
@@ -235,12 +255,12 @@ fn plan_group(host: &Host, tools: &Tools, family: Family, table: Table, current:
             spec: spec.clone(),
             rules,
             diff: diff::diff(
-                &Desired { chain: spec.chain.as_str(), policy: None, purge: false, ignore: &[], foreign: &foreign[k], rules: &[] },
+                &Desired { chain: spec.chain.as_str(), policy: None, purge: false, ignore: &[], foreign: &foreign, rules: &[] },
                 None,
             ),
             compared_by,
-            foreign: foreign[k].clone(),
-            lazy: empty[k],
+            foreign,
+            lazy: empty,
         };
         plan.diff = diff::diff(&plan.desired(), current.chain(spec.chain.as_str()));
         out.push(plan);
