@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use hostguard::cgroup::Version as CgroupVersion;
-use hostguard::lxc::config::Config;
+use hostguard::lxc::Config;
 use hostguard::lxc::{converge, render_text, Dialect, Env, Omit, Renderer};
 use hostguard::state::lxc::Container;
 

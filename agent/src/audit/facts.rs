@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::error::HostError;
 use crate::host::{limits, Host};
 use crate::cgroup::Version;
-use crate::lxc::config::{Config, Entry};
+use crate::lxc::{Config, Entry};
 use crate::lxc::{self, Dialect, Env, Renderer};
 use crate::state::lxc::DEFAULT_LXCPATH;
 use crate::state::sysctl::normalize;

@@ -7,7 +7,7 @@
 //! diffed in `plan`, before `apply` writes any.
 
 mod cgroupmap;
-pub mod config;
+mod config;
 mod converge;
 mod legacy;
 mod live;
@@ -18,6 +18,7 @@ mod show;
 pub use cgroupmap::{file_key as cgroup_file_key, key as cgroup_key, keys as cgroup_keys, parse_size, translate};
 pub use converge::{converge, wrong_version_key, Dialect, Env};
 pub use legacy::is_legacy_key;
+pub use config::{Config, Entry};
 pub use live::version;
 pub use render::{render_text, Omit, Renderer};
 
@@ -30,7 +31,6 @@ use crate::state::cgroup::{Limits, VersionChoice};
 use crate::state::lxc::{Container, Dialect as DocDialect, LxcState};
 
 use crate::cgroup::Version;
-use config::Config;
 use converge::{Class, Outcome, Setting};
 
 pub use show::show;

@@ -7,7 +7,7 @@
 use std::path::{Component, Path};
 
 use hostguard::iptables::save;
-use hostguard::lxc::config::Config;
+use hostguard::lxc::Config;
 use hostguard::state::iptables::RuleArgs;
 use hostguard::state::sysctl::{values_equal, SysctlKey, SysctlState};
 use hostguard::state::types::Limit;
