@@ -30,7 +30,7 @@ mod remote_report;
 mod show_roundtrip;
 mod special_files;
 mod sysctl;
-mod sw;
+mod stale_temps;
 
 /// With one binary, cargo no longer finds test files by itself: a file in tests/ that is not a
 /// module above would silently never run.
