@@ -360,7 +360,7 @@ impl Facts {
                 containers.push(container(host, &name, Config::parse(&text))?);
             }
         }
-        let cgroup = lxc::cgroup_version(host);
+        let cgroup = crate::cgroup::host_version(host);
         let mut skipped = early_skipped;
         let lxc_version = match lxc::version(host) {
             Ok(v) => Some(v),

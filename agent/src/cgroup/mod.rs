@@ -60,6 +60,17 @@ pub fn layout(host: &Host) -> Layout {
     Layout::None
 }
 
+/// Which cgroup version holds the host's controllers, for a client that follows the host rather
+/// than a document's choice (LXC, the audit): v2 when `/sys/fs/cgroup` is the unified hierarchy
+/// itself; a hybrid host (v1 controllers, an empty unified mount) is v1. A host with no cgroup
+/// mount under the root (a bare `--root` tree) is taken as v1.
+pub fn host_version(host: &Host) -> Version {
+    match layout(host) {
+        Layout::V2 => Version::V2,
+        Layout::V1 { .. } | Layout::None => Version::V1,
+    }
+}
+
 /// Decide the version to manage, once: the document's choice checked against the host's layout.
 /// A forced version the host does not have is refused before anything is touched.
 pub fn detect(host: &Host, choice: VersionChoice) -> Result<Box<dyn Backend>> {

@@ -37,16 +37,6 @@ pub use show::show;
 
 const KIND: &str = "lxc";
 
-/// Which cgroup version holds the host's controllers: v2 when `/sys/fs/cgroup` is the unified
-/// hierarchy itself; a hybrid host (v1 controllers, an empty unified mount) is v1.
-/// A host with no cgroup mount under the root (a bare `--root` tree) is taken as v1.
-pub fn cgroup_version(host: &Host) -> Version {
-    match crate::cgroup::layout(host) {
-        crate::cgroup::Layout::V2 => Version::V2,
-        _ => Version::V1,
-    }
-}
-
 /// Whether the kernel accounts swap; LXC refuses to start a container whose config limits
 /// memory+swap on a v1 kernel that does not.
 pub use crate::cgroup::swap_accounting;
@@ -199,7 +189,7 @@ pub fn plan(ctx: &Ctx, desired: &LxcState) -> Result<Plan> {
     let host = ctx.host;
     // An empty section asks nothing of LXC, so it does not need LXC installed.
     let dialect = if desired.containers.is_empty() { Dialect::Modern } else { resolve_dialect(host, desired.dialect)? };
-    let env = Env { dialect, cgroup: cgroup_version(host) };
+    let env = Env { dialect, cgroup: crate::cgroup::host_version(host) };
     let swap_ok = swap_accounting(host, env.cgroup);
     let renderer = Renderer::new(env);
     let lxcpath = host.path(&desired.lxcpath).to_string_lossy().into_owned();
