@@ -13,7 +13,7 @@ use crate::host::Host;
 use crate::state::cgroup::{CgroupPath, Limits, PidsMax};
 use crate::state::types::Limit;
 
-use super::convert::{page_rounded, shares_to_weight, swap_for_v2};
+use super::convert::{memsw_from_v2, page_rounded, shares_to_weight, swap_for_v2, weight_to_shares};
 
 /// v1's memory+swap limit; it exists only on a kernel that accounts swap.
 pub const MEMSW_FILE: &str = "memory.memsw.limit_in_bytes";
@@ -52,6 +52,29 @@ impl Version {
             (_, Setting::PidsMax) => ("pids.max", Native::Pids(limits.pids_max.unwrap_or(PidsMax::Max)), false),
         };
         Target { setting, file, value, converted }
+    }
+
+    /// The setting whose file `target` names on this version (`memory.max` on v2 is `Memory`).
+    pub fn setting_of(self, file: &str) -> Option<Setting> {
+        Setting::ALL.into_iter().find(|s| self.target(*s, &Limits::default()).file == file)
+    }
+
+    /// `target` read backwards: the document's limits whose `setting` this version's file
+    /// expresses as `native` (v2's swap alone back to memory+swap over `memory`, a weight back to
+    /// the roundest shares giving it), with `memory` as the memory limit beside it. `None` when no
+    /// document value gives that file (a bounded v2 swap beside no or an unlimited memory).
+    pub fn limits_from(self, setting: Setting, native: Native, memory: Option<Limit>) -> Option<Limits> {
+        let mut l = Limits { memory, ..Limits::default() };
+        match (self, setting, native) {
+            (_, Setting::Memory, Native::Bytes(m)) => l.memory = Some(m),
+            (Version::V1, Setting::MemorySwap, Native::Bytes(s)) => l.memory_swap = Some(s),
+            (Version::V2, Setting::MemorySwap, Native::Bytes(swap)) => l.memory_swap = Some(memsw_from_v2(memory, swap)?),
+            (Version::V1, Setting::CpuShares, Native::Number(n)) => l.cpu_shares = Some(n),
+            (Version::V2, Setting::CpuShares, Native::Number(w)) => l.cpu_shares = Some(weight_to_shares(w)),
+            (_, Setting::PidsMax, Native::Pids(p)) => l.pids_max = Some(p),
+            _ => return None,
+        }
+        Some(l)
     }
 }
 

@@ -3,9 +3,10 @@
 //! The host's layout is read once (`detect`), the version decided once, and a `Backend` for it
 //! passed down; each limit of each group is one resource (`cgroup/hostguard/web1/memory_limit`).
 //!
-//! This module is the only code that knows control files, versions and the kernel's rules. The
-//! `lxc` kind is its client for a running container's live cgroup: `detect`, then
-//! `GroupPlan::read` + `reports`/`apply` through an `LxcCgroup` door (`files.rs`).
+//! This module is the only code that knows the limits' control files, versions and the kernel's
+//! rules. The `lxc` kind is its client for a running container's live cgroup: `detect`, then
+//! `GroupPlan::read` + `reports`/`apply` through an `LxcCgroup` door (`files.rs`); and for its
+//! config keys: `Version::target` and `Version::limits_from` (lxc/cgroupmap.rs).
 
 mod backend;
 mod convert;

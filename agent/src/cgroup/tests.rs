@@ -205,3 +205,36 @@ fn show_lists_groups_under_the_prefix_in_document_form() {
     assert!(v["groups"].get("other").is_none());
     assert!(show(&ctx, &["../x".into()]).is_err());
 }
+
+/// `Version::limits_from` is `target` read backwards: the file a document's limits give reads
+/// back as limits that give that very file and value again (LXC's show and its translation of a
+/// wrong-version line rely on it), and `setting_of` names the setting of every file.
+#[test]
+fn the_table_read_backwards_gives_limits_that_write_the_same_file() {
+    let sizes = [None, Some(Limit::Max), Some(Limit::Bytes(256 << 20)), Some(Limit::Bytes(1 << 30))];
+    for v in [Version::V1, Version::V2] {
+        for memory in sizes {
+            for memory_swap in sizes {
+                // Validation refuses memory+swap below memory, or bounded beside no bounded memory.
+                if let Some(Limit::Bytes(s)) = memory_swap {
+                    if !matches!(memory, Some(Limit::Bytes(m)) if m <= s) {
+                        continue;
+                    }
+                }
+                for cpu_shares in [None, Some(2), Some(512), Some(1000), Some(1024), Some(262_144)] {
+                    for pids_max in [None, Some(PidsMax::Max), Some(PidsMax::Count(50))] {
+                        let l = Limits { memory, memory_swap, cpu_shares, pids_max };
+                        for s in Setting::named_by(&l) {
+                            let t = v.target(s, &l);
+                            assert_eq!(v.setting_of(t.file), Some(s), "{v} {}", t.file);
+                            let back = v.limits_from(s, t.value, l.memory).unwrap_or_else(|| panic!("{v} {s:?} {l:?}"));
+                            assert_eq!(v.target(s, &back), t, "{v} {s:?} {l:?} read back as {back:?}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(Version::V2.setting_of("memory.limit_in_bytes"), None);
+    assert_eq!(Version::V2.limits_from(Setting::MemorySwap, Native::Bytes(Limit::Bytes(1 << 20)), None), None);
+}

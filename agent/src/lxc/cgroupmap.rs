@@ -1,16 +1,14 @@
-//! The cgroup v1 <-> v2 mapping of the limits an LXC config can carry, and the translation of a
-//! `lxc.cgroup.*` / `lxc.cgroup2.*` line written for the wrong cgroup version of the host (LXC
-//! ignores such lines silently).
+//! The `lxc.cgroup.*` / `lxc.cgroup2.*` keys and values of the limits an LXC config carries, as
+//! the cgroup kind's table (`Version::target`, read back by `Version::limits_from`) gives them,
+//! and the translation of a line written for the wrong cgroup version of the host (LXC ignores
+//! such lines silently). Only the lines of controllers hostguard does not limit (cpuset,
+//! devices, cpu.max) are mapped here, by hand.
 
 use crate::cgroup::{Native, Setting};
 use crate::state::cgroup::Limits;
 use crate::state::types::Limit;
 
 pub use crate::cgroup::Version;
-
-/// The v1 <-> v2 cpu conversions are the cgroup kind's (one formula for the whole agent: the
-/// OCI runtimes' quadratic in log2 space, 1024 shares <-> weight 100).
-pub use crate::cgroup::{shares_to_weight, weight_to_shares};
 
 /// A size as an LXC config or a cgroup file spells it: bytes with an optional suffix, `max`, or
 /// v1's `-1`; v1 reads back "no limit" as the page-rounded maximum (9223372036854771712).
@@ -33,11 +31,6 @@ pub fn size_value(l: Limit, v: Version) -> String {
         (Limit::Max, Version::V2) => "max".into(),
         (b, _) => b.to_string(),
     }
-}
-
-/// v2 swap (`memory.swap.max`) from memory plus swap and memory, as the cgroup kind computes it.
-pub fn swap_only(memsw: Limit, memory: Limit) -> Limit {
-    crate::cgroup::swap_for_v2(Some(memory), memsw)
 }
 
 /// The config key of a cgroup `v` control file: `lxc.cgroup.` or `lxc.cgroup2.` and the file.
@@ -71,22 +64,51 @@ pub fn line(setting: Setting, limits: &Limits, v: Version) -> (String, String) {
     (key(setting, v), value)
 }
 
+/// The limits a container carries (a `pids.max` line passes through as written).
+const CARRIED: [Setting; 3] = [Setting::Memory, Setting::MemorySwap, Setting::CpuShares];
+
+/// A config value of `setting` as its cgroup file's native value: a size in either spelling
+/// (`256M`, `-1`, `max`) or a number.
+fn native(setting: Setting, value: &str) -> Option<Native> {
+    match setting {
+        Setting::Memory | Setting::MemorySwap => parse_size(value).map(Native::Bytes),
+        Setting::CpuShares => value.trim().parse().ok().map(Native::Number),
+        Setting::PidsMax => None,
+    }
+}
+
+/// The document's limits that the config line `key = value` (`setting`'s key on either cgroup
+/// version) sets, with `memory` as the container's memory limit: the cgroup kind's table read
+/// backwards (`Version::limits_from`), so v2's swap and weight convert back in one place.
+/// `None` for another key, or a value no document value gives.
+pub fn limits_of(setting: Setting, key: &str, value: &str, memory: Option<Limit>) -> Option<Limits> {
+    let v = [Version::V1, Version::V2].into_iter().find(|v| self::key(setting, *v) == key)?;
+    v.limits_from(setting, native(setting, value)?, memory)
+}
+
 /// The lines for `key = value` (a key below `lxc.cgroup.` or `lxc.cgroup2.`, of the version that
 /// is not `host`) on a `host` cgroup version, or `None` when there is no faithful equivalent.
 /// `memory` is the container's memory limit, which swap needs.
 pub fn translate(controller_key: &str, value: &str, host: Version, memory: Option<Limit>) -> Option<Vec<(String, String)>> {
+    let wrong = match host {
+        Version::V1 => Version::V2,
+        Version::V2 => Version::V1,
+    };
+    // A limit a container carries: read back through the cgroup kind's table and written as the
+    // host's version writes it (`line`); swap is converted against the memory limit, so needs it.
+    if let Some(setting) = wrong.setting_of(controller_key).filter(|s| CARRIED.contains(s)) {
+        if setting == Setting::MemorySwap {
+            memory?;
+        }
+        let limits = wrong.limits_from(setting, native(setting, value)?, memory)?;
+        return Some(vec![line(setting, &limits, host)]);
+    }
     let same = ["pids.max", "cpuset.cpus", "cpuset.mems", "devices.allow", "devices.deny"];
     let one = |k: &str, v: String| Some(vec![(k.to_string(), v)]);
     match host {
         Version::V1 => {
             let prefix = "lxc.cgroup.";
             match controller_key {
-                "memory.max" => one(&format!("{prefix}memory.limit_in_bytes"), size_value(parse_size(value)?, host)),
-                "memory.swap.max" => {
-                    let memsw = crate::cgroup::memsw_from_v2(Some(memory?), parse_size(value)?)?;
-                    one(&format!("{prefix}memory.memsw.limit_in_bytes"), size_value(memsw, host))
-                }
-                "cpu.weight" => one(&format!("{prefix}cpu.shares"), weight_to_shares(value.trim().parse().ok()?).to_string()),
                 "cpu.max" => {
                     let mut parts = value.split_whitespace();
                     let quota = parts.next()?;
@@ -105,12 +127,6 @@ pub fn translate(controller_key: &str, value: &str, host: Version, memory: Optio
         Version::V2 => {
             let prefix = "lxc.cgroup2.";
             match controller_key {
-                "memory.limit_in_bytes" => one(&format!("{prefix}memory.max"), size_value(parse_size(value)?, host)),
-                "memory.memsw.limit_in_bytes" => {
-                    let swap = swap_only(parse_size(value)?, memory?);
-                    one(&format!("{prefix}memory.swap.max"), size_value(swap, host))
-                }
-                "cpu.shares" => one(&format!("{prefix}cpu.weight"), shares_to_weight(value.trim().parse().ok()?).to_string()),
                 k if same.contains(&k) => one(&format!("{prefix}{k}"), value.to_string()),
                 _ => None,
             }
@@ -121,6 +137,7 @@ pub fn translate(controller_key: &str, value: &str, host: Version, memory: Optio
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cgroup::{shares_to_weight, weight_to_shares};
 
     #[test]
     fn shares_convert_to_weights_as_oci_runtimes_do() {
@@ -151,6 +168,24 @@ mod tests {
         );
         assert_eq!(translate("memory.swap.max", "1G", Version::V1, None), None);
         assert_eq!(translate("io.weight", "10", Version::V1, None), None);
+    }
+
+    /// The three limits go through the cgroup kind's table both ways: v2's weight to the roundest
+    /// shares and back, and the container's memory beside memory+swap.
+    #[test]
+    fn wrong_version_limits_translate_through_the_cgroup_table() {
+        assert_eq!(translate("cpu.weight", "59", Version::V1, None), Some(vec![("lxc.cgroup.cpu.shares".into(), "512".into())]));
+        assert_eq!(translate("cpu.shares", "512", Version::V2, None), Some(vec![("lxc.cgroup2.cpu.weight".into(), "59".into())]));
+        assert_eq!(translate("memory.max", "max", Version::V1, None), Some(vec![("lxc.cgroup.memory.limit_in_bytes".into(), "-1".into())]));
+        let m = Some(Limit::Bytes(256 << 20));
+        assert_eq!(
+            translate("memory.memsw.limit_in_bytes", "1G", Version::V2, m),
+            Some(vec![("lxc.cgroup2.memory.swap.max".into(), "768M".into())])
+        );
+        assert_eq!(translate("memory.memsw.limit_in_bytes", "1G", Version::V2, None), None, "swap needs the memory limit");
+        assert_eq!(translate("memory.swap.max", "max", Version::V1, None), None, "swap needs the memory limit");
+        assert_eq!(translate("pids.max", " 50", Version::V1, None), Some(vec![("lxc.cgroup.pids.max".into(), " 50".into())]));
+        assert_eq!(translate("memory.limit_in_bytes", "1G", Version::V1, None), None, "a v1 file under lxc.cgroup2 is no limit");
     }
 
     /// state/lxc.rs lists the `lxc.cgroup*` keys a container field manages by hand (it cannot

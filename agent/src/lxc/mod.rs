@@ -15,7 +15,7 @@ mod render;
 mod show;
 
 // What the audit and the golden tests use, named here so lxc's internals stay private.
-pub use cgroupmap::{file_key as cgroup_file_key, key as cgroup_key, keys as cgroup_keys, parse_size, translate};
+pub use cgroupmap::{file_key as cgroup_file_key, key as cgroup_key, keys as cgroup_keys, limits_of as cgroup_limits_of, parse_size, translate};
 pub use converge::{converge, wrong_version_key, Dialect, Env};
 pub use legacy::is_legacy_key;
 pub use config::{Config, Entry};

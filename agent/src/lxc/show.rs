@@ -3,7 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::cgroupmap::{self, parse_size, weight_to_shares, Version};
+use super::cgroupmap;
 use super::config::Config;
 use super::converge::interfaces;
 use super::legacy;
@@ -57,22 +57,15 @@ pub fn settings(cfg: &Config) -> Map<String, Value> {
         let keys = cgroupmap::keys(setting);
         cfg.entries().map(|(_, e)| e).filter(|e| keys.contains(&e.key)).last()
     };
-    let is_v2 = |setting: LimitSetting, key: &str| key == cgroupmap::key(setting, Version::V2);
-    let memory = last(LimitSetting::Memory).and_then(|e| parse_size(&e.value));
+    let read = |setting: LimitSetting, memory| last(setting).and_then(|e| cgroupmap::limits_of(setting, &e.key, &e.value, memory));
+    let memory = read(LimitSetting::Memory, None).and_then(|l| l.memory);
     if let Some(m) = memory {
         out.insert("memory_limit".into(), m.to_string().into());
     }
-    if let Some((e, s)) = last(LimitSetting::MemorySwap).and_then(|e| Some((e, parse_size(&e.value)?))) {
-        let memsw = if is_v2(LimitSetting::MemorySwap, &e.key) { crate::cgroup::memsw_from_v2(memory, s) } else { Some(s) };
-        if let Some(s) = memsw {
-            out.insert("memory_swap_limit".into(), s.to_string().into());
-        }
+    if let Some(s) = read(LimitSetting::MemorySwap, memory).and_then(|l| l.memory_swap) {
+        out.insert("memory_swap_limit".into(), s.to_string().into());
     }
-    let cpu = last(LimitSetting::CpuShares).and_then(|e| {
-        let n: u64 = e.value.trim().parse().ok()?;
-        Some(if is_v2(LimitSetting::CpuShares, &e.key) { weight_to_shares(n) } else { n })
-    });
-    if let Some(n) = cpu {
+    if let Some(n) = read(LimitSetting::CpuShares, None).and_then(|l| l.cpu_shares) {
         out.insert("cpu_shares".into(), n.into());
     }
 

@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 
 use super::{finding, Facts, Finding, Severity};
 use crate::audit::facts::Container;
-use crate::cgroup::{weight_to_shares, Setting, Version};
-use crate::lxc::{cgroup_file_key, cgroup_key, cgroup_keys, is_legacy_key, parse_size, translate, wrong_version_key, Dialect};
+use crate::cgroup::Setting;
+use crate::lxc::{cgroup_file_key, cgroup_key, cgroup_keys, cgroup_limits_of, is_legacy_key, parse_size, translate, wrong_version_key, Dialect};
 use crate::state::lxc::DEFAULT_LXCPATH;
 use crate::state::types::Limit;
 
@@ -431,13 +431,11 @@ pub fn memory_swap_limit(f: &Facts) -> Vec<Finding> {
     out
 }
 
-/// The cpu shares a container has, from either version's key (v2 weight converted back).
+/// The cpu shares a container has, from this host's version's key (a v2 weight converted back
+/// by the cgroup kind's table).
 fn shares(f: &Facts, c: &Container) -> Option<u64> {
-    let n = c.last(&key(f, Setting::CpuShares)).and_then(|v| v.trim().parse().ok());
-    match f.cgroup {
-        Version::V1 => n,
-        Version::V2 => n.map(weight_to_shares),
-    }
+    let k = key(f, Setting::CpuShares);
+    c.last(&k).and_then(|v| cgroup_limits_of(Setting::CpuShares, &k, v, None)).and_then(|l| l.cpu_shares)
 }
 
 /// One container without a cpu share among containers that have one competes at the default
