@@ -268,6 +268,30 @@ fn plan_group(host: &Host, tools: &Tools, family: Family, table: Table, current:
     out
 }
 
+/// What one line of the restore input loads, for the message that names it when iptables refuses
+/// the line. Described only then: an apply of 10,000 rules formatted 10,000 of these in advance.
+enum Loads<'a> {
+    /// The table, a chain declaration or a policy.
+    Nothing,
+    /// `-D` of a rule in a chain.
+    Delete(&'a str, &'a Rule),
+    /// The document's rule of a chain, by index.
+    Document(&'a ChainPlan, usize),
+    /// A rule of the host's, written again (a rule iptables stores as several).
+    Kept(&'a str, &'a Rule),
+}
+
+impl Loads<'_> {
+    fn describe(&self) -> Option<String> {
+        Some(match self {
+            Loads::Nothing => return None,
+            Loads::Delete(chain, r) => format!("the rule `{}`, to delete", r.line(chain)),
+            Loads::Document(c, i) => format!("{}.rules[{i}] `{}`", c.doc_path(), c.spec.rules[*i].text()),
+            Loads::Kept(chain, r) => format!("the kept rule `{}`", r.line(chain)),
+        })
+    }
+}
+
 /// How often a table is read, edited and read back before a neighbour changing it at the same
 /// time makes the chain `failed`.
 const ATTEMPTS: usize = 3;
@@ -280,19 +304,19 @@ impl Group {
     /// The restore input that makes the chains as planned with targeted edits (SPEC section 5):
     /// `-N` for a missing chain, the policy, then each chain's deletions and inserts. No chain is
     /// declared (`:CHAIN -` flushes an existing user chain under `--noflush`) or flushed. Also
-    /// returns, per line, the document rule it loads, for error messages.
-    fn render(&self, diffs: &[(&ChainPlan, &ChainDiff)]) -> (String, Vec<Option<String>>) {
+    /// returns, per line, the rule it loads, for error messages.
+    fn render<'a>(&self, diffs: &[(&'a ChainPlan, &'a ChainDiff)]) -> (String, Vec<Loads<'a>>) {
         let mut s = format!("*{}\n", self.table.name());
-        let mut lines: Vec<Option<String>> = vec![None];
+        let mut lines: Vec<Loads> = vec![Loads::Nothing];
         for (c, d) in diffs {
             let name = c.spec.chain.as_str();
             if !d.exists && !c.spec.builtin() {
                 s.push_str(&format!("-N {name}\n"));
-                lines.push(None);
+                lines.push(Loads::Nothing);
             }
             if let (Some(p), true) = (&d.set_policy, c.spec.builtin()) {
                 s.push_str(&format!(":{name} {p} [0:0]\n"));
-                lines.push(None);
+                lines.push(Loads::Nothing);
             }
         }
         for (c, d) in diffs {
@@ -301,17 +325,17 @@ impl Group {
                 let (op, entry) = match e {
                     Edit::Delete(r) => {
                         save::push_restore_line(&mut s, "-D", name, None, &r.args);
-                        lines.push(Some(format!("the rule `{}`, to delete", r.line(name))));
+                        lines.push(Loads::Delete(name, r));
                         continue;
                     }
                     Edit::Insert(at, entry) => (("-I", Some(*at)), entry),
                     Edit::Append(entry) => (("-A", None), entry),
                 };
                 save::push_restore_line(&mut s, op.0, name, op.1, &entry.write);
-                lines.push(Some(match entry.source {
-                    Some(i) => format!("{}.rules[{i}] `{}`", c.doc_path(), c.spec.rules[i].text()),
-                    None => format!("the kept rule `{}`", entry.canon.line(name)),
-                }));
+                lines.push(match entry.source {
+                    Some(i) => Loads::Document(c, i),
+                    None => Loads::Kept(name, &entry.canon),
+                });
             }
         }
         s.push_str("COMMIT\n");
@@ -396,6 +420,7 @@ impl Group {
                         self.replan(host, tools, snapshot.as_ref().expect("set"), &mut todo, &mut rules, true);
                         continue;
                     }
+                    let lines: Vec<Option<String>> = lines.iter().map(Loads::describe).collect();
                     let why = failure(&msg, &lines);
                     break Err(format!("`{} --noflush` refused the {} table, which is unchanged: {why}", tools.restore_cmd(self.family), self.table));
                 }
@@ -708,5 +733,13 @@ mod tests {
         let nft = "iptables-nft-restore v1.8.9 (nf_tables): Chain 'NOPE' does not exist\nError occurred at line: 5";
         assert!(failure(nft, &lines).ends_with(": rules[1] `-j NOPE`"), "{}", failure(nft, &lines));
         assert_eq!(failure("something else", &lines), "something else");
+    }
+
+    #[test]
+    fn a_restore_line_is_described_as_the_rule_it_loads() {
+        let r = Rule::new(vec!["-s".into(), "10.0.0.1/32".into(), "-j".into(), "ACCEPT".into()]);
+        assert_eq!(Loads::Nothing.describe(), None);
+        assert_eq!(Loads::Delete("INPUT", &r).describe().unwrap(), "the rule `-A INPUT -s 10.0.0.1/32 -j ACCEPT`, to delete");
+        assert_eq!(Loads::Kept("INPUT", &r).describe().unwrap(), "the kept rule `-A INPUT -s 10.0.0.1/32 -j ACCEPT`");
     }
 }
