@@ -513,6 +513,9 @@ impl Resources for Plan {
             });
             out.extend(c.live_apply(ctx.host, &self.lxcpath, self.backend.as_deref()));
         }
+        // Not freed: the run ends with the report, as after a plan (`engine::converge`); freeing
+        // 1,000 parsed and converged configs was 8% of an apply's instructions.
+        std::mem::forget(self);
         out
     }
 }
