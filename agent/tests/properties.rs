@@ -68,6 +68,16 @@ proptest! {
         }
     }
 
+    /// `iptables-save` lines split piece by piece read the same words as character by character.
+    #[test]
+    fn save_lines_split_as_iptables_restore_does(s in shaped("[ \t\"\\\\a-z\u{e9}\u{2003}]{0,24}")) {
+        let got = hostguard::iptables::save::split(&s);
+        match split_by_chars(&s) {
+            Some(want) => prop_assert_eq!(got, Ok(want), "{:?}", s),
+            None => prop_assert!(got.is_err(), "{:?}: {:?}", s, got),
+        }
+    }
+
     #[test]
     fn rule_strings(s in shaped(r#"([-a-z0-9./:]{1,8}|;|\$\([a-z ]{0,8}\)|`[a-z ]{0,6}`|'[^']{0,8}'|"[^"\\]{0,8}"|\||&&|>|<|\*|#|\\ )( ([-a-z0-9./:]{1,8}|;|\$\(rm -rf /\)|`id`|'a b'|"c d"|\||#)){0,8}"#)) {
         props::iptables_rule(&s);
@@ -94,6 +104,51 @@ proptest! {
         }
         props::lxc_config(&text);
     }
+}
+
+/// iptables-restore's splitting, one character at a time (what `save::split` did before it
+/// copied whole pieces): the reference for `save_lines_split_as_iptables_restore_does`.
+fn split_by_chars(line: &str) -> Option<Vec<String>> {
+    let (mut out, mut cur) = (Vec::new(), String::new());
+    let (mut in_word, mut quoted, mut escaped) = (false, false, false);
+    for c in line.chars() {
+        if quoted {
+            if escaped {
+                cur.push(c);
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                quoted = false;
+            } else {
+                cur.push(c);
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                quoted = true;
+                in_word = true;
+            }
+            ' ' | '\t' => {
+                if in_word {
+                    out.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            _ => {
+                cur.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if quoted {
+        return None;
+    }
+    if in_word {
+        out.push(cur);
+    }
+    Some(out)
 }
 
 // Regression tests: inputs that broke a property once.
