@@ -499,3 +499,161 @@ fn a_watchdog_killed_after_each_write_has_its_rollback_finished_by_the_next_run(
     // The rename, two tables, the outcome (temp and rename): the last write ends the run.
     assert!(n > 5, "only {} watchdog writes were killed at", n - 1);
 }
+
+/// The nftables tables of the document, as nftables held them before it: an older
+/// `inet hostguard`, and no `ip nat_lxc` yet (the commit creates it).
+const OLD_NFT: &str = "table inet hostguard {\n chain input {\n  type filter hook input priority filter; policy accept;\n  tcp dport 22 accept\n }\n}\n";
+
+/// An nftables section: one owned table rewritten, one created, in one `nft -f` transaction.
+const NFT_SECTION: &str = r#"{"tables": {
+  "inet hostguard": {"chains": {
+      "input": {"type": "filter", "hook": "input", "priority": "filter", "policy": "accept",
+                "rules": ["tcp dport 22 accept", "tcp dport 443 accept"]},
+      "forward": {"type": "filter", "hook": "forward", "priority": 0, "policy": "drop",
+                  "rules": ["iifname \"lxcbr0\" oifname \"eth0\" accept"]}}},
+  "ip nat_lxc": {"chains": {
+      "postrouting": {"type": "nat", "hook": "postrouting", "priority": "srcnat",
+                      "rules": ["ip saddr 10.0.3.0/24 oifname != \"lxcbr0\" masquerade"]}}}}}"#;
+
+/// The tables the nftables section owns.
+const NFT_OWNED: [[&str; 2]; 2] = [["inet", "hostguard"], ["ip", "nat_lxc"]];
+
+/// A firewall document with the nftables section, and with `FW_DOC`'s iptables section too when
+/// `iptables` is set: then one run commits both layers (iptables first).
+fn nft_doc(iptables: bool) -> String {
+    let mut doc: serde_json::Value = if iptables { serde_json::from_str(FW_DOC).unwrap() } else { serde_json::json!({"version": 1}) };
+    doc["nftables"] = serde_json::from_str(NFT_SECTION).unwrap();
+    doc.to_string()
+}
+
+/// Both layers reset to the old firewall: the iptables-nft filter tables and the owned nftables
+/// tables (neither iptables-restore nor the owned tables' reset touches the other).
+fn both_layers(ns: &Netns) {
+    firewall(ns);
+    let mut script = String::new();
+    for [family, name] in NFT_OWNED {
+        script.push_str(&format!("table {family} {name} {{}}\ndelete table {family} {name}\n"));
+    }
+    ns.nft(&(script + OLD_NFT));
+}
+
+/// The firewall as the kernel holds it: the IPv4 and IPv6 filter tables (`tables`), then the
+/// owned nftables tables together (`nft -s list table`, an absent one as such), which one `nft -f`
+/// changes at once.
+fn layers(ns: &Netns) -> [String; 3] {
+    let [v4, v6] = tables(ns);
+    let mut nft = String::new();
+    for [family, name] in NFT_OWNED {
+        let o = ns.run(&["nft", "-s", "list", "table", family, name], None);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success() || err.contains("No such file or directory"), "nft list table {family} {name}: {err}");
+        nft.push_str(if o.status.success() { std::str::from_utf8(&o.stdout).unwrap() } else { "(absent)\n" });
+        nft.push_str(&format!("# {family} {name} ends\n"));
+    }
+    [v4, v6, nft]
+}
+
+/// Each layer's tables old or new: each iptables table alone, the owned nftables tables together.
+#[track_caller]
+fn each_layer_old_or_new(ns: &Netns, before: &[String; 3], after: &[String; 3], when: &str) {
+    for (i, now) in layers(ns).iter().enumerate() {
+        assert!(
+            *now == before[i] || *now == after[i],
+            "{when}: {} is neither old nor new:\n{now}\nold:\n{}\nnew:\n{}",
+            ["the IPv4 filter table", "the IPv6 filter table", "the owned nftables tables"][i],
+            before[i],
+            after[i]
+        );
+    }
+}
+
+/// The firewall before and after a clean apply of `doc` (without --confirm).
+fn layers_reference(ns: &Netns, doc: &str) -> ([String; 3], [String; 3]) {
+    let r = FakeRoot::new();
+    both_layers(ns);
+    let before = layers(ns);
+    apply(ns, &r, &r.doc("state", doc), &[]).expect(2);
+    let after = layers(ns);
+    assert_ne!(before[2], after[2], "the document changes no nftables table");
+    (before, after)
+}
+
+/// A plain apply of both firewall layers killed after each of its host writes (each iptables
+/// table committed, then the one `nft -f` of the owned nftables tables): every table is old or
+/// new, the owned nftables tables all old or all new, and the next apply converges. Some kill
+/// must come after the nftables commit, or the commit is not counted as a write.
+#[test]
+fn an_apply_of_both_firewall_layers_killed_after_each_write_leaves_each_table_old_or_new() {
+    let ns = Netns::new("crash7");
+    let doc_json = nft_doc(true);
+    let (before, after) = layers_reference(&ns, &doc_json);
+    let (mut n, mut nft_new) = (1, 0);
+    loop {
+        let r = FakeRoot::new();
+        both_layers(&ns);
+        let doc = r.doc("state", &doc_json);
+        let run = apply(&ns, &r, &doc, &[("HOSTGUARD_FAULT_AFTER_WRITES", &n.to_string())]);
+        if run.code != -1 {
+            run.expect(2);
+            assert_eq!(layers(&ns), after, "the unkilled apply did not converge");
+            break;
+        }
+        let when = format!("killed after write {n}");
+        each_layer_old_or_new(&ns, &before, &after, &when);
+        nft_new += usize::from(layers(&ns)[2] == after[2]);
+        let next = apply(&ns, &r, &doc, &[]);
+        assert!(next.code == 0 || next.code == 2, "{when}: the next apply exited {}\n{}\n{}", next.code, next.stdout, next.stderr);
+        assert_eq!(next.json()["summary"]["failed"], 0, "{when}: {}", next.stdout);
+        assert_eq!(layers(&ns), after, "{when}: the next apply did not converge");
+        apply(&ns, &r, &doc, &[]).expect(0);
+        n += 1;
+    }
+    eprintln!("both firewall layers: killed after each of {} host writes, {nft_new} after the nftables commit", n - 1);
+    // Two iptables tables, then the nftables commit.
+    assert!(n > 3, "only {} host writes were seen", n - 1);
+    assert!(nft_new >= 1, "no run was killed after the nftables commit: `nft -f` is not counted as a host write");
+}
+
+/// `apply --confirm 1` of `doc` on a fresh root and the old firewall of both layers, with the
+/// fault variable `fault` set to `n`.
+fn confirm_apply_layers(ns: &Netns, doc_json: &str, fault: &str, n: usize) -> (FakeRoot, String, Run) {
+    let r = FakeRoot::new();
+    both_layers(ns);
+    let doc = r.doc("state", doc_json);
+    let args = ["apply", "--format", "json", "--lock-timeout", "5", "--confirm", "1", "--root", &r.arg(), &doc];
+    let run = run_with(&ns.prefix(), &args, None, &[(fault, &n.to_string())]);
+    (r, doc, run)
+}
+
+/// `apply --confirm` of nftables tables, alone and beside iptables, killed after each of its
+/// host writes (the watchdog started, the rollback record armed, the nftables script joined to
+/// it, each commit): the watchdog rolls back whatever was changed, nothing is left pending, and
+/// the next run converges.
+#[test]
+fn a_confirm_apply_of_nftables_killed_after_each_write_is_rolled_back_and_blocks_nothing() {
+    let ns = Netns::new("crash8");
+    for (what, doc_json) in [("nftables alone", nft_doc(false)), ("both layers", nft_doc(true))] {
+        let (before, after) = layers_reference(&ns, &doc_json);
+        let (mut n, mut nft_new) = (1, 0);
+        loop {
+            let (r, doc, run) = confirm_apply_layers(&ns, &doc_json, "HOSTGUARD_FAULT_AFTER_WRITES", n);
+            let when = format!("{what}: confirm apply killed after write {n}");
+            if run.code != -1 {
+                run.expect(2);
+                no_watchdog_within(&r, Duration::from_secs(30), &when);
+                assert_eq!(layers(&ns), before, "{when}: the unconfirmed change was not rolled back");
+                break;
+            }
+            each_layer_old_or_new(&ns, &before, &after, &when);
+            nft_new += usize::from(layers(&ns)[2] == after[2]);
+            no_watchdog_within(&r, Duration::from_secs(30), &when);
+            assert!(!confirm_file(&r, "pending.json") && !confirm_file(&r, "rolling-back.json"), "{when}: a rollback is left pending with no watchdog");
+            assert_eq!(layers(&ns), before, "{when}: the change of the killed run was not rolled back");
+            apply(&ns, &r, &doc, &[]).expect(2);
+            assert_eq!(layers(&ns), after, "{when}: the next apply did not converge");
+            n += 1;
+        }
+        eprintln!("{what}: apply --confirm killed after each of {} host writes, {nft_new} after the nftables commit", n - 1);
+        assert!(nft_new >= 1, "{what}: no confirm apply was killed after the nftables commit");
+    }
+}

@@ -116,9 +116,8 @@ impl GroupFiles for LxcCgroup<'_> {
     }
 
     fn write(&self, _controller: Controller, file: &str, value: &str) -> Result<(), HostError> {
-        self.host.run_ok(&["lxc-cgroup", "-P", self.lxcpath, "-n", self.name, file, value], None)?;
-        self.host.count_write();
-        Ok(())
+        let argv = ["lxc-cgroup", "-P", self.lxcpath, "-n", self.name, file, value];
+        self.host.run_change(&argv, None)?.ok(&argv).map(drop)
     }
 
     fn describe(&self, _controller: Controller, file: &str) -> String {

@@ -402,16 +402,19 @@ impl Host {
 
     /// Like `run`, but a non-zero exit is an error carrying the command's stderr.
     pub fn run_ok(&self, argv: &[&str], stdin: Option<&[u8]>) -> Result<Output, HostError> {
+        self.run(argv, stdin)?.ok(argv)
+    }
+
+    /// Run a command that changes the host (a firewall transaction committed, a value set with
+    /// `lxc-cgroup`), as `run` does. When it succeeds it is a host write, so the crash tests stop
+    /// a run right after the change; a failed one is not, since the commands run this way change
+    /// nothing when they fail (`nft -f` and `iptables-restore` commit all or nothing).
+    pub fn run_change(&self, argv: &[&str], stdin: Option<&[u8]>) -> Result<Output, HostError> {
         let out = self.run(argv, stdin)?;
         if out.success {
-            Ok(out)
-        } else {
-            Err(HostError::Command {
-                argv: argv.join(" "),
-                status: out.status,
-                stderr: out.stderr.trim().to_string(),
-            })
+            self.count_write();
         }
+        Ok(out)
     }
 
     /// Take the run lock `/run/hostguard.lock`, waiting at most `timeout`.
@@ -423,7 +426,8 @@ impl Host {
     }
 
     /// Counts host writes; with the fault variable set, dies (as SIGKILL would) after the Nth.
-    pub fn count_write(&self) {
+    /// Only `Host` writes, so every write is counted where it is made.
+    fn count_write(&self) {
         let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
         if self.fault_after == Some(n) {
             // SAFETY: raising a signal on ourselves has no memory-safety preconditions.
@@ -431,6 +435,16 @@ impl Host {
                 libc::raise(libc::SIGKILL);
             }
         }
+    }
+}
+
+impl Output {
+    /// The output of a command that succeeded; a non-zero exit is an error carrying its stderr.
+    pub fn ok(self, argv: &[&str]) -> Result<Output, HostError> {
+        if self.success {
+            return Ok(self);
+        }
+        Err(HostError::Command { argv: argv.join(" "), status: self.status, stderr: self.stderr.trim().to_string() })
     }
 }
 
@@ -645,6 +659,16 @@ mod tests {
         let net = h.walk("/proc/sys", &mut |rel| rel == "net" || rel.starts_with("net/ipv4")).unwrap();
         assert_eq!(net.iter().map(|f| f.rel.as_str()).collect::<Vec<_>>(), ["net", "net/ipv4", "net/ipv4/ip_forward"]);
         assert!(h.walk("/proc/nothing", &mut |_| true).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_command_that_changes_the_host_is_a_write_only_when_it_succeeds() {
+        let h = Host::new("/");
+        assert!(h.run_change(&["true"], None).unwrap().success);
+        let failed = h.run_change(&["false"], None).unwrap();
+        assert!(matches!(failed.ok(&["false"]), Err(HostError::Command { .. })));
+        h.run(&["true"], None).unwrap();
+        assert_eq!(h.writes.load(Ordering::SeqCst), 1, "only the change that succeeded is a write");
     }
 
     #[test]

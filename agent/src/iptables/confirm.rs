@@ -237,7 +237,7 @@ fn rollback_held(host: &Host, why: Option<String>) -> Result<(Vec<String>, bool)
         }
         if let Some(script) = &p.nft {
             let tables = nft_tables(script);
-            let line = match host.run(&["nft", "-f", "-"], Some(script.as_bytes())) {
+            let line = match host.run_change(&[crate::nftables::NFT, "-f", "-"], Some(script.as_bytes())) {
                 Ok(o) if o.success => format!("restored the nftables table(s) {} as they were", tables.join(", ")),
                 Ok(o) => {
                     failed = true;

@@ -277,8 +277,10 @@ impl Plan {
             if check && self.checked.as_deref() == Some(script.text.as_str()) {
                 continue; // plan checked this very batch
             }
-            let argv: &[&str] = if check { &[NFT, "-c", "-f", "-"] } else { &[NFT, "-f", "-"] };
-            match host.run(argv, Some(script.text.as_bytes())) {
+            // The commit is a host write (the crash tests stop a run right after it); the check is not.
+            let input = Some(script.text.as_bytes());
+            let done = if check { host.run(&[NFT, "-c", "-f", "-"], input) } else { host.run_change(&[NFT, "-f", "-"], input) };
+            match done {
                 Err(e) => return self.fail_changed(&format!("not applied: {e}")),
                 Ok(out) if !out.success => {
                     let how = if check { "`nft -c` refused the batch" } else { "`nft -f` refused the batch" };
