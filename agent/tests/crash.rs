@@ -657,3 +657,44 @@ fn a_confirm_apply_of_nftables_killed_after_each_write_is_rolled_back_and_blocks
         assert!(nft_new >= 1, "{what}: no confirm apply was killed after the nftables commit");
     }
 }
+
+/// The watchdog of an `apply --confirm` of nftables tables, alone and beside iptables, killed
+/// after each of its host writes (the rename that commits the rollback, each iptables table and
+/// the nftables tables put back, the outcome written, the record dropped): each table is old or
+/// new, the next run finishes the rollback before anything else and refuses itself, and the run
+/// after converges. With nftables alone, a watchdog killed before it put the tables back leaves
+/// them as the document wants: the next run must finish the rollback all the same.
+#[test]
+fn a_watchdog_of_nftables_killed_after_each_write_has_its_rollback_finished_by_the_next_run() {
+    let ns = Netns::new("crash9");
+    for (what, doc_json) in [("nftables alone", nft_doc(false)), ("both layers", nft_doc(true))] {
+        let (before, after) = layers_reference(&ns, &doc_json);
+        let (mut n, mut nft_new) = (1, 0);
+        loop {
+            let (r, doc, run) = confirm_apply_layers(&ns, &doc_json, "HOSTGUARD_FAULT_DETACHED_AFTER_WRITES", n);
+            run.expect(2);
+            let when = format!("{what}: watchdog killed after write {n}");
+            no_watchdog_within(&r, Duration::from_secs(30), &when);
+            if !confirm_file(&r, "rolling-back.json") {
+                assert!(confirm_file(&r, "rolled-back.json") && !confirm_file(&r, "pending.json"), "{when}: no outcome recorded");
+                assert_eq!(layers(&ns), before, "{when}: the finished rollback did not restore the tables");
+                break;
+            }
+            each_layer_old_or_new(&ns, &before, &after, &when);
+            nft_new += usize::from(layers(&ns)[2] == after[2]);
+            let late = run_with(&ns.prefix(), &["confirm", "--root", &r.arg()], None, &[]);
+            assert_eq!(late.code, 1, "{when}: confirm after the rollback began: {}", late.stderr);
+            let next = apply(&ns, &r, &doc, &[]);
+            next.expect(1);
+            assert!(next.stderr.contains("interrupted"), "{when}: {}", next.stderr);
+            assert_eq!(layers(&ns), before, "{when}: the next run did not finish the rollback");
+            assert!(!confirm_file(&r, "rolling-back.json"), "{when}: the rollback record is left");
+            apply(&ns, &r, &doc, &[]).expect(2);
+            assert_eq!(layers(&ns), after, "{when}: the run after did not converge");
+            n += 1;
+        }
+        eprintln!("{what}: the watchdog killed after each of {} host writes, {nft_new} before its nftables rollback", n - 1);
+        // The rename, the nftables rollback, the outcome (temp and rename): the last write ends the run.
+        assert!(n > 4, "{what}: only {} watchdog writes were killed at", n - 1);
+    }
+}

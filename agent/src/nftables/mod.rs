@@ -344,11 +344,14 @@ impl Resources for Plan {
     }
 
     fn preflight(&self, ctx: &Ctx) -> Result<()> {
+        // An interrupted rollback is finished even when nothing changes, as for iptables: a
+        // watchdog killed before it put the tables back leaves them as the document wants, and
+        // the rollback would otherwise stay undone and its record left for good.
+        crate::iptables::confirm::finish_interrupted(ctx.host)?;
         if self.changed().next().is_none() {
             return Ok(());
         }
         // A pending `--confirm` rollback would undo this change too, as for iptables.
-        crate::iptables::confirm::finish_interrupted(ctx.host)?;
         crate::iptables::confirm::refuse_if_pending(ctx.host)?;
         if ctx.opts.force {
             return Ok(());
