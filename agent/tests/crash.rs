@@ -5,7 +5,8 @@
 //! partial or empty, and so is each firewall table; a temp file left behind does not trip the
 //! next run and is cleaned by it; the lock does not wedge the next run; the next apply converges,
 //! and the one after that finds nothing to do. `apply --confirm` and its watchdog are killed
-//! the same way at each commit point of the confirm state machine.
+//! the same way at each commit point of the confirm state machine, for iptables, and for owned
+//! nftables tables alone and beside iptables (each `nft -f` commit is a host write).
 
 use crate::util;
 
@@ -658,6 +659,12 @@ fn a_confirm_apply_of_nftables_killed_after_each_write_is_rolled_back_and_blocks
     }
 }
 
+/// Whether the watchdog began writing the outcome of its rollback (`rolled-back.json`, or its
+/// temp file): it does so after every table is put back.
+fn outcome_begun(r: &FakeRoot) -> bool {
+    std::fs::read_dir(r.host_path("/run/hostguard/confirm")).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().contains("rolled-back.json"))
+}
+
 /// The watchdog of an `apply --confirm` of nftables tables, alone and beside iptables, killed
 /// after each of its host writes (the rename that commits the rollback, each iptables table and
 /// the nftables tables put back, the outcome written, the record dropped): each table is old or
@@ -669,7 +676,7 @@ fn a_watchdog_of_nftables_killed_after_each_write_has_its_rollback_finished_by_t
     let ns = Netns::new("crash9");
     for (what, doc_json) in [("nftables alone", nft_doc(false)), ("both layers", nft_doc(true))] {
         let (before, after) = layers_reference(&ns, &doc_json);
-        let (mut n, mut nft_new) = (1, 0);
+        let (mut n, mut right_after) = (1, 0);
         loop {
             let (r, doc, run) = confirm_apply_layers(&ns, &doc_json, "HOSTGUARD_FAULT_DETACHED_AFTER_WRITES", n);
             run.expect(2);
@@ -681,7 +688,7 @@ fn a_watchdog_of_nftables_killed_after_each_write_has_its_rollback_finished_by_t
                 break;
             }
             each_layer_old_or_new(&ns, &before, &after, &when);
-            nft_new += usize::from(layers(&ns)[2] == after[2]);
+            right_after += usize::from(layers(&ns)[2] == before[2] && !outcome_begun(&r));
             let late = run_with(&ns.prefix(), &["confirm", "--root", &r.arg()], None, &[]);
             assert_eq!(late.code, 1, "{when}: confirm after the rollback began: {}", late.stderr);
             let next = apply(&ns, &r, &doc, &[]);
@@ -693,8 +700,9 @@ fn a_watchdog_of_nftables_killed_after_each_write_has_its_rollback_finished_by_t
             assert_eq!(layers(&ns), after, "{when}: the run after did not converge");
             n += 1;
         }
-        eprintln!("{what}: the watchdog killed after each of {} host writes, {nft_new} before its nftables rollback", n - 1);
+        eprintln!("{what}: the watchdog killed after each of {} host writes, {right_after} right after its nftables rollback", n - 1);
         // The rename, the nftables rollback, the outcome (temp and rename): the last write ends the run.
         assert!(n > 4, "{what}: only {} watchdog writes were killed at", n - 1);
+        assert_eq!(right_after, 1, "{what}: the watchdog was not killed right after its `nft -f` rollback");
     }
 }
