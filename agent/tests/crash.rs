@@ -420,18 +420,24 @@ fn firewall_reference(ns: &Netns) -> ([String; 2], [String; 2]) {
 /// `apply --confirm 1` of `FW_DOC` on a fresh root and the old firewall, with the fault
 /// variable `fault` set to `n`.
 fn confirm_apply(ns: &Netns, fault: &str, n: usize) -> (FakeRoot, String, Run) {
+    confirm_apply_of(ns, firewall, FW_DOC, fault, n)
+}
+
+/// `apply --confirm 1` of `doc_json` on a fresh root, after `reset` put back the old firewall.
+fn confirm_apply_of(ns: &Netns, reset: fn(&Netns), doc_json: &str, fault: &str, n: usize) -> (FakeRoot, String, Run) {
     let r = FakeRoot::new();
-    firewall(ns);
-    let doc = r.doc("state", FW_DOC);
+    reset(ns);
+    let doc = r.doc("state", doc_json);
     let args = ["apply", "--format", "json", "--lock-timeout", "5", "--confirm", "1", "--root", &r.arg(), &doc];
     let run = run_with(&ns.prefix(), &args, None, &[(fault, &n.to_string())]);
     (r, doc, run)
 }
 
+/// Each table (or group of tables one transaction changes) in `now` is as in `before` or `after`.
 #[track_caller]
-fn each_table_old_or_new(ns: &Netns, before: &[String; 2], after: &[String; 2], when: &str) {
-    for (i, fw) in tables(ns).iter().enumerate() {
-        assert!(*fw == before[i] || *fw == after[i], "{when}: a filter table is neither the old nor the new ruleset:\n{fw}");
+fn each_old_or_new(now: &[String], before: &[String], after: &[String], when: &str) {
+    for (i, fw) in now.iter().enumerate() {
+        assert!(*fw == before[i] || *fw == after[i], "{when}: a table is neither old nor new:\n{fw}\nold:\n{}\nnew:\n{}", before[i], after[i]);
     }
 }
 
@@ -452,7 +458,7 @@ fn a_confirm_apply_killed_after_each_write_is_rolled_back_and_blocks_nothing() {
             assert_eq!(tables(&ns), before, "the unconfirmed change was not rolled back");
             break;
         }
-        each_table_old_or_new(&ns, &before, &after, &when);
+        each_old_or_new(&tables(&ns), &before, &after, &when);
         no_watchdog_within(&r, Duration::from_secs(30), &when);
         assert!(!confirm_file(&r, "pending.json") && !confirm_file(&r, "rolling-back.json"), "{when}: a rollback is left pending with no watchdog");
         assert_eq!(tables(&ns), before, "{when}: the change of the killed run was not rolled back");
@@ -473,32 +479,52 @@ fn a_confirm_apply_killed_after_each_write_is_rolled_back_and_blocks_nothing() {
 fn a_watchdog_killed_after_each_write_has_its_rollback_finished_by_the_next_run() {
     let ns = Netns::new("crash6");
     let (before, after) = firewall_reference(&ns);
+    let read = |ns: &Netns| tables(ns).to_vec();
+    let n = watchdog_killed_after_each_write(&ns, firewall, FW_DOC, read, &before, &after, &mut |_, _| {});
+    // The rename, two tables, the outcome (temp and rename): the last write ends the run.
+    assert!(n > 4, "only {n} watchdog writes were killed at");
+}
+
+/// The watchdog of `apply --confirm 1` of `doc_json`, on the old firewall `reset` puts back,
+/// killed after its Nth host write for every N until it finishes: then each table `read` lists
+/// is as in `before` or `after`, the next run finishes the rollback and exits 1, and the run
+/// after converges. `at_kill` sees each killed watchdog's root and tables. Returns how many
+/// writes it was killed at.
+fn watchdog_killed_after_each_write(
+    ns: &Netns,
+    reset: fn(&Netns),
+    doc_json: &str,
+    read: fn(&Netns) -> Vec<String>,
+    before: &[String],
+    after: &[String],
+    at_kill: &mut dyn FnMut(&FakeRoot, &[String]),
+) -> usize {
     let mut n = 1;
     loop {
-        let (r, doc, run) = confirm_apply(&ns, "HOSTGUARD_FAULT_DETACHED_AFTER_WRITES", n);
+        let (r, doc, run) = confirm_apply_of(ns, reset, doc_json, "HOSTGUARD_FAULT_DETACHED_AFTER_WRITES", n);
         run.expect(2);
         let when = format!("watchdog killed after write {n}");
         no_watchdog_within(&r, Duration::from_secs(30), &when);
         if !confirm_file(&r, "rolling-back.json") {
             // It finished (or was killed after its last write): the rollback is complete.
             assert!(confirm_file(&r, "rolled-back.json") && !confirm_file(&r, "pending.json"), "{when}: no outcome recorded");
-            assert_eq!(tables(&ns), before, "{when}: the finished rollback did not restore the tables");
-            break;
+            assert_eq!(read(ns), before, "{when}: the finished rollback did not restore the tables");
+            return n - 1;
         }
-        each_table_old_or_new(&ns, &before, &after, &when);
+        let now = read(ns);
+        each_old_or_new(&now, before, after, &when);
+        at_kill(&r, &now);
         let late = run_with(&ns.prefix(), &["confirm", "--root", &r.arg()], None, &[]);
         assert_eq!(late.code, 1, "{when}: confirm after the rollback began: {}", late.stderr);
-        let next = apply(&ns, &r, &doc, &[]);
+        let next = apply(ns, &r, &doc, &[]);
         next.expect(1);
         assert!(next.stderr.contains("interrupted"), "{when}: {}", next.stderr);
-        assert_eq!(tables(&ns), before, "{when}: the next run did not finish the rollback");
+        assert_eq!(read(ns), before, "{when}: the next run did not finish the rollback");
         assert!(!confirm_file(&r, "rolling-back.json"), "{when}: the rollback record is left");
-        apply(&ns, &r, &doc, &[]).expect(2);
-        assert_eq!(tables(&ns), after, "{when}: the run after did not converge");
+        apply(ns, &r, &doc, &[]).expect(2);
+        assert_eq!(read(ns), after, "{when}: the run after did not converge");
         n += 1;
     }
-    // The rename, two tables, the outcome (temp and rename): the last write ends the run.
-    assert!(n > 5, "only {} watchdog writes were killed at", n - 1);
 }
 
 /// The nftables tables of the document, as nftables held them before it: an older
@@ -541,7 +567,7 @@ fn both_layers(ns: &Netns) {
 /// The firewall as the kernel holds it: the IPv4 and IPv6 filter tables (`tables`), then the
 /// owned nftables tables together (`nft -s list table`, an absent one as such), which one `nft -f`
 /// changes at once.
-fn layers(ns: &Netns) -> [String; 3] {
+fn layers(ns: &Netns) -> Vec<String> {
     let [v4, v6] = tables(ns);
     let mut nft = String::new();
     for [family, name] in NFT_OWNED {
@@ -551,25 +577,11 @@ fn layers(ns: &Netns) -> [String; 3] {
         nft.push_str(if o.status.success() { std::str::from_utf8(&o.stdout).unwrap() } else { "(absent)\n" });
         nft.push_str(&format!("# {family} {name} ends\n"));
     }
-    [v4, v6, nft]
-}
-
-/// Each layer's tables old or new: each iptables table alone, the owned nftables tables together.
-#[track_caller]
-fn each_layer_old_or_new(ns: &Netns, before: &[String; 3], after: &[String; 3], when: &str) {
-    for (i, now) in layers(ns).iter().enumerate() {
-        assert!(
-            *now == before[i] || *now == after[i],
-            "{when}: {} is neither old nor new:\n{now}\nold:\n{}\nnew:\n{}",
-            ["the IPv4 filter table", "the IPv6 filter table", "the owned nftables tables"][i],
-            before[i],
-            after[i]
-        );
-    }
+    vec![v4, v6, nft]
 }
 
 /// The firewall before and after a clean apply of `doc` (without --confirm).
-fn layers_reference(ns: &Netns, doc: &str) -> ([String; 3], [String; 3]) {
+fn layers_reference(ns: &Netns, doc: &str) -> (Vec<String>, Vec<String>) {
     let r = FakeRoot::new();
     both_layers(ns);
     let before = layers(ns);
@@ -600,7 +612,7 @@ fn an_apply_of_both_firewall_layers_killed_after_each_write_leaves_each_table_ol
             break;
         }
         let when = format!("killed after write {n}");
-        each_layer_old_or_new(&ns, &before, &after, &when);
+        each_old_or_new(&layers(&ns), &before, &after, &when);
         nft_new += usize::from(layers(&ns)[2] == after[2]);
         let next = apply(&ns, &r, &doc, &[]);
         assert!(next.code == 0 || next.code == 2, "{when}: the next apply exited {}\n{}\n{}", next.code, next.stdout, next.stderr);
@@ -615,17 +627,6 @@ fn an_apply_of_both_firewall_layers_killed_after_each_write_leaves_each_table_ol
     assert!(nft_new >= 1, "no run was killed after the nftables commit: `nft -f` is not counted as a host write");
 }
 
-/// `apply --confirm 1` of `doc` on a fresh root and the old firewall of both layers, with the
-/// fault variable `fault` set to `n`.
-fn confirm_apply_layers(ns: &Netns, doc_json: &str, fault: &str, n: usize) -> (FakeRoot, String, Run) {
-    let r = FakeRoot::new();
-    both_layers(ns);
-    let doc = r.doc("state", doc_json);
-    let args = ["apply", "--format", "json", "--lock-timeout", "5", "--confirm", "1", "--root", &r.arg(), &doc];
-    let run = run_with(&ns.prefix(), &args, None, &[(fault, &n.to_string())]);
-    (r, doc, run)
-}
-
 /// `apply --confirm` of nftables tables, alone and beside iptables, killed after each of its
 /// host writes (the watchdog started, the rollback record armed, the nftables script joined to
 /// it, each commit): the watchdog rolls back whatever was changed, nothing is left pending, and
@@ -637,7 +638,7 @@ fn a_confirm_apply_of_nftables_killed_after_each_write_is_rolled_back_and_blocks
         let (before, after) = layers_reference(&ns, &doc_json);
         let (mut n, mut nft_new) = (1, 0);
         loop {
-            let (r, doc, run) = confirm_apply_layers(&ns, &doc_json, "HOSTGUARD_FAULT_AFTER_WRITES", n);
+            let (r, doc, run) = confirm_apply_of(&ns, both_layers, &doc_json, "HOSTGUARD_FAULT_AFTER_WRITES", n);
             let when = format!("{what}: confirm apply killed after write {n}");
             if run.code != -1 {
                 run.expect(2);
@@ -645,7 +646,7 @@ fn a_confirm_apply_of_nftables_killed_after_each_write_is_rolled_back_and_blocks
                 assert_eq!(layers(&ns), before, "{when}: the unconfirmed change was not rolled back");
                 break;
             }
-            each_layer_old_or_new(&ns, &before, &after, &when);
+            each_old_or_new(&layers(&ns), &before, &after, &when);
             nft_new += usize::from(layers(&ns)[2] == after[2]);
             no_watchdog_within(&r, Duration::from_secs(30), &when);
             assert!(!confirm_file(&r, "pending.json") && !confirm_file(&r, "rolling-back.json"), "{when}: a rollback is left pending with no watchdog");
@@ -676,33 +677,12 @@ fn a_watchdog_of_nftables_killed_after_each_write_has_its_rollback_finished_by_t
     let ns = Netns::new("crash9");
     for (what, doc_json) in [("nftables alone", nft_doc(false)), ("both layers", nft_doc(true))] {
         let (before, after) = layers_reference(&ns, &doc_json);
-        let (mut n, mut right_after) = (1, 0);
-        loop {
-            let (r, doc, run) = confirm_apply_layers(&ns, &doc_json, "HOSTGUARD_FAULT_DETACHED_AFTER_WRITES", n);
-            run.expect(2);
-            let when = format!("{what}: watchdog killed after write {n}");
-            no_watchdog_within(&r, Duration::from_secs(30), &when);
-            if !confirm_file(&r, "rolling-back.json") {
-                assert!(confirm_file(&r, "rolled-back.json") && !confirm_file(&r, "pending.json"), "{when}: no outcome recorded");
-                assert_eq!(layers(&ns), before, "{when}: the finished rollback did not restore the tables");
-                break;
-            }
-            each_layer_old_or_new(&ns, &before, &after, &when);
-            right_after += usize::from(layers(&ns)[2] == before[2] && !outcome_begun(&r));
-            let late = run_with(&ns.prefix(), &["confirm", "--root", &r.arg()], None, &[]);
-            assert_eq!(late.code, 1, "{when}: confirm after the rollback began: {}", late.stderr);
-            let next = apply(&ns, &r, &doc, &[]);
-            next.expect(1);
-            assert!(next.stderr.contains("interrupted"), "{when}: {}", next.stderr);
-            assert_eq!(layers(&ns), before, "{when}: the next run did not finish the rollback");
-            assert!(!confirm_file(&r, "rolling-back.json"), "{when}: the rollback record is left");
-            apply(&ns, &r, &doc, &[]).expect(2);
-            assert_eq!(layers(&ns), after, "{when}: the run after did not converge");
-            n += 1;
-        }
-        eprintln!("{what}: the watchdog killed after each of {} host writes, {right_after} right after its nftables rollback", n - 1);
+        let mut right_after = 0;
+        let mut at_kill = |r: &FakeRoot, now: &[String]| right_after += usize::from(now[2] == before[2] && !outcome_begun(r));
+        let n = watchdog_killed_after_each_write(&ns, both_layers, &doc_json, layers, &before, &after, &mut at_kill);
+        eprintln!("{what}: the watchdog killed after each of {n} host writes, {right_after} right after its nftables rollback");
         // The rename, the nftables rollback, the outcome (temp and rename): the last write ends the run.
-        assert!(n > 4, "{what}: only {} watchdog writes were killed at", n - 1);
+        assert!(n > 3, "{what}: only {n} watchdog writes were killed at");
         assert_eq!(right_after, 1, "{what}: the watchdog was not killed right after its `nft -f` rollback");
     }
 }
