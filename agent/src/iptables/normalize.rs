@@ -40,9 +40,15 @@ const IMPLICIT: &[&str] = &["tcp", "udp", "icmp", "icmp6", "ipv6-icmp", "sctp", 
 
 #[derive(Debug, Default)]
 struct Section {
-    /// `-m NAME` (or the target `-j NAME`) with its options.
-    head: Vec<String>,
+    /// `-m NAME` (or the target `-j NAME`); `None` for options before any `-m`.
+    head: Option<(&'static str, String)>,
     opts: Vec<Vec<String>>,
+}
+
+impl Section {
+    fn name(&self) -> Option<&str> {
+        self.head.as_ref().map(|(_, n)| n.as_str())
+    }
 }
 
 /// Rewrite `args` into iptables-save's form as far as this normaliser knows it.
@@ -52,8 +58,8 @@ pub fn normalize(args: &[String], family: Family) -> Vec<String> {
 
 /// `normalize` of arguments that already went through `negations_first`.
 pub fn normalize_fixed(args: &[String], family: Family) -> Vec<String> {
-    // One slot per basic match, in BASIC's order.
-    let mut basic: [Option<Vec<String>>; 6] = Default::default();
+    // One slot per basic match, in BASIC's order: negated, and the value.
+    let mut basic: [Option<(bool, Option<String>)>; 6] = Default::default();
     let mut matches: Vec<Section> = Vec::new();
     let mut target: Option<Section> = None;
     let mut i = 0;
@@ -68,26 +74,20 @@ pub fn normalize_fixed(args: &[String], family: Family) -> Vec<String> {
         }
         let opt = short_option(a).unwrap_or(a);
         if let Some((slot, &(name, takes))) = BASIC.iter().enumerate().find(|(_, (n, _))| *n == opt) {
-            let mut v = Vec::new();
-            if neg {
-                v.push("!".to_string());
-            }
-            v.push(name.to_string());
+            let mut value = None;
             if takes {
-                if let Some(val) = args.get(i + 1) {
-                    v.push(basic_value(name, val, family));
-                }
+                value = args.get(i + 1).map(|val| basic_value(name, val, family));
                 i += 1;
             }
-            basic[slot] = Some(v);
+            basic[slot] = Some((neg, value));
             neg = false;
             i += 1;
             continue;
         }
-        if opt == "-m" || opt == "-j" || opt == "-g" {
+        if let Some(head) = ["-m", "-j", "-g"].into_iter().find(|h| *h == opt) {
             let name = args.get(i + 1).cloned().unwrap_or_default();
-            let s = Section { head: vec![opt.to_string(), name], opts: Vec::new() };
-            in_target = opt != "-m";
+            let s = Section { head: Some((head, name)), opts: Vec::new() };
+            in_target = head != "-m";
             if in_target {
                 target = Some(s);
             } else {
@@ -115,38 +115,49 @@ pub fn normalize_fixed(args: &[String], family: Family) -> Vec<String> {
             t.opts.push(o);
             continue;
         }
-        let proto = basic[4].as_ref().and_then(|v| v.last()).cloned();
-        let implicit = proto.filter(|p| IMPLICIT.contains(&p.as_str()) && is_proto_option(&o));
+        let proto = basic[4].as_ref().and_then(|(_, v)| v.as_deref());
+        let implicit = proto.filter(|p| IMPLICIT.contains(p) && is_proto_option(&o));
         if let Some(p) = implicit {
             let in_last = matches.last().is_some_and(|m| section_has_option(m, &o));
             if !in_last {
-                let want = match_name(&p);
-                match matches.iter_mut().find(|m| m.head.get(1) == Some(&want)) {
+                let want = match_name(p);
+                match matches.iter_mut().find(|m| m.name() == Some(want)) {
                     Some(m) => m.opts.push(o),
-                    None => matches.push(Section { head: vec!["-m".into(), want], opts: vec![o] }),
+                    None => matches.push(Section { head: Some(("-m", want.to_string())), opts: vec![o] }),
                 }
                 continue;
             }
         }
         match matches.last_mut() {
             Some(m) => m.opts.push(o),
-            None => matches.push(Section { head: Vec::new(), opts: vec![o] }),
+            None => matches.push(Section { head: None, opts: vec![o] }),
         }
     }
     // The sections' strings move into the result: one allocation per argument, not two.
     let mut out = Vec::with_capacity(args.len() + 2);
-    for v in basic.into_iter().flatten() {
-        out.extend(v);
+    for (slot, b) in basic.into_iter().enumerate() {
+        let Some((neg, value)) = b else { continue };
+        if neg {
+            out.push("!".to_string());
+        }
+        out.push(BASIC[slot].0.to_string());
+        out.extend(value);
     }
+    let head = |out: &mut Vec<String>, head: Option<(&str, String)>| {
+        if let Some((opt, name)) = head {
+            out.push(opt.to_string());
+            out.push(name);
+        }
+    };
     for m in matches {
-        let mname = m.head.get(1).cloned().unwrap_or_default();
-        out.extend(m.head);
+        let mname = rewritten_match(m.name());
+        head(&mut out, m.head);
         for o in m.opts {
-            option_values(&mname, o, &mut out);
+            option_values(mname, o, &mut out);
         }
     }
     if let Some(t) = target {
-        out.extend(t.head);
+        head(&mut out, t.head);
         for o in t.opts {
             out.extend(o);
         }
@@ -170,10 +181,26 @@ pub fn negations_first(args: &[String]) -> Vec<String> {
     out
 }
 
-fn match_name(proto: &str) -> String {
+fn match_name(proto: &str) -> &str {
     match proto {
-        "ipv6-icmp" | "icmp6" | "icmpv6" => "icmp6".into(),
-        p => p.into(),
+        "ipv6-icmp" | "icmp6" | "icmpv6" => "icmp6",
+        p => p,
+    }
+}
+
+/// A match whose option values `option_values` rewrites, by a name that outlives its section
+/// (the section's strings move into the result); `""` for every other match.
+fn rewritten_match(name: Option<&str>) -> &'static str {
+    match name {
+        Some("tcp") => "tcp",
+        Some("udp") => "udp",
+        Some("sctp") => "sctp",
+        Some("udplite") => "udplite",
+        Some("dccp") => "dccp",
+        Some("multiport") => "multiport",
+        Some("state") => "state",
+        Some("conntrack") => "conntrack",
+        _ => "",
     }
 }
 
@@ -187,7 +214,7 @@ fn is_proto_option(o: &[String]) -> bool {
 
 fn section_has_option(m: &Section, o: &[String]) -> bool {
     // An explicit `-m tcp` followed by its options: keep them together.
-    m.head.get(1).is_some_and(|n| IMPLICIT.contains(&n.as_str()) && is_proto_option(o))
+    m.name().is_some_and(|n| IMPLICIT.contains(&n) && is_proto_option(o))
 }
 
 fn basic_value(name: &str, val: &str, family: Family) -> String {
@@ -395,6 +422,24 @@ mod tests {
         assert_eq!(n("-p tcp -m multiport --dports 22,80:443 -j ACCEPT"), "-p tcp -m multiport --dports 22,80:443 -j ACCEPT");
         assert_eq!(n("-p tcp ! --syn -j DROP"), "-p tcp -m tcp ! --tcp-flags FIN,SYN,RST,ACK SYN -j DROP");
         assert_eq!(n("-p udp --sport 123456 -j DROP"), "-p udp -m udp --sport 123456 -j DROP");
+    }
+
+    /// The section shapes: a match without a name, options before any match, a basic match
+    /// without its value, negations, implicit protocol matches joining an explicit one.
+    #[test]
+    fn sections_keep_their_shape() {
+        let v6 = |s: &str| normalize(&shlex::split(s).unwrap(), Family::V6).join(" ");
+        assert_eq!(n("-j ACCEPT -m"), "-m  -j ACCEPT");
+        assert_eq!(n("--foo 1 -j X"), "--foo 1 -j X");
+        assert_eq!(n("-j X -p"), "-p -j X");
+        assert_eq!(n("! -p udp ! --dport 53 -j X"), "! -p udp -m udp ! --dport 53 -j X");
+        assert_eq!(n("-p tcp -m tcp --sport 1 --dport 2 -j X"), "-p tcp -m tcp --sport 1 --dport 2 -j X");
+        assert_eq!(n("-p tcp --dport 1 -m state --state NEW --sport 2 -j X"), "-p tcp -m tcp --dport 1 --sport 2 -m state --state NEW -j X");
+        assert_eq!(n("-m conntrack --ctstate established,new -j X"), "-m conntrack --ctstate NEW,ESTABLISHED -j X");
+        assert_eq!(n("-p udp -m multiport --sports domain -j X"), "-p udp -m multiport --sports 53 -j X");
+        assert_eq!(v6("-p icmpv6 --icmpv6-type 128 -j X"), "-p ipv6-icmp -m icmp6 --icmpv6-type 128 -j X");
+        assert_eq!(n("-p tcp -j X --dport 22"), "-p tcp -j X --dport 22");
+        assert_eq!(n("-f -p tcp -s 10.0.0.1 -g X"), "-s 10.0.0.1/32 -p tcp -f -g X");
     }
 
     #[test]
