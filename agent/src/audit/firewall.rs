@@ -178,7 +178,7 @@ pub fn overlay(filter: &mut Filter, family: &str, doc: &IptablesState) {
             .rules
             .iter()
             .enumerate()
-            .map(|(i, r)| Entry::new(Rule::new(normalize::normalize(r.args(), spec.family)), r.args().to_vec(), Some(i)))
+            .map(|(i, r)| Entry::new(Rule::new(normalize::normalize(r.args(), spec.family)), Some(r.args().to_vec()), Some(i)))
             .collect();
         let foreign = crate::iptables::foreign_in(spec, filter);
         let desired = Desired {

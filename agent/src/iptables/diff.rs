@@ -34,7 +34,9 @@ pub struct Entry(Arc<EntryData>);
 #[derive(Debug, PartialEq, Eq)]
 pub struct EntryData {
     pub canon: Rule,
-    pub write: Vec<String>,
+    /// The arguments loaded, when they are not the document's rule `source` as written (a rule
+    /// kept from the host, or one whose negations were moved first); see `args_written`.
+    pub write: Option<Vec<String>>,
     /// Index of the document rule this came from; `None` for a rule kept from the host.
     pub source: Option<usize>,
 }
@@ -47,12 +49,12 @@ impl std::ops::Deref for Entry {
 }
 
 impl Entry {
-    pub fn new(canon: Rule, write: Vec<String>, source: Option<usize>) -> Entry {
+    pub fn new(canon: Rule, write: Option<Vec<String>>, source: Option<usize>) -> Entry {
         Entry(Arc::new(EntryData { canon, write, source }))
     }
 
     pub fn kept(r: &Rule) -> Entry {
-        Entry::new(r.clone(), r.args.clone(), None)
+        Entry::new(r.clone(), Some(r.args.clone()), None)
     }
 }
 
@@ -394,7 +396,7 @@ mod tests {
         Rule::new(shlex::split(s).unwrap())
     }
     fn entries(rs: &[&str]) -> Vec<Entry> {
-        rs.iter().enumerate().map(|(i, s)| Entry::new(rule(s), rule(s).args, Some(i))).collect()
+        rs.iter().enumerate().map(|(i, s)| Entry::new(rule(s), Some(rule(s).args), Some(i))).collect()
     }
     fn chain(policy: Option<&str>, rs: &[&str]) -> Chain {
         Chain { name: "FORWARD".into(), policy: policy.map(String::from), rules: rs.iter().map(|s| rule(s)).collect() }
@@ -626,7 +628,7 @@ mod scale {
     fn a_chain_whose_every_rule_changed_diffs_quickly() {
         let old: Vec<Rule> = (0..10_000).map(|i| Rule::new(vec!["-j".into(), format!("OLD{i}")])).collect();
         let new: Vec<Entry> = (0..10_000)
-            .map(|i| Entry::new(Rule::new(vec!["-j".into(), format!("NEW{i}")]), Vec::new(), Some(i)))
+            .map(|i| Entry::new(Rule::new(vec!["-j".into(), format!("NEW{i}")]), Some(Vec::new()), Some(i)))
             .collect();
         let cur = Chain { name: "X".into(), policy: None, rules: old };
         let start = std::time::Instant::now();

@@ -20,6 +20,7 @@ pub mod undo;
 pub mod walk;
 
 use foldhash::HashSet;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::kind::{Ctx, Resources};
@@ -72,6 +73,15 @@ impl ChainPlan {
 
     fn foreign_in(&self, table: &TableDump) -> Foreign {
         foreign_in(&self.spec, table)
+    }
+
+    /// What the restore input loads for one of this chain's entries.
+    fn args_written<'a>(&'a self, e: &'a Entry) -> &'a [String] {
+        match (&e.write, e.source) {
+            (Some(w), _) => w,
+            (None, Some(i)) => self.spec.rules[i].args(),
+            (None, None) => &e.canon.args,
+        }
     }
 
     fn id(&self) -> String {
@@ -142,11 +152,20 @@ pub fn plan(ctx: &Ctx, desired: &IptablesState) -> Result<Plan> {
     Ok(Plan { tools: Some(tools), groups, session: ctx.opts.ssh_session.clone() })
 }
 
+/// An entry's arguments to write: `None` when they are the document rule's own (borrowed by
+/// `negations_first`), so a plan does not copy every argument of every rule.
+fn owned(written: Cow<[String]>) -> Option<Vec<String>> {
+    match written {
+        Cow::Borrowed(_) => None,
+        Cow::Owned(v) => Some(v),
+    }
+}
+
 /// What `plan_group` learns of one desired chain before it becomes a `ChainPlan`.
 struct Pending<'a> {
     spec: &'a Arc<ChainSpec>,
     /// The rules as written, negations first: what the namespace and the restore input get.
-    written: Vec<Vec<String>>,
+    written: Vec<Cow<'a, [String]>>,
     /// `written` through the built-in normaliser.
     normalized: Vec<Rule>,
     /// The fast path: every normalised rule is literally what the host prints.
@@ -172,7 +191,7 @@ fn plan_group(host: &Host, tools: &Tools, family: Family, table: Table, current:
     let mut pending: Vec<Pending> = specs
         .iter()
         .map(|spec| {
-            let written: Vec<Vec<String>> = spec.rules.iter().map(|r| normalize::negations_first(r.args())).collect();
+            let written: Vec<Cow<[String]>> = spec.rules.iter().map(|r| normalize::negations_first(r.args())).collect();
             let normalized: Vec<Rule> = written.iter().map(|a| Rule::new(normalize::normalize_fixed(a, family))).collect();
             let fast = match current.chain(spec.chain.as_str()) {
                 Some(c) => {
@@ -198,7 +217,7 @@ fn plan_group(host: &Host, tools: &Tools, family: Family, table: Table, current:
         let canonicalize = |pending: &[Pending], ks: &[usize]| {
             let requests: Vec<canon::Request> = ks
                 .iter()
-                .map(|&k| canon::Request { chain: pending[k].spec.chain.as_str(), rules: pending[k].written.iter().map(Vec::as_slice).collect() })
+                .map(|&k| canon::Request { chain: pending[k].spec.chain.as_str(), rules: pending[k].written.iter().map(|w| &**w).collect() })
                 .collect();
             canon::canonicalize(host, tools, family, table, &existing, &requests)
         };
@@ -231,12 +250,12 @@ fn plan_group(host: &Host, tools: &Tools, family: Family, table: Table, current:
     let mut out = Vec::new();
     for p in pending {
         let Pending { spec, written, normalized, fast, foreign, empty, canonical, fallback_note } = p;
-        let direct = |canon: Vec<Rule>, written: Vec<Vec<String>>| -> Vec<Entry> {
+        let direct = |canon: Vec<Rule>, written: Vec<Cow<[String]>>| -> Vec<Entry> {
             canon
                 .into_iter()
                 .zip(written)
                 .enumerate()
-                .map(|(i, (canon, write))| Entry::new(canon, write, Some(i)))
+                .map(|(i, (canon, write))| Entry::new(canon, owned(write), Some(i)))
                 .collect()
         };
         let (rules, compared_by) = match canonical {
@@ -331,7 +350,7 @@ impl Group {
                     Edit::Insert(at, entry) => (("-I", Some(*at)), entry),
                     Edit::Append(entry) => (("-A", None), entry),
                 };
-                save::push_restore_line(&mut s, op.0, name, op.1, &entry.write);
+                save::push_restore_line(&mut s, op.0, name, op.1, c.args_written(entry));
                 lines.push(match entry.source {
                     Some(i) => Loads::Document(c, i),
                     None => Loads::Kept(name, &entry.canon),
@@ -364,7 +383,7 @@ impl Group {
 
     /// Canonical forms of a lazily compared chain's rules, by iptables in a namespace.
     fn canonical_now(&self, host: &Host, tools: &Tools, c: &ChainPlan) -> Option<Vec<Entry>> {
-        let written: Vec<Vec<String>> = c.spec.rules.iter().map(|r| normalize::negations_first(r.args())).collect();
+        let written: Vec<Cow<[String]>> = c.spec.rules.iter().map(|r| normalize::negations_first(r.args())).collect();
         let existing: Vec<String> = self
             .current
             .chains
@@ -372,11 +391,11 @@ impl Group {
             .map(|c| c.name.clone())
             .chain(self.chains.iter().map(|c| c.spec.chain.to_string()))
             .collect();
-        let req = canon::Request { chain: c.spec.chain.as_str(), rules: written.iter().map(Vec::as_slice).collect() };
+        let req = canon::Request { chain: c.spec.chain.as_str(), rules: written.iter().map(|w| &**w).collect() };
         let mut map = canon::canonicalize(host, tools, self.family, self.table, &existing, &[req]).ok()?;
         let rules = map.remove(c.spec.chain.as_str())?;
         Some(if rules.len() == written.len() {
-            rules.into_iter().zip(written).enumerate().map(|(i, (canon, write))| Entry::new(canon, write, Some(i))).collect()
+            rules.into_iter().zip(written).enumerate().map(|(i, (canon, write))| Entry::new(canon, owned(write), Some(i))).collect()
         } else {
             rules.iter().map(Entry::kept).collect()
         })

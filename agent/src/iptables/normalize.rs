@@ -6,6 +6,7 @@
 //! Every rewrite here preserves meaning; a spelling it does not know is left as written, which at
 //! worst shows as drift, never hides any.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::OnceLock;
@@ -167,7 +168,13 @@ pub fn normalize_fixed(args: &[String], family: Family) -> Vec<String> {
 
 /// `--dport ! 22` and `-s ! 10.0.0.0/8` (the pre-1.4.3 spelling, refused by iptables now) become
 /// `! --dport 22` and `! -s 10.0.0.0/8`.
-pub fn negations_first(args: &[String]) -> Vec<String> {
+/// Borrowed when there is nothing to move (almost always: a copy of every argument of every rule
+/// was a twelfth of an in-sync plan).
+pub fn negations_first(args: &[String]) -> Cow<'_, [String]> {
+    let late = |w: &[String]| w[0].starts_with('-') && w[0].len() > 1 && w[1] == "!";
+    if !args.windows(2).any(late) {
+        return Cow::Borrowed(args);
+    }
     let mut out: Vec<String> = args.to_vec();
     let mut i = 0;
     while i + 1 < out.len() {
@@ -178,7 +185,7 @@ pub fn negations_first(args: &[String]) -> Vec<String> {
             i += 1;
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 fn match_name(proto: &str) -> &str {
@@ -440,6 +447,24 @@ mod tests {
         assert_eq!(v6("-p icmpv6 --icmpv6-type 128 -j X"), "-p ipv6-icmp -m icmp6 --icmpv6-type 128 -j X");
         assert_eq!(n("-p tcp -j X --dport 22"), "-p tcp -j X --dport 22");
         assert_eq!(n("-f -p tcp -s 10.0.0.1 -g X"), "-s 10.0.0.1/32 -p tcp -f -g X");
+    }
+
+    /// Borrowed unless a negation comes after its option; `-` alone and a leading `!` stay.
+    #[test]
+    fn negations_move_first_and_nothing_is_copied_otherwise() {
+        let args = |s: &str| shlex::split(s).unwrap();
+        for plain in ["-s 10.0.0.0/8 -j DROP", "! -s 10.0.0.0/8 -j DROP", "-m comment --comment - ! -j X", "", "!"] {
+            let a = args(plain);
+            assert!(matches!(negations_first(&a), Cow::Borrowed(_)), "{plain:?}");
+        }
+        for (late, first) in [("-s ! 10.0.0.0/8 -j DROP", "! -s 10.0.0.0/8 -j DROP"),
+                              ("-p tcp --dport ! 22 -s ! 10.0.0.1 -j X", "-p tcp ! --dport 22 ! -s 10.0.0.1 -j X"),
+                              ("-j X --foo !", "-j X ! --foo")] {
+            let a = args(late);
+            let moved = negations_first(&a);
+            assert!(matches!(moved, Cow::Owned(_)), "{late:?}");
+            assert_eq!(moved.join(" "), first);
+        }
     }
 
     #[test]
