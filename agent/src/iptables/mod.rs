@@ -138,18 +138,46 @@ pub fn plan(ctx: &Ctx, desired: &IptablesState) -> Result<Plan> {
         return Ok(Plan { tools: None, groups: Vec::new(), session: None });
     }
     let tools = Tools::resolve(ctx.host, desired.backend)?;
-    let mut groups: Vec<Group> = Vec::new();
+    let mut slices: Vec<(Family, Table, &[Arc<ChainSpec>])> = Vec::new();
     let mut i = 0;
     while i < desired.chains.len() {
         let (family, table) = (desired.chains[i].family, desired.chains[i].table);
         let n = desired.chains[i..].iter().take_while(|c| c.family == family && c.table == table).count();
-        let specs = &desired.chains[i..i + n];
+        slices.push((family, table, &desired.chains[i..i + n]));
         i += n;
-        let current = tools.read(ctx.host, family, table)?;
-        let chains = plan_group(ctx.host, &tools, family, table, &current, specs);
+    }
+    // Every table is read while the document's rules are normalised: waiting for iptables-save
+    // is most of an in-sync plan's time, and the normaliser needs only the document. The reads
+    // run side by side too (a host's filter and nat, IPv4 and IPv6).
+    let (reads, prepared) = std::thread::scope(|s| {
+        let tools = &tools;
+        let running: Vec<_> = slices.iter().map(|&(family, table, _)| s.spawn(move || tools.read(ctx.host, family, table))).collect();
+        let prepared: Vec<Vec<Prepared>> = slices.iter().map(|&(family, _, specs)| specs.iter().map(|spec| prepare(spec, family)).collect()).collect();
+        let reads: Vec<_> = running.into_iter().map(|r| r.join().expect("reading a table does not panic")).collect();
+        (reads, prepared)
+    });
+    let mut groups: Vec<Group> = Vec::new();
+    for ((&(family, table, specs), current), prepared) in slices.iter().zip(reads).zip(prepared) {
+        // The first table that cannot be read is the error, as when they were read in turn.
+        let current = current?;
+        let chains = plan_group(ctx.host, &tools, family, table, &current, specs, prepared);
         groups.push(Group { family, table, current, chains });
     }
     Ok(Plan { tools: Some(tools), groups, session: ctx.opts.ssh_session.clone() })
+}
+
+/// A desired chain's rules as written (negations first: what the namespace and the restore
+/// input get) and through the built-in normaliser: all `plan_group` needs of the document
+/// before it sees the table.
+struct Prepared<'a> {
+    written: Vec<Cow<'a, [String]>>,
+    normalized: Vec<Rule>,
+}
+
+fn prepare(spec: &ChainSpec, family: Family) -> Prepared<'_> {
+    let written: Vec<Cow<[String]>> = spec.rules.iter().map(|r| normalize::negations_first(r.args())).collect();
+    let normalized: Vec<Rule> = written.iter().map(|a| Rule::new(normalize::normalize_fixed(a, family))).collect();
+    Prepared { written, normalized }
 }
 
 /// An entry's arguments to write: `None` when they are the document rule's own (borrowed by
@@ -187,12 +215,19 @@ impl Pending<'_> {
     }
 }
 
-fn plan_group(host: &Host, tools: &Tools, family: Family, table: Table, current: &TableDump, specs: &[Arc<ChainSpec>]) -> Vec<ChainPlan> {
+fn plan_group<'a>(
+    host: &Host,
+    tools: &Tools,
+    family: Family,
+    table: Table,
+    current: &TableDump,
+    specs: &'a [Arc<ChainSpec>],
+    prepared: Vec<Prepared<'a>>,
+) -> Vec<ChainPlan> {
     let mut pending: Vec<Pending> = specs
         .iter()
-        .map(|spec| {
-            let written: Vec<Cow<[String]>> = spec.rules.iter().map(|r| normalize::negations_first(r.args())).collect();
-            let normalized: Vec<Rule> = written.iter().map(|a| Rule::new(normalize::normalize_fixed(a, family))).collect();
+        .zip(prepared)
+        .map(|(spec, Prepared { written, normalized })| {
             let fast = match current.chain(spec.chain.as_str()) {
                 Some(c) => {
                     let have: HashSet<&Rule> = c.rules.iter().collect();
