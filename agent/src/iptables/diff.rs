@@ -163,13 +163,11 @@ pub fn diff(desired: &Desired, current: Option<&Chain>) -> ChainDiff {
         Some(p) if cur.policy.as_deref() != Some(p) => Some(p.to_string()),
         _ => None,
     };
-    let listed: HashSet<&Rule> = desired.rules.iter().map(|e| &e.canon).collect();
-    let own: Vec<bool> = cur.rules.iter().map(|r| desired.owns(r, &listed)).collect();
-    // Per current rule, the desired rule it already is; `None` for the rest.
-    let (deleted, anchors, settled) = if desired.purge { match_purge(cur, &own, desired.rules) } else { match_merge(cur, desired.rules) };
-    // Every listed rule in place and nothing to delete: no edit (and no copy of 10,000 entries
-    // to find that out).
-    let (edits, target) = if settled { Default::default() } else { place(desired, cur, &deleted, &anchors) };
+    // The chain holds exactly the listed rules, in their order: every rule is a listed one, so
+    // hostguard's, and in place, whether or not the chain is purged. Found pair by pair, with no
+    // set of the 10,000 rules of a chain in sync.
+    let in_order = cur.rules.len() == desired.rules.len() && cur.rules.iter().zip(desired.rules).all(|(r, e)| *r == e.canon);
+    let (edits, target) = if in_order { Default::default() } else { edits(desired, cur) };
     let rewrite = !edits.is_empty();
     let (lines, counts) = if rewrite { lines(desired.chain, &edits) } else { Default::default() };
     ChainDiff {
@@ -182,6 +180,20 @@ pub fn diff(desired: &Desired, current: Option<&Chain>) -> ChainDiff {
         lines,
         counts,
     }
+}
+
+/// The edits that make `cur` what `desired` lists, and the chain they leave.
+fn edits(desired: &Desired, cur: &Chain) -> (Vec<Edit>, Vec<Entry>) {
+    let listed: HashSet<&Rule> = desired.rules.iter().map(|e| &e.canon).collect();
+    let own: Vec<bool> = cur.rules.iter().map(|r| desired.owns(r, &listed)).collect();
+    // Per current rule, the desired rule it already is; `None` for the rest.
+    let (deleted, anchors, settled) = if desired.purge { match_purge(cur, &own, desired.rules) } else { match_merge(cur, desired.rules) };
+    // Every listed rule in place and nothing to delete: no edit (and no copy of 10,000 entries
+    // to find that out).
+    if settled {
+        return Default::default();
+    }
+    place(desired, cur, &deleted, &anchors)
 }
 
 /// `purge: true`: the longest run of own rules already in the desired order stays; every copy of
@@ -562,6 +574,35 @@ mod tests {
             assert!(after.contains(&rule(f)), "{f} lost");
         }
         assert_eq!(r.counts, Counts { missing: 2, removed: 1, moved: 0 });
+    }
+
+    /// `diff` takes a chain that holds exactly the listed rules, in order, as in sync without
+    /// sets or matching; the general path agrees, whatever the neighbours, patterns and purge.
+    #[test]
+    fn a_chain_holding_exactly_the_listed_rules_needs_no_edit_by_either_path() {
+        let docker = Foreign { names: vec![Neighbour::Docker], bridges: Default::default() };
+        let ignore = [Regex::new("-j ign").unwrap()];
+        let lists: [&[&str]; 5] = [
+            &[],
+            &["-j A"],
+            &["-j A", "-j A", "-j B"],
+            &["-j ign1", "-j A", "-j ign1"],
+            &["-j DOCKER", "-j A", "", "-j DOCKER-X", "-j RETURN"],
+        ];
+        for want in lists {
+            let rules = entries(want);
+            let cur = chain(None, want);
+            for purge in [true, false] {
+                for foreign in [NONE.get_or_init(Foreign::default), &docker] {
+                    for ig in [&ignore[..], &[]] {
+                        let desired = d("FORWARD", purge, ig, foreign, &rules);
+                        let r = diff(&desired, Some(&cur));
+                        assert!(r.in_sync() && r.edits.is_empty(), "{want:?} purge {purge}: {:?}", r.edits);
+                        assert_eq!(edits(&desired, &cur), (Vec::new(), Vec::new()), "{want:?} purge {purge}");
+                    }
+                }
+            }
+        }
     }
 
     /// The invariant on many small chains: the edits load into exactly the planned chain, every

@@ -229,6 +229,9 @@ fn plan_group<'a>(
         .zip(prepared)
         .map(|(spec, Prepared { written, normalized })| {
             let fast = match current.chain(spec.chain.as_str()) {
+                // A chain in sync holds the rules in their order: compared pair by pair, without
+                // hashing every rule of the chain.
+                Some(c) if c.rules == normalized => true,
                 Some(c) => {
                     let have: HashSet<&Rule> = c.rules.iter().collect();
                     normalized.iter().all(|r| have.contains(r))
