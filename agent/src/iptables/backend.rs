@@ -18,11 +18,7 @@ pub struct Tools {
 
 impl Tools {
     pub fn resolve(host: &Host, backend: Backend) -> Result<Tools, HostError> {
-        let suffix = match backend {
-            Backend::Auto => "",
-            Backend::Nft => "-nft",
-            Backend::Legacy => "-legacy",
-        };
+        let suffix = suffix(backend);
         let cmd = format!("iptables{suffix}");
         let out = host.run_ok(&[&cmd, "-V"], None)?;
         let version = out.stdout.trim().to_string();
@@ -36,7 +32,7 @@ impl Tools {
     }
 
     pub fn save_cmd(&self, family: Family) -> String {
-        format!("{}{}-save", family.command(), self.suffix)
+        save_cmd(&self.suffix, family)
     }
 
     pub fn restore_cmd(&self, family: Family) -> String {
@@ -45,11 +41,7 @@ impl Tools {
 
     /// The current content of one table.
     pub fn read(&self, host: &Host, family: Family, table: Table) -> Result<TableDump, HostError> {
-        let cmd = self.save_cmd(family);
-        let out = host.run_ok(&[&cmd, "-t", table.name()], None)?;
-        let warnings = comments(&out.stderr);
-        let text = if warnings.is_empty() { out.stdout } else { out.stdout + &warnings };
-        parse_table(&text, table).map_err(|e| HostError::Other(format!("could not read the output of `{cmd} -t {table}`: {e}")))
+        read(host, &self.save_cmd(family), table)
     }
 
     /// Load `input` with `--noflush --wait`: one transaction, all or nothing for the table.
@@ -61,6 +53,32 @@ impl Tools {
             Err(e) => Err(e.to_string()),
         }
     }
+}
+
+fn suffix(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Auto => "",
+        Backend::Nft => "-nft",
+        Backend::Legacy => "-legacy",
+    }
+}
+
+fn save_cmd(suffix: &str, family: Family) -> String {
+    format!("{}{suffix}-save", family.command())
+}
+
+/// One table as `backend`'s save command prints it, before the tools are resolved (`iptables
+/// -V`), so that a plan runs the two side by side: which binaries run depends on the backend
+/// the document names, never on what `-V` prints.
+pub fn read_before_resolve(host: &Host, backend: Backend, family: Family, table: Table) -> Result<TableDump, HostError> {
+    read(host, &save_cmd(suffix(backend), family), table)
+}
+
+fn read(host: &Host, cmd: &str, table: Table) -> Result<TableDump, HostError> {
+    let out = host.run_ok(&[cmd, "-t", table.name()], None)?;
+    let warnings = comments(&out.stderr);
+    let text = if warnings.is_empty() { out.stdout } else { out.stdout + &warnings };
+    parse_table(&text, table).map_err(|e| HostError::Other(format!("could not read the output of `{cmd} -t {table}`: {e}")))
 }
 
 /// Comment lines iptables printed on stderr (warnings), so the parser sees them too.

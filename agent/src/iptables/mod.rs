@@ -137,7 +137,6 @@ pub fn plan(ctx: &Ctx, desired: &IptablesState) -> Result<Plan> {
     if desired.chains.is_empty() {
         return Ok(Plan { tools: None, groups: Vec::new(), session: None });
     }
-    let tools = Tools::resolve(ctx.host, desired.backend)?;
     let mut slices: Vec<(Family, Table, &[Arc<ChainSpec>])> = Vec::new();
     let mut i = 0;
     while i < desired.chains.len() {
@@ -146,16 +145,24 @@ pub fn plan(ctx: &Ctx, desired: &IptablesState) -> Result<Plan> {
         slices.push((family, table, &desired.chains[i..i + n]));
         i += n;
     }
-    // Every table is read while the document's rules are normalised: waiting for iptables-save
-    // is most of an in-sync plan's time, and the normaliser needs only the document. The reads
-    // run side by side too (a host's filter and nat, IPv4 and IPv6).
-    let (reads, prepared) = std::thread::scope(|s| {
-        let tools = &tools;
-        let running: Vec<_> = slices.iter().map(|&(family, table, _)| s.spawn(move || tools.read(ctx.host, family, table))).collect();
+    // Every table is read while the tools are resolved (`iptables -V`) and the document's rules
+    // are normalised: waiting for iptables-save is most of an in-sync plan's time, and neither
+    // of the others needs the table. The reads run side by side too (filter and nat, IPv4 and
+    // IPv6).
+    let backend = desired.backend;
+    let (tools, reads, prepared) = std::thread::scope(|s| {
+        let running: Vec<_> = slices
+            .iter()
+            .map(|&(family, table, _)| s.spawn(move || backend::read_before_resolve(ctx.host, backend, family, table)))
+            .collect();
+        let tools = Tools::resolve(ctx.host, backend);
         let prepared: Vec<Vec<Prepared>> = slices.iter().map(|&(family, _, specs)| specs.iter().map(|spec| prepare(spec, family)).collect()).collect();
         let reads: Vec<_> = running.into_iter().map(|r| r.join().expect("reading a table does not panic")).collect();
-        (reads, prepared)
+        (tools, reads, prepared)
     });
+    // On a host without the tools `-V` fails too: that error comes first, as when the tools
+    // were resolved before any table was read.
+    let tools = tools?;
     let mut groups: Vec<Group> = Vec::new();
     for ((&(family, table, specs), current), prepared) in slices.iter().zip(reads).zip(prepared) {
         // The first table that cannot be read is the error, as when they were read in turn.
