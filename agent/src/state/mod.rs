@@ -152,14 +152,9 @@ fn parse(text: &str, source: &str) -> Result<RawDocument, Error> {
     let de = &mut serde_json::Deserializer::from_str(text);
     let raw: RawDocument = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner();
-        let at = if inner.line() > 0 {
-            format!(" (line {}, column {})", inner.line(), inner.column())
-        } else {
-            String::new()
-        };
         let path = if path == "." || path.is_empty() { "document".to_string() } else { path };
-        Error::Load(format!("{source}: {path}: {inner}{at}"))
+        // serde_json's message ends with the position ("at line 1 column 82").
+        Error::Load(format!("{source}: {path}: {}", e.into_inner()))
     })?;
     // Anything after the document (a second document, a truncated download's junk) is refused,
     // not ignored.
@@ -227,6 +222,18 @@ mod tests {
         let e = load_str(r#"{"version": 1, "sysctl": {"value": {}}}"#).unwrap_err().to_string();
         assert!(e.contains("sysctl"), "{e}");
         assert!(e.contains("unknown field `value`"), "{e}");
+    }
+
+    /// The message of a document that cannot be read: the path of the field at fault and the
+    /// reader's own error with its position, given once (it used to be given twice).
+    #[test]
+    fn a_wrong_type_deep_in_the_document_is_named_by_its_whole_path() {
+        let doc = r#"{"version": 1, "iptables": {"ipv4": {"filter": {"INPUT": {"rules": ["-j ACCEPT", 7]}}}}}"#;
+        let e = load_str(doc).unwrap_err().to_string();
+        assert!(
+            e.ends_with("iptables.ipv4.filter.INPUT.rules[1]: invalid type: integer `7`, expected a string at line 1 column 82"),
+            "{e}"
+        );
     }
 
     #[test]
