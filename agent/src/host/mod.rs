@@ -394,6 +394,12 @@ impl Host {
         run::run(argv, stdin, self.command_timeout, limits::COMMAND_STDOUT.bytes)
     }
 
+    /// `run_ok`, with standard output given to `on_stdout` piece by piece as the command prints
+    /// it (`Output::stdout` stays empty).
+    pub fn run_ok_streaming(&self, argv: &[&str], on_stdout: &mut dyn FnMut(&[u8])) -> Result<Output, HostError> {
+        run::run_streaming(argv, None, self.command_timeout, limits::COMMAND_STDOUT.bytes, on_stdout)?.ok(argv)
+    }
+
     /// How long a command may run before it is killed.
     pub fn with_command_timeout(mut self, timeout: std::time::Duration) -> Host {
         self.command_timeout = timeout;

@@ -28,7 +28,10 @@ pub fn timeout_from_env() -> Duration {
 }
 
 enum Event {
-    Stdout(Result<Vec<u8>, ()>),
+    /// What the command printed since the last chunk.
+    Chunk(Vec<u8>),
+    /// The end of standard output; `Err` past the limit.
+    StdoutEnd(Result<(), ()>),
     Stderr(Vec<u8>),
     Exited(std::io::Result<std::process::ExitStatus>),
 }
@@ -36,6 +39,21 @@ enum Event {
 /// Run `argv`; more than `stdout_limit` bytes on standard output, or running past `timeout`,
 /// kills it and is an error naming the command.
 pub fn run(argv: &[&str], stdin: Option<&[u8]>, timeout: Duration, stdout_limit: u64) -> Result<Output, HostError> {
+    let mut stdout = Vec::new();
+    let mut out = run_streaming(argv, stdin, timeout, stdout_limit, &mut |chunk| stdout.extend_from_slice(chunk))?;
+    out.stdout = String::from_utf8_lossy(&stdout).into_owned();
+    Ok(out)
+}
+
+/// `run`, with standard output given to `on_stdout` piece by piece while the command prints it
+/// (`Output::stdout` stays empty): a long output is read while it is still being written.
+pub fn run_streaming(
+    argv: &[&str],
+    stdin: Option<&[u8]>,
+    timeout: Duration,
+    stdout_limit: u64,
+    on_stdout: &mut dyn FnMut(&[u8]),
+) -> Result<Output, HostError> {
     let shown = argv.join(" ");
     let (prog, args) = argv.split_first().ok_or_else(|| HostError::Other("empty command".into()))?;
     let mut child = Command::new(prog)
@@ -58,13 +76,25 @@ pub fn run(argv: &[&str], stdin: Option<&[u8]>, timeout: Duration, stdout_limit:
     let mut out = child.stdout.take().expect("stdout was piped");
     let t = tx.clone();
     std::thread::spawn(move || {
-        let limit = stdout_limit;
-        let mut buf = Vec::new();
-        let r = (&mut out).take(limit + 1).read_to_end(&mut buf);
-        let _ = t.send(Event::Stdout(match r {
-            Ok(_) if buf.len() as u64 <= limit => Ok(buf),
-            _ => Err(()),
-        }));
+        let mut buf = vec![0; 64 * 1024];
+        let mut total: u64 = 0;
+        let end = loop {
+            match out.read(&mut buf) {
+                Ok(0) => break Ok(()),
+                Ok(n) => {
+                    total += n as u64;
+                    if total > stdout_limit {
+                        break Err(());
+                    }
+                    if t.send(Event::Chunk(buf[..n].to_vec())).is_err() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break Err(()),
+            }
+        };
+        let _ = t.send(Event::StdoutEnd(end));
     });
     let mut err = child.stderr.take().expect("stderr was piped");
     let t = tx.clone();
@@ -80,7 +110,7 @@ pub fn run(argv: &[&str], stdin: Option<&[u8]>, timeout: Duration, stdout_limit:
     });
 
     let deadline = Instant::now() + timeout;
-    let (mut stdout, mut stderr, mut status) = (None, None, None);
+    let (mut stdout, mut stderr, mut status) = (None::<()>, None, None);
     let kill = || {
         // SAFETY: signalling the child's own process group; the child is not reaped before the
         // waiter thread reports its exit, so the id cannot have been reused.
@@ -91,8 +121,9 @@ pub fn run(argv: &[&str], stdin: Option<&[u8]>, timeout: Duration, stdout_limit:
     while stdout.is_none() || stderr.is_none() || status.is_none() {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
-            Ok(Event::Stdout(Ok(b))) => stdout = Some(b),
-            Ok(Event::Stdout(Err(()))) => {
+            Ok(Event::Chunk(c)) => on_stdout(&c),
+            Ok(Event::StdoutEnd(Ok(()))) => stdout = Some(()),
+            Ok(Event::StdoutEnd(Err(()))) => {
                 kill();
                 return Err(HostError::OutputTooLarge { argv: shown, limit: stdout_limit });
             }
@@ -108,7 +139,7 @@ pub fn run(argv: &[&str], stdin: Option<&[u8]>, timeout: Duration, stdout_limit:
     Ok(Output {
         success: status.success(),
         status: status.to_string(),
-        stdout: String::from_utf8_lossy(&stdout.unwrap_or_default()).into_owned(),
+        stdout: String::new(),
         stderr: String::from_utf8_lossy(&stderr.unwrap_or_default()).into_owned(),
     })
 }

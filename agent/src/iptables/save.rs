@@ -53,34 +53,72 @@ impl TableDump {
 /// Parse `iptables-save` output: every table it holds. Tolerates comments and warnings (`#`),
 /// packet counters (`[p:b]` before a rule, `-c p b` inside it), blank lines and empty chains.
 pub fn parse(text: &str) -> Result<Vec<TableDump>, String> {
-    let mut tables: Vec<TableDump> = Vec::new();
-    let mut current: Option<TableDump> = None;
-    // The chains of the current table by name: a kube-proxy node has tens of thousands, and a
-    // rule's chain is looked up for every rule. The last one used is tried first (iptables-save
-    // prints each chain's rules together).
-    let mut index: foldhash::HashMap<String, usize> = foldhash::HashMap::default();
-    let mut last: usize = 0;
-    for (i, raw) in text.lines().enumerate() {
-        let n = i + 1;
+    let mut p = Parser::default();
+    for line in text.lines() {
+        p.line(line);
+    }
+    p.finish()
+}
+
+/// `parse`, a line at a time: so the output of `iptables-save` is read while it is printed.
+#[derive(Default)]
+pub struct Parser {
+    tables: Vec<TableDump>,
+    current: Option<TableDump>,
+    /// The chains of the current table by name: a kube-proxy node has tens of thousands, and a
+    /// rule's chain is looked up for every rule. The last one used is tried first (iptables-save
+    /// prints each chain's rules together).
+    index: foldhash::HashMap<String, usize>,
+    last: usize,
+    /// Lines seen, for messages.
+    n: usize,
+    /// The first line that could not be read; the lines after it are not.
+    error: Option<String>,
+}
+
+impl Parser {
+    /// One line, without its newline.
+    pub fn line(&mut self, raw: &str) {
+        self.n += 1;
+        if self.error.is_none() {
+            if let Err(e) = self.read(raw) {
+                self.error = Some(e);
+            }
+        }
+    }
+
+    /// Every table the lines held, or the first line that could not be read.
+    pub fn finish(self) -> Result<Vec<TableDump>, String> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        if let Some(t) = self.current {
+            return Err(format!("table {} was not committed (truncated output?)", t.name));
+        }
+        Ok(self.tables)
+    }
+
+    fn read(&mut self, raw: &str) -> Result<(), String> {
+        let n = self.n;
         let line = raw.trim();
         if line.is_empty() || line.starts_with('#') {
-            continue;
+            return Ok(());
         }
         if let Some(name) = line.strip_prefix('*') {
-            if let Some(t) = current.take() {
+            if let Some(t) = self.current.take() {
                 return Err(format!("line {n}: table {name} starts before table {} was committed", t.name));
             }
-            current = Some(TableDump { name: name.trim().to_string(), chains: Vec::new() });
-            index.clear();
-            last = 0;
-            continue;
+            self.current = Some(TableDump { name: name.trim().to_string(), chains: Vec::new() });
+            self.index.clear();
+            self.last = 0;
+            return Ok(());
         }
-        let Some(table) = current.as_mut() else {
+        let Some(table) = self.current.as_mut() else {
             return Err(format!("line {n}: {line:?} outside of a table"));
         };
         if line == "COMMIT" {
-            tables.push(current.take().expect("checked above"));
-            continue;
+            self.tables.push(self.current.take().expect("checked above"));
+            return Ok(());
         }
         if let Some(decl) = line.strip_prefix(':') {
             let mut parts = decl.split_whitespace();
@@ -88,15 +126,15 @@ pub fn parse(text: &str) -> Result<Vec<TableDump>, String> {
             let policy = parts.next().filter(|p| *p != "-").map(str::to_string);
             // A chain declared again is the same chain (iptables-restore sets a built-in
             // chain's policy again), never a second chain of that name: its rules go to one place.
-            if let Some(&at) = index.get(name) {
+            if let Some(&at) = self.index.get(name) {
                 if policy.is_some() {
                     table.chains[at].policy = policy;
                 }
-                continue;
+                return Ok(());
             }
-            index.insert(name.to_string(), table.chains.len());
+            self.index.insert(name.to_string(), table.chains.len());
             table.chains.push(Chain { name: name.to_string(), policy, rules: Vec::new() });
-            continue;
+            return Ok(());
         }
         let rest = strip_counters(line);
         let bad = |e: String| format!("line {n}: {e}");
@@ -107,23 +145,20 @@ pub fn parse(text: &str) -> Result<Vec<TableDump>, String> {
         if op != "-A" && op != "--append" {
             return Err(format!("line {n}: {line:?} is not a rule (-A CHAIN ...)"));
         }
-        let at = match table.chains.get(last) {
-            Some(c) if c.name == chain => Some(last),
-            _ => index.get(&*chain).copied(),
+        let at = match table.chains.get(self.last) {
+            Some(c) if c.name == chain => Some(self.last),
+            _ => self.index.get(&*chain).copied(),
         };
         let Some(at) = at else { return Err(format!("line {n}: a rule of chain {chain}, which was not declared")) };
-        last = at;
+        self.last = at;
         let mut args = Vec::with_capacity(word_bound(&rest[pos..]));
         while let Some(w) = next_word(rest, &mut pos).map_err(bad)? {
             args.push(w.into_owned());
         }
         strip_inline_counters(&mut args);
         table.chains[at].rules.push(Rule::new(args));
+        Ok(())
     }
-    if let Some(t) = current {
-        return Err(format!("table {} was not committed (truncated output?)", t.name));
-    }
-    Ok(tables)
 }
 
 /// `[12:3456] -A ...` -> `-A ...`.
