@@ -110,7 +110,7 @@ pub fn run_streaming(
     });
 
     let deadline = Instant::now() + timeout;
-    let (mut stdout, mut stderr, mut status) = (None::<()>, None, None);
+    let (mut stdout_ended, mut stderr, mut status) = (false, None, None);
     let kill = || {
         // SAFETY: signalling the child's own process group; the child is not reaped before the
         // waiter thread reports its exit, so the id cannot have been reused.
@@ -118,11 +118,11 @@ pub fn run_streaming(
             libc::kill(-pid, libc::SIGKILL);
         }
     };
-    while stdout.is_none() || stderr.is_none() || status.is_none() {
+    while !stdout_ended || stderr.is_none() || status.is_none() {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
             Ok(Event::Chunk(c)) => on_stdout(&c),
-            Ok(Event::StdoutEnd(Ok(()))) => stdout = Some(()),
+            Ok(Event::StdoutEnd(Ok(()))) => stdout_ended = true,
             Ok(Event::StdoutEnd(Err(()))) => {
                 kill();
                 return Err(HostError::OutputTooLarge { argv: shown, limit: stdout_limit });
